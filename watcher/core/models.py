@@ -1,0 +1,309 @@
+"""Typed views of the CCE upgrade API's JSON, parsed from raw dicts (CCE_API.md 1.4).
+
+We do not use the SDK's models: its enums turn unknown values into ``{}`` (CCE_API.md 2.6).
+Here every enum-like field is a plain string, so an unknown phase, status or task type is
+carried as its string. Unknown fields are ignored, missing fields become ``None`` or empty,
+and each model has ``from_api`` (the cloud's nested camelCase shape) as well as the normal
+pydantic constructors (our own flat shape, used to persist snapshots).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+from watcher.core.timeparse import parse_timestamp_lenient
+
+
+class Phase(StrEnum):
+    """Known workflow phases. ``Pending`` means a task failed; there is no Failed phase."""
+
+    INIT = "Init"
+    RUNNING = "Running"
+    PENDING = "Pending"
+    SUCCESS = "Success"
+    CANCEL = "Cancel"
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCESS, Phase.CANCEL})
+
+
+class TaskStatus(StrEnum):
+    """Known statuses of a workflow point (a node of the task graph)."""
+
+    INIT = "Init"
+    QUEUING = "Queuing"
+    RUNNING = "Running"
+    SUCCESS = "Success"
+    FAILED = "Failed"
+
+
+ACTIVE_STATUSES = frozenset({TaskStatus.QUEUING, TaskStatus.RUNNING})
+
+
+class TaskType(StrEnum):
+    """Known task types, in the order the graph runs them."""
+
+    PRECHECK = "PreCheck"
+    SNAPSHOT = "Snapshot"
+    CLUSTER = "Cluster"
+    POSTCHECK = "PostCheck"
+    ROLLBACK = "Rollback"
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        return parse_timestamp_lenient(value)
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    return str(value)
+
+
+Time = Annotated[datetime | None, BeforeValidator(_time)]
+Text = Annotated[str | None, BeforeValidator(_text)]
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Point(_Model):
+    """One task of the workflow graph (``status.pointStatuses[]``)."""
+
+    task_type: str
+    task_id: Text = None
+    status: Text = None
+    started_at: Time = None
+    ended_at: Time = None
+    expires_at: Time = None
+
+    @classmethod
+    def from_api(cls, raw: Any) -> Point:
+        raw = _dict(raw)
+        return cls(
+            task_type=_text(raw.get("taskType")) or "",
+            task_id=raw.get("taskID"),
+            status=raw.get("status"),
+            started_at=raw.get("startTimeStamp"),
+            ended_at=raw.get("endTimeStamp"),
+            expires_at=raw.get("expireTimeStamp"),
+        )
+
+
+class Line(_Model):
+    """An edge of the workflow graph (``status.lineStatuses[]``)."""
+
+    start: Text = None
+    end: Text = None
+    critical: bool | None = None
+
+    @classmethod
+    def from_api(cls, raw: Any) -> Line:
+        raw = _dict(raw)
+        critical = raw.get("critical")
+        return cls(
+            start=_dict(raw.get("startPoint")).get("taskType"),
+            end=_dict(raw.get("endPoint")).get("taskType"),
+            critical=critical if isinstance(critical, bool) else None,
+        )
+
+
+class Workflow(_Model):
+    """An upgrade workflow (ShowUpgradeWorkFlow, or one item of the list)."""
+
+    uid: str
+    name: Text = None
+    cluster_id: Text = None
+    cluster_version: Text = None
+    target_version: Text = None
+    phase: Text = None
+    points: tuple[Point, ...] = ()
+    lines: tuple[Line, ...] = ()
+    created_at: Time = None
+    updated_at: Time = None
+
+    @classmethod
+    def from_api(cls, raw: Any) -> Workflow:
+        """Parse the cloud's JSON; raises ValueError when it is not a workflow at all."""
+        if not isinstance(raw, dict):
+            raise ValueError("workflow body is not a JSON object")
+        metadata, spec, status = (_dict(raw.get(k)) for k in ("metadata", "spec", "status"))
+        uid = _text(metadata.get("uid"))
+        if not uid:
+            raise ValueError("workflow body has no metadata.uid")
+        return cls(
+            uid=uid,
+            name=metadata.get("name"),
+            cluster_id=spec.get("clusterID"),
+            cluster_version=spec.get("clusterVersion"),
+            target_version=spec.get("targetVersion"),
+            phase=status.get("phase"),
+            points=tuple(Point.from_api(p) for p in _list(status.get("pointStatuses"))),
+            lines=tuple(Line.from_api(x) for x in _list(status.get("lineStatuses"))),
+            created_at=metadata.get("creationTimestamp"),
+            updated_at=metadata.get("updateTimestamp"),
+        )
+
+    def point(self, task_type: str) -> Point | None:
+        """The first point of a task type, or None when the graph has no such node."""
+        return next((p for p in self.points if p.task_type == task_type), None)
+
+
+def parse_workflow_list(raw: Any) -> tuple[Workflow, ...]:
+    """Parse ListUpgradeWorkFlows, newest first (the API's item order is unspecified)."""
+    if not isinstance(raw, dict):
+        raise ValueError("workflow list body is not a JSON object")
+    items = []
+    for item in _list(raw.get("items")):
+        try:
+            items.append(Workflow.from_api(item))
+        except ValueError:
+            continue  # an item without a uid cannot be watched; skip it, keep the rest
+    return tuple(sorted(items, key=_creation_key, reverse=True))
+
+
+def _creation_key(workflow: Workflow) -> tuple[float, str]:
+    created = workflow.created_at
+    return (created.timestamp() if created else 0.0, workflow.uid)
+
+
+class CheckItem(_Model):
+    """One pre-check item result (``itemsStatus[]``)."""
+
+    name: Text = None
+    kind: Text = None
+    group: Text = None
+    level: Text = None
+    phase: Text = None
+    message: Text = None
+    node: Text = None
+
+    @classmethod
+    def from_api(cls, raw: Any, node: str | None = None) -> CheckItem:
+        raw = _dict(raw)
+        return cls(
+            name=raw.get("name"),
+            kind=raw.get("kind"),
+            group=raw.get("group"),
+            level=raw.get("level"),
+            phase=raw.get("phase"),
+            message=raw.get("message"),
+            node=node,
+        )
+
+    @property
+    def failed(self) -> bool:
+        # Item phases are not enumerated anywhere; Failed and Error are the two the pre-check
+        # task itself uses for "did not pass", so items share that meaning.
+        return (self.phase or "") in {"Failed", "Error"}
+
+
+class PreCheckTask(_Model):
+    """ShowPreCheck: the pre-check task behind the workflow's PreCheck point."""
+
+    uid: str
+    phase: Text = None
+    expires_at: Time = None
+    message: Text = None
+    items: tuple[CheckItem, ...] = ()
+
+    @classmethod
+    def from_api(cls, raw: Any) -> PreCheckTask:
+        if not isinstance(raw, dict):
+            raise ValueError("pre-check body is not a JSON object")
+        metadata, status = _dict(raw.get("metadata")), _dict(raw.get("status"))
+        items: list[CheckItem] = []
+        for key in ("clusterCheckStatus", "addonCheckStatus"):
+            items += [
+                CheckItem.from_api(i) for i in _list(_dict(status.get(key)).get("itemsStatus"))
+            ]
+        for raw_stage in _list(_dict(status.get("nodeCheckStatus")).get("nodeStageStatus")):
+            stage = _dict(raw_stage)
+            node = _text(_dict(stage.get("nodeInfo")).get("name"))
+            items += [CheckItem.from_api(i, node) for i in _list(stage.get("itemsStatus"))]
+        return cls(
+            uid=_text(metadata.get("uid")) or "",
+            phase=status.get("phase"),
+            expires_at=status.get("expireTimeStamp"),
+            message=status.get("message"),
+            items=tuple(items),
+        )
+
+    @property
+    def failed_items(self) -> tuple[CheckItem, ...]:
+        return tuple(i for i in self.items if i.failed)
+
+
+class UpgradeTask(_Model):
+    """ShowUpgradeClusterTask: the task behind the workflow's Cluster point."""
+
+    uid: str
+    phase: Text = None
+    progress: Text = None
+    version: Text = None
+    target_version: Text = None
+    completed_at: Time = None
+
+    @classmethod
+    def from_api(cls, raw: Any) -> UpgradeTask:
+        if not isinstance(raw, dict):
+            raise ValueError("upgrade task body is not a JSON object")
+        metadata, spec, status = (_dict(raw.get(k)) for k in ("metadata", "spec", "status"))
+        return cls(
+            uid=_text(metadata.get("uid")) or "",
+            phase=status.get("phase"),
+            progress=status.get("progress"),
+            version=spec.get("version"),
+            target_version=spec.get("targetVersion"),
+            completed_at=status.get("completionTime"),
+        )
+
+
+class Cluster(_Model):
+    """ShowCluster / one item of ListClusters, reduced to what the watcher uses."""
+
+    uid: str
+    name: Text = None
+    version: Text = None
+    phase: Text = None
+    category: Text = None
+    flavor: Text = None
+
+    @classmethod
+    def from_api(cls, raw: Any) -> Cluster:
+        if not isinstance(raw, dict):
+            raise ValueError("cluster body is not a JSON object")
+        metadata, spec, status = (_dict(raw.get(k)) for k in ("metadata", "spec", "status"))
+        return cls(
+            uid=_text(metadata.get("uid")) or "",
+            name=metadata.get("name"),
+            version=spec.get("version"),
+            phase=status.get("phase"),
+            category=spec.get("category"),
+            flavor=spec.get("flavor"),
+        )
+
+
+def parse_cluster_list(raw: Any) -> tuple[Cluster, ...]:
+    if not isinstance(raw, dict):
+        raise ValueError("cluster list body is not a JSON object")
+    return tuple(Cluster.from_api(c) for c in _list(raw.get("items")) if isinstance(c, dict))

@@ -1,0 +1,94 @@
+"""Tolerant parsing of the timestamp formats CCE and IAM emit (CCE_API.md 2.5).
+
+The cloud mixes Go's ``time.Time.String()`` (any offset, 0-9 fraction digits, a zone
+abbreviation, maybe a monotonic suffix) with RFC 3339, and leaves unset times as the empty
+string. Every parsed value is an aware UTC datetime; the offset is authoritative and the
+abbreviation is ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+_GO = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))? ([+-])(\d\d)(\d\d)"
+    r"(?: [A-Za-z][A-Za-z0-9+-]{0,9})?(?: m=[+-]?\d+(?:\.\d+)?)?$"
+)
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d\d):?(\d\d))?$"
+)
+
+
+class TimestampError(ValueError):
+    """A non-empty timestamp string that matches no known format."""
+
+
+def _micro(fraction: str | None) -> int:
+    # Python keeps microseconds; nanosecond digits beyond six are truncated, not rounded,
+    # so a parsed time is never later than the cloud's.
+    return int((fraction or "0")[:6].ljust(6, "0"))
+
+
+def _build(parts: tuple[str, ...], fraction: str | None, offset: timedelta) -> datetime:
+    year, month, day, hour, minute, second = (int(p) for p in parts)
+    try:
+        local = datetime(
+            year, month, day, hour, minute, second, _micro(fraction), tzinfo=timezone(offset)
+        )
+    except ValueError as exc:
+        raise TimestampError(str(exc)) from None
+    return local.astimezone(UTC)
+
+
+def parse_timestamp(value: str | None) -> datetime | None:
+    """Parse a CCE/IAM timestamp to aware UTC; ``None`` or blank gives ``None``.
+
+    Raises TimestampError for a non-empty string in no known format, so the caller decides
+    whether an odd value fails the poll or is carried as unknown.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if match := _GO.match(text):
+        g = match.groups()
+        sign = -1 if g[7] == "-" else 1
+        offset = sign * timedelta(hours=int(g[8]), minutes=int(g[9]))
+        return _build(g[:6], g[6], offset)
+    if match := _RFC3339.match(text):
+        g = match.groups()
+        if g[8]:
+            sign = -1 if g[8] == "-" else 1
+            offset = sign * timedelta(hours=int(g[9]), minutes=int(g[10]))
+        else:
+            offset = timedelta(0)  # "Z", or no zone at all: the cloud speaks UTC
+        return _build(g[:6], g[6], offset)
+    raise TimestampError(f"unrecognised timestamp {text[:64]!r}")
+
+
+def parse_timestamp_lenient(value: str | None) -> datetime | None:
+    """Like parse_timestamp, but an unparseable value is ``None`` instead of an error.
+
+    Used for fields where one odd value must not fail a whole poll (a task's times).
+    """
+    try:
+        return parse_timestamp(value)
+    except TimestampError:
+        return None
+
+
+def format_go(moment: datetime) -> str:
+    """Render as Go's ``time.Time.String()`` in UTC, the way CCE writes metadata times."""
+    utc = moment.astimezone(UTC)
+    text = utc.strftime("%Y-%m-%d %H:%M:%S")
+    if utc.microsecond:
+        text += "." + f"{utc.microsecond:06d}".rstrip("0")
+    return text + " +0000 UTC"
+
+
+def format_iam(moment: datetime) -> str:
+    """Render as IAM's ``expires_at`` (microseconds are mandatory for the SDK's parser)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
