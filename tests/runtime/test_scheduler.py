@@ -1,0 +1,104 @@
+"""The scheduler wrapper runs adaptive jobs, stops them, and shuts down without cancelling."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from watcher.runtime.scheduler import PollScheduler
+
+
+async def test_job_follows_the_delay_it_returns_and_stops_on_none() -> None:
+    sched = PollScheduler()
+    sched.start()
+    runs: list[float] = []
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    async def job() -> float | None:
+        runs.append(loop.time())
+        if len(runs) == 3:
+            done.set()
+            return None
+        return 0.05
+
+    sched.add("j", job)
+    await asyncio.wait_for(done.wait(), 2)
+    await asyncio.sleep(0.15)
+    assert len(runs) == 3
+    assert "j" not in sched
+    assert all(b - a >= 0.04 for a, b in itertools.pairwise(runs))
+    await sched.shutdown(1)
+
+
+async def test_crashing_job_is_retried_later_not_lost() -> None:
+    sched = PollScheduler()
+    sched.start()
+    calls = 0
+
+    async def job() -> float | None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("boom")
+
+    sched.add("j", job)
+    await asyncio.sleep(0.1)
+    assert calls == 1
+    assert "j" in sched  # still scheduled (fallback interval)
+    await sched.shutdown(1)
+
+
+async def test_shutdown_waits_for_inflight_jobs() -> None:
+    sched = PollScheduler()
+    sched.start()
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def job() -> float | None:
+        started.set()
+        await asyncio.sleep(0.2)
+        finished.set()
+        return 10
+
+    sched.add("j", job)
+    await asyncio.wait_for(started.wait(), 2)
+    await sched.shutdown(timeout=2)
+    assert finished.is_set()
+    assert not sched.running
+
+
+async def test_shutdown_cancels_jobs_past_the_bound() -> None:
+    sched = PollScheduler()
+    sched.start()
+    started = asyncio.Event()
+    cancelled = False
+
+    async def job() -> float | None:
+        nonlocal cancelled
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        return 1
+
+    sched.add("j", job)
+    await asyncio.wait_for(started.wait(), 2)
+    await sched.shutdown(timeout=0.1)
+    assert cancelled
+
+
+async def test_run_soon_and_lateness_are_tracked() -> None:
+    sched = PollScheduler()
+    sched.start()
+    ran = asyncio.Event()
+
+    async def job() -> float | None:
+        ran.set()
+        return 100
+
+    sched.add("j", job, first_delay=100)
+    sched.run_soon("j")
+    await asyncio.wait_for(ran.wait(), 2)
+    assert sched.lateness_quantile(0.99) is not None
+    await sched.shutdown(1)

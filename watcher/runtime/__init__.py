@@ -1,0 +1,1 @@
+"""The daemon: scheduling, polling, lifecycle. The only place where the parts are wired."""
