@@ -1,0 +1,56 @@
+"""The shared workflow summary: durations, expiry countdown, check verdict and text."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from watcher.core.events import TargetRef
+from watcher.core.models import Workflow
+from watcher.core.summary import format_text, human_duration, needs_attention, summarize
+
+TARGET = TargetRef(name="prod", region="ap-southeast-1", project_id="p", cluster_id="c")
+NOW = datetime(2023, 11, 25, 8, 0, tzinfo=UTC)
+
+
+def test_seed_summary(seed_workflow_raw: dict[str, Any]) -> None:
+    summary = summarize(Workflow.from_api(seed_workflow_raw), target=TARGET, now=NOW)
+    points = {p["task_type"]: p for p in summary["points"]}
+    assert round(points["PreCheck"]["duration_s"]) == 61
+    assert round(points["Cluster"]["duration_s"]) == 545
+    assert points["Snapshot"]["status"] is None
+    assert summary["precheck_expires_in_s"] is None  # the upgrade already started
+    assert needs_attention(summary)
+    text = format_text(summary)
+    assert "phase Pending" in text
+    assert "PreCheck   Success     (1m 1s)" in text
+    assert "Cluster    Failed      (9m 5s)" in text
+    assert "Snapshot   not run" in text
+
+
+def _waiting(expires: datetime) -> Workflow:
+    return Workflow.from_api({
+        "metadata": {"uid": "w"},
+        "status": {"phase": "Running", "pointStatuses": [
+            {"taskType": "PreCheck", "status": "Success", "expireTimeStamp": expires.isoformat()},
+            {"taskType": "Cluster", "status": "Init"},
+        ]},
+    })
+
+
+def test_countdown_and_expired_verdict() -> None:
+    ahead = summarize(_waiting(NOW + timedelta(minutes=15)), target=TARGET, now=NOW)
+    assert ahead["precheck_expires_in_s"] == 900
+    assert not needs_attention(ahead)
+    assert "expires in 15m 0s" in format_text(ahead)
+    past = summarize(_waiting(NOW - timedelta(minutes=2)), target=TARGET, now=NOW)
+    assert needs_attention(past)
+    assert "EXPIRED 2m 0s ago" in format_text(past)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(None, "-"), (5, "5s"), (61, "1m 1s"),
+                                               (7380, "2h 3m"), (-120, "-2m 0s")])
+def test_human_duration(seconds: float | None, text: str) -> None:
+    assert human_duration(seconds) == text

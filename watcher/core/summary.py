@@ -1,0 +1,134 @@
+"""One JSON-ready view of a watched workflow, shared by `check`, the HTTP API and the page.
+
+Pure: given the workflow, its target and the time, it computes durations and the pre-check
+expiry countdown. The shape is documented in watcher/http/status.py and kept stable.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from watcher.core.events import TargetRef
+from watcher.core.models import Phase, Point, TaskStatus, TaskType, Workflow
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def point_duration_s(point: Point, now: datetime) -> float | None:
+    """Seconds a task ran: end - start, or now - start while it runs."""
+    if point.started_at is None:
+        return None
+    end = point.ended_at
+    if end is None:
+        if point.status not in (TaskStatus.RUNNING, TaskStatus.QUEUING):
+            return None
+        end = now
+    return max(0.0, (end - point.started_at).total_seconds())
+
+
+def precheck_expiry(workflow: Workflow) -> datetime | None:
+    """When a passed pre-check stops being valid, if it matters (the upgrade not started)."""
+    pre = workflow.point(TaskType.PRECHECK)
+    if pre is None or pre.status != TaskStatus.SUCCESS or pre.expires_at is None:
+        return None
+    cluster = workflow.point(TaskType.CLUSTER)
+    if cluster is not None and cluster.status not in (None, TaskStatus.INIT):
+        return None
+    if workflow.phase in (Phase.SUCCESS, Phase.CANCEL):
+        return None
+    return pre.expires_at
+
+
+def summarize(
+    workflow: Workflow,
+    *,
+    target: TargetRef,
+    now: datetime,
+    key: str | None = None,
+    display_name: str | None = None,
+    cluster_name: str | None = None,
+    observed_at: datetime | None = None,
+    next_poll_at: datetime | None = None,
+    last_error: str | None = None,
+) -> dict[str, Any]:
+    expires = precheck_expiry(workflow)
+    return {
+        "key": key or f"{target.name}/{workflow.uid}",
+        "target": target.to_dict(),
+        "display_name": display_name or target.name,
+        "cluster_name": cluster_name,
+        "workflow_id": workflow.uid,
+        "phase": workflow.phase,
+        "from_version": workflow.cluster_version,
+        "to_version": workflow.target_version,
+        "observed_at": _iso(observed_at),
+        "next_poll_at": _iso(next_poll_at),
+        "last_error": last_error,
+        "precheck_expires_at": _iso(expires),
+        "precheck_expires_in_s": (expires - now).total_seconds() if expires else None,
+        "points": [
+            {
+                "task_type": p.task_type,
+                "task_id": p.task_id,
+                "status": p.status,
+                "started_at": _iso(p.started_at),
+                "ended_at": _iso(p.ended_at),
+                "expires_at": _iso(p.expires_at),
+                "duration_s": point_duration_s(p, now),
+            }
+            for p in workflow.points
+        ],
+        "lines": [
+            {"start": ln.start, "end": ln.end, "critical": ln.critical} for ln in workflow.lines
+        ],
+    }
+
+
+def needs_attention(summary: dict[str, Any]) -> bool:
+    """True when `check` must exit 1: the workflow failed, or its pre-check expired."""
+    expires_in = summary.get("precheck_expires_in_s")
+    return summary.get("phase") == Phase.PENDING or (expires_in is not None and expires_in <= 0)
+
+
+def human_duration(seconds: float | None) -> str:
+    """'1m 1s', '9m 5s', '2h 3m', or '-' when unknown."""
+    if seconds is None:
+        return "-"
+    total = round(abs(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        text = f"{hours}h {minutes}m"
+    elif minutes:
+        text = f"{minutes}m {secs}s"
+    else:
+        text = f"{secs}s"
+    return f"-{text}" if seconds < 0 else text
+
+
+def format_text(summary: dict[str, Any]) -> str:
+    """The `check` table for one workflow: header, one line per task, expiry countdown."""
+    target = summary["target"]
+    cluster = summary.get("cluster_name") or target["cluster_id"]
+    lines = [
+        f"{summary['display_name']}  cluster {cluster}  workflow {summary['workflow_id']}",
+        f"  {summary.get('from_version') or '?'} -> {summary.get('to_version') or '?'}"
+        f"  phase {summary.get('phase') or 'unknown'}",
+    ]
+    for point in summary["points"]:
+        status = point["status"] or "not run"
+        duration = point["duration_s"]
+        suffix = f"  ({human_duration(duration)})" if duration is not None else ""
+        lines.append(f"    {point['task_type'] or '?':<10} {status:<10}{suffix}")
+    expires_in = summary.get("precheck_expires_in_s")
+    if expires_in is not None:
+        if expires_in > 0:
+            lines.append(f"  pre-check result expires in {human_duration(expires_in)}")
+        else:
+            lines.append(
+                f"  pre-check result EXPIRED {human_duration(-expires_in)} ago: run it again"
+            )
+    return "\n".join(lines)
