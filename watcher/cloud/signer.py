@@ -30,7 +30,9 @@ def canonical_uri(path: str) -> str:
 
 
 def canonical_query(query: Sequence[tuple[str, str]]) -> str:
-    pairs = sorted((_encode(k), _encode(v)) for k, v in query)
+    # The SDK sorts the raw pairs, then encodes; the other order differs for keys holding
+    # reserved characters (found by the property test against huaweicloudsdkcore).
+    pairs = [(_encode(k), _encode(v)) for k, v in sorted(query)]
     return "&".join(f"{k}={v}" for k, v in pairs)
 
 

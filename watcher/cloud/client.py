@@ -1,0 +1,326 @@
+"""The CCE API client: the only place the watcher talks HTTP to CCE.
+
+It builds the request paths (standard CCE under ``/api/v3``, Autopilot under
+``/autopilot/v3``), asks the credential provider for the headers, reads each answer under
+a size cap, turns error answers into ``watcher.core.errors`` types, and retries inside one
+call only where that is safe: 5xx and transport errors with capped, jittered exponential
+backoff; 429 when Retry-After is short; 401 exactly once with fresh credentials. Everything
+else goes straight back to the scheduler, which owns slower backoff and alerting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from watcher.cloud import responses
+from watcher.cloud.auth import Auth, host_header
+from watcher.cloud.endpoints import normalise_override
+from watcher.core.errors import (
+    AuthError,
+    BadResponseError,
+    ServerError,
+    ThrottledError,
+    TransportError,
+    WatcherError,
+)
+from watcher.core.models import (
+    Cluster,
+    PreCheckTask,
+    UpgradeTask,
+    Workflow,
+    parse_cluster_list,
+    parse_workflow_list,
+)
+
+log = structlog.get_logger()
+
+Api = Literal["cce", "autopilot"]
+API_PREFIXES: dict[str, str] = {"cce": "/api/v3", "autopilot": "/autopilot/v3"}
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+
+T = TypeVar("T")
+
+
+class RequestLimiter(Protocol):
+    """A request budget per API host (the runtime plugs in a token bucket)."""
+
+    async def acquire(self, host: str) -> None:
+        """Wait until one more request to ``host`` is allowed."""
+        ...
+
+
+# on_response(host, route, status or None for a transport error, error code, seconds)
+ResponseHook = Callable[[str, str, int | None, str | None, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries inside one call. ``attempts`` counts every try, the first included."""
+
+    attempts: int = 3
+    base: float = 0.5
+    cap: float = 8.0
+    jitter: Literal["full", "none"] = "full"
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.base < 0 or self.cap < 0:
+            raise ValueError("RetryPolicy needs attempts >= 1 and non-negative base and cap")
+
+    def delay(self, retry: int, rand: float) -> float:
+        return backoff_delay(retry, base=self.base, cap=self.cap, jitter=self.jitter, rand=rand)
+
+
+def backoff_delay(
+    retry: int, *, base: float, cap: float, jitter: Literal["full", "none"] = "full", rand: float
+) -> float:
+    """Seconds to wait before retry number ``retry`` (1 = the first retry).
+
+    Exponential ``base * 2**(retry-1)`` bounded by ``cap``; "full" jitter scales it by
+    ``rand`` in [0, 1) (AWS's "full jitter"), which spreads synchronized pollers apart.
+    """
+    if retry < 1:
+        return 0.0
+    ceiling = min(cap, base * 2.0 ** min(retry - 1, 62))
+    if jitter == "full":
+        return ceiling * min(max(rand, 0.0), 1.0)
+    return ceiling
+
+
+def retry_delay(
+    error: WatcherError, failures: int, policy: RetryPolicy, rand: float
+) -> float | None:
+    """Seconds before the next try after the ``failures``-th transient failure, or None when
+    the error must go back to the caller now (pure; the 401 refresh is decided elsewhere)."""
+    if failures >= policy.attempts:
+        return None
+    if isinstance(error, ThrottledError):
+        if error.retry_after is None:
+            return policy.delay(failures, rand)
+        # A long Retry-After is the scheduler's business: it backs the whole target off.
+        return error.retry_after if error.retry_after <= policy.cap else None
+    if isinstance(error, ServerError | TransportError):
+        return policy.delay(failures, rand)
+    return None
+
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_id(value: str, what: str) -> str:
+    """Return ``value`` when it is safe as one URL path segment, else raise ValueError."""
+    if not isinstance(value, str) or not _ID.match(value):
+        raise ValueError(f"{what} {str(value)[:40]!r} is not a valid id")
+    return value
+
+
+class CceClient:
+    """Read-only CCE upgrade API calls for one project (see the module docstring)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        endpoint: str,
+        auth: Auth,
+        project_id: str,
+        max_body_bytes: int = DEFAULT_MAX_BODY,
+        retry: RetryPolicy = RetryPolicy(),
+        limiter: RequestLimiter | None = None,
+        on_response: ResponseHook | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._session = session
+        self._endpoint = normalise_override(endpoint)
+        self._auth = auth
+        self._project_id = check_id(project_id, "project id")
+        self._max_body = max_body_bytes
+        self._retry = retry
+        self._limiter = limiter
+        self._on_response = on_response
+        self._sleep = sleep
+        self._rand = rand
+
+    def __repr__(self) -> str:
+        return (
+            f"CceClient(endpoint={self._endpoint!r}, project_id={self._project_id!r}, "
+            f"auth={self._auth.kind!r})"
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint
+
+    @property
+    def project_id(self) -> str:
+        return self._project_id
+
+    # -- API calls --------------------------------------------------------------------------
+
+    async def show_workflow(self, cluster_id: str, workflow_id: str, *, api: Api) -> Workflow:
+        """ShowUpgradeWorkFlow. A CCE 404 raises WorkflowGoneError."""
+        path = (
+            self._cluster_path(api, cluster_id)
+            + "/operation/upgradeworkflows/"
+            + check_id(workflow_id, "workflow id")
+        )
+        data = await self._get_json(api, "show_workflow", path, workflow=True)
+        return _parse("show_workflow", Workflow.from_api, data)
+
+    async def list_workflows(self, cluster_id: str, *, api: Api) -> tuple[Workflow, ...]:
+        """ListUpgradeWorkFlows, newest first."""
+        path = self._cluster_path(api, cluster_id) + "/operation/upgradeworkflows"
+        data = await self._get_json(api, "list_workflows", path)
+        return _parse("list_workflows", parse_workflow_list, data)
+
+    async def show_precheck(self, cluster_id: str, task_id: str, *, api: Api) -> PreCheckTask:
+        """ShowPreCheck: the task behind the workflow's PreCheck point."""
+        path = (
+            self._cluster_path(api, cluster_id)
+            + "/operation/precheck/tasks/"
+            + check_id(task_id, "task id")
+        )
+        data = await self._get_json(api, "show_precheck", path)
+        return _parse("show_precheck", PreCheckTask.from_api, data)
+
+    async def show_upgrade_task(self, cluster_id: str, task_id: str, *, api: Api) -> UpgradeTask:
+        """ShowUpgradeClusterTask: the task behind the workflow's Cluster point."""
+        path = (
+            self._cluster_path(api, cluster_id)
+            + "/operation/upgrade/tasks/"
+            + check_id(task_id, "task id")
+        )
+        data = await self._get_json(api, "show_upgrade_task", path)
+        return _parse("show_upgrade_task", UpgradeTask.from_api, data)
+
+    async def list_clusters(self, *, api: Api) -> tuple[Cluster, ...]:
+        """ListClusters of the project (no pagination exists)."""
+        data = await self._get_json(api, "list_clusters", self._project_path(api) + "/clusters")
+        return _parse("list_clusters", parse_cluster_list, data)
+
+    async def show_cluster(self, cluster_id: str, *, api: Api) -> Cluster:
+        """ShowCluster."""
+        data = await self._get_json(api, "show_cluster", self._cluster_path(api, cluster_id))
+        return _parse("show_cluster", Cluster.from_api, data)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _project_path(self, api: Api) -> str:
+        try:
+            prefix = API_PREFIXES[api]
+        except KeyError:
+            raise ValueError(f"api must be 'cce' or 'autopilot', not {api!r}") from None
+        return f"{prefix}/projects/{self._project_id}"
+
+    def _cluster_path(self, api: Api, cluster_id: str) -> str:
+        return f"{self._project_path(api)}/clusters/{check_id(cluster_id, 'cluster id')}"
+
+    async def _get_json(
+        self, api: Api, name: str, path: str, *, workflow: bool = False
+    ) -> dict[str, Any]:
+        route = f"{api}.{name}"
+        # Every segment was checked by check_id, so the path needs no further encoding.
+        url = URL(self._endpoint + path, encoded=True)
+        host = host_header(url)
+        refreshed = False
+        failures = 0
+        while True:
+            signed = False
+            try:
+                if self._limiter is not None:
+                    await self._limiter.acquire(host)
+                headers = await self._auth.sign("GET", url, {"Accept": "application/json"}, b"")
+                signed = True
+                body = await self._send(url, host, route, headers, workflow=workflow)
+                return responses.parse_json_object(body, route)
+            except AuthError as exc:
+                # Only a 401 from CCE earns a refresh; an IAM login refused (raised while
+                # signing) is final, or retrying would walk toward the IAM user lock.
+                if signed and exc.status == 401 and not refreshed and await self._auth.refresh():
+                    refreshed = True
+                    log.info("cloud.auth_refresh", route=route, auth=self._auth.kind)
+                    continue
+                raise
+            except (ServerError, TransportError, ThrottledError) as exc:
+                failures += 1
+                delay = retry_delay(exc, failures, self._retry, self._rand())
+                if delay is None:
+                    raise
+                log.info(
+                    "cloud.retry",
+                    route=route,
+                    attempt=failures,
+                    delay_s=round(delay, 3),
+                    error=type(exc).__name__,
+                    status=getattr(exc, "status", None),
+                )
+                await self._sleep(delay)
+
+    async def _send(
+        self, url: URL, host: str, route: str, headers: dict[str, str], *, workflow: bool
+    ) -> bytes:
+        started = time.monotonic()
+        status: int | None = None
+        code: str | None = None
+        try:
+            async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
+                status = resp.status
+                if 200 <= status < 300:
+                    return await responses.read_capped(resp, self._max_body)
+                body = await responses.read_capped(resp, responses.ERROR_BODY_CAP, truncate=True)
+                if status < 400:
+                    raise BadResponseError(f"{route}: unexpected HTTP {status}")
+                code, message, request_id = responses.parse_error_body(body, resp.headers)
+                retry_after = (
+                    responses.parse_retry_after(resp.headers.get("Retry-After"))
+                    if status == 429
+                    else None
+                )
+                raise responses.api_error(
+                    status,
+                    code,
+                    f"{route}: {message}" if message else route,
+                    request_id,
+                    retry_after=retry_after,
+                    workflow=workflow,
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            status = None
+            raise TransportError(f"{route}: {_describe(exc)}") from None
+        finally:
+            self._report(host, route, status, code, time.monotonic() - started)
+
+    def _report(
+        self, host: str, route: str, status: int | None, code: str | None, seconds: float
+    ) -> None:
+        if self._on_response is None:
+            return
+        try:
+            self._on_response(host, route, status, code, seconds)
+        except Exception:  # a broken metrics hook must never fail a poll
+            log.exception("cloud.metrics_hook_failed", route=route)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ClientError):
+        return "timed out"
+    text = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _parse(route: str, parse: Callable[[Any], T], data: dict[str, Any]) -> T:
+    try:
+        return parse(data)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise BadResponseError(f"{route}: unexpected body ({first})") from None

@@ -1,0 +1,160 @@
+"""Reading and classifying HTTP answers from CCE, IAM and the API gateway.
+
+Shared by the client and the credential providers so both read bodies under the same size
+cap and turn error answers into the same ``watcher.core.errors`` types. Everything except
+``read_capped`` is a pure function, tested by tables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+from watcher.core.errors import (
+    ApiError,
+    AuthError,
+    BadResponseError,
+    NotFoundError,
+    ServerError,
+    ThrottledError,
+    WorkflowGoneError,
+)
+
+CHUNK = 64 * 1024
+ERROR_BODY_CAP = 64 * 1024  # error bodies are small; anything longer is truncated, not fatal
+_MESSAGE_LIMIT = 300
+
+
+async def read_capped(
+    response: aiohttp.ClientResponse, cap: int, *, truncate: bool = False
+) -> bytes:
+    """Read the body, counting decompressed bytes; over ``cap`` raise or (``truncate``) cut.
+
+    Content-Length (the compressed size when the body is encoded) is checked first, then the
+    stream, which is what stops a gzip bomb.
+    """
+    declared = response.content_length
+    if declared is not None and declared > cap and not truncate:
+        raise BadResponseError(f"response body of {declared} bytes exceeds the {cap}-byte cap")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(CHUNK):
+        size += len(chunk)
+        if size > cap:
+            if truncate:
+                chunks.append(chunk[: len(chunk) - (size - cap)])
+                break
+            raise BadResponseError(f"response body exceeds the {cap}-byte cap")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
+    """Decode a JSON object or raise BadResponseError naming ``what`` (never echoing the body)."""
+    try:
+        data = json.loads(body)
+    except ValueError:  # includes UnicodeDecodeError
+        raise BadResponseError(f"{what}: body is not JSON ({len(body)} bytes)") from None
+    if not isinstance(data, dict):
+        raise BadResponseError(f"{what}: body is JSON but not an object")
+    return data
+
+
+def _short(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    text = " ".join(str(value).split())
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
+
+
+def parse_error_body(
+    body: bytes, headers: Mapping[str, str] | None = None
+) -> tuple[str | None, str, str | None]:
+    """(code, message, request id) from any error format the cloud uses (CCE_API.md 3).
+
+    CCE camelCase ``errorCode/errorMessage``, gateway snake_case ``error_code/error_msg/
+    request_id``, a k8s Status ``message`` (appended as the SDK does) and keystone's
+    ``{"error": {"code", "title", "message"}}`` from IAM. The request id prefers the
+    ``X-Request-Id`` header (a CIMultiDict makes the lookup case-insensitive).
+    """
+    request_id = None
+    if headers is not None:
+        request_id = headers.get("X-Request-Id") or headers.get("x-request-id")
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return None, "", _short(request_id)
+    code = _short(data.get("error_code") or data.get("errorCode"))
+    message = _short(data.get("error_msg") or data.get("errorMessage")) or ""
+    extra = _short(data.get("message"))
+    if extra and extra != message:
+        message = f"{message}, {extra}" if message else extra
+    nested = data.get("error")
+    if isinstance(nested, dict):
+        code = code or _short(nested.get("code"))
+        message = message or _short(nested.get("message")) or _short(nested.get("title")) or ""
+    request_id = request_id or data.get("request_id") or data.get("requestId")
+    return code, message, _short(request_id)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds (>= 0): delta-seconds or an HTTP date; None if absent or odd."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+
+
+def is_gateway_code(code: str | None) -> bool:
+    """APIGW.* / APIG.*: the gateway answered, not the service behind it."""
+    return bool(code) and (code or "").upper().startswith(("APIGW.", "APIG."))
+
+
+def api_error(
+    status: int,
+    code: str | None,
+    message: str,
+    request_id: str | None,
+    *,
+    retry_after: float | None = None,
+    workflow: bool = False,
+) -> ApiError:
+    """The exception type for an HTTP error status (the runtime dispatches on the type).
+
+    A 404 is WorkflowGoneError only when the target is a workflow and CCE itself answered;
+    a gateway 404 (APIGW.0101, "API does not exist": a wrong endpoint or prefix) is a plain
+    NotFoundError, so a misconfiguration never reads as "the workflow vanished".
+    """
+    if status in (401, 403):
+        return AuthError(status, code, message, request_id)
+    if status == 404:
+        gone = workflow and not is_gateway_code(code)
+        cls = WorkflowGoneError if gone else NotFoundError
+        return cls(status, code, message, request_id)
+    if status == 429:
+        return ThrottledError(status, code, message, request_id, retry_after=retry_after)
+    if status >= 500:
+        return ServerError(status, code, message, request_id)
+    return ApiError(status, code, message, request_id)
