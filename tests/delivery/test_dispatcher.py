@@ -1,0 +1,375 @@
+"""The outbox dispatcher over a real SQLite store and a scripted in-memory Sender.
+
+The fake Sender is fine here: the apprise sender is tested on its own against real servers;
+these tests are about ordering, isolation, retries, dead letters and shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.store.factories import T0, FakeClock, make_event
+from watcher.core.events import Event, Severity, most_severe
+from watcher.core.ports import PlannedDelivery, RenderedMessage, SendResult
+from watcher.delivery.dispatcher import Dispatcher, compute_backoff
+from watcher.store.sqlite import SqliteStore
+
+
+@dataclass
+class ScriptedSender:
+    """Records every call; fails a URL N times, or hangs it until released or cancelled."""
+
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    delivered: list[tuple[str, str]] = field(default_factory=list)
+    fail_times: dict[str, int] = field(default_factory=dict)
+    always_fail: set[str] = field(default_factory=set)
+    hang: set[str] = field(default_factory=set)
+    raise_for: dict[str, Exception] = field(default_factory=dict)
+    gate: asyncio.Event | None = None  # when set, every send waits for it
+    active: int = 0
+    max_active: int = 0
+
+    async def send(self, url_key: str, *, title: str, body: str, severity: Severity) -> SendResult:
+        self.calls.append((url_key, title))
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            if url_key in self.hang:
+                await asyncio.Event().wait()
+            if self.gate is not None:
+                await self.gate.wait()
+            if url_key in self.raise_for:
+                raise self.raise_for[url_key]
+            if url_key in self.always_fail:
+                return SendResult(ok=False, error="HTTP 500")
+            if self.fail_times.get(url_key, 0) > 0:
+                self.fail_times[url_key] -= 1
+                return SendResult(ok=False, error="HTTP 503")
+            self.delivered.append((url_key, title))
+            return SendResult(ok=True)
+        finally:
+            self.active -= 1
+
+    def titles(self, url_key: str, *, delivered: bool = True) -> list[str]:
+        source = self.delivered if delivered else self.calls
+        return [t for u, t in source if u == url_key]
+
+
+def render(url_key: str, events: Sequence[Event]) -> RenderedMessage:
+    return RenderedMessage(
+        title="+".join(e.dedup_key for e in events),
+        body="\n".join(e.message for e in events),
+        severity=most_severe(tuple(events)),
+    )
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+@dataclass
+class Rig:
+    store: SqliteStore
+    sender: ScriptedSender
+    clock: FakeClock
+    stop: asyncio.Event
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    dispatchers: list[Dispatcher] = field(default_factory=list)
+
+    def dispatcher(self, **options: object) -> Dispatcher:
+        kwargs: dict[str, object] = {"rand": lambda: 0.0, **options}
+        d = Dispatcher(
+            store=self.store,
+            sender=self.sender,
+            render=render,
+            clock=self.clock,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.dispatchers.append(d)
+        return d
+
+    def start(self, **options: object) -> Dispatcher:
+        d = self.dispatcher(**options)
+        self.tasks.append(asyncio.create_task(d.run(self.stop)))
+        return d
+
+    async def commit(self, url_key: str, *keys: str, wake: Dispatcher | None = None) -> None:
+        await self.store.commit_poll(
+            "wf-1", None, [make_event(k) for k in keys], [PlannedDelivery(url_key, keys)]
+        )
+        if wake is not None:
+            wake.wake()
+
+    async def states(self, *keys: str) -> list[tuple[str, int]]:
+        return [(d.state, d.attempts) for d in await self.store.deliveries_for(keys)]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    clock = FakeClock()
+    store = await SqliteStore.open(tmp_path / "w.db", clock=clock)
+    r = Rig(store=store, sender=ScriptedSender(), clock=clock, stop=asyncio.Event())
+    yield r
+    r.stop.set()
+    async with asyncio.timeout(5):
+        await asyncio.gather(*r.tasks)
+        for d in r.dispatchers:
+            await d.drain(0.5)
+    await store.close()
+
+
+async def test_sends_due_deliveries_and_marks_them_sent(rig: Rig) -> None:
+    await rig.commit("A", "a1", "a2")
+    await rig.commit("B", "b1")
+    d = rig.start()
+    await wait_until(lambda: d.sent == 2)
+    assert sorted(rig.sender.delivered) == [("A", "a1+a2"), ("B", "b1")]
+    assert await rig.states("a1", "b1") == [("sent", 1), ("sent", 1)]
+
+
+async def test_a_urls_messages_arrive_in_order_despite_failures(rig: Rig) -> None:
+    rig.sender.fail_times["A"] = 3
+    for key in ("a1", "a2", "a3"):
+        await rig.commit("A", key)
+    await rig.commit("B", "b1")
+    d = rig.start()
+    await wait_until(lambda: d.sent == 4)
+    assert rig.sender.titles("A") == ["a1", "a2", "a3"]
+    # a1 was tried until it went through; nothing later was tried before it.
+    assert rig.sender.titles("A", delivered=False) == ["a1", "a1", "a1", "a1", "a2", "a3"]
+    assert await rig.states("a1") == [("sent", 4)]
+
+
+async def test_a_failing_url_does_not_delay_the_others(rig: Rig) -> None:
+    rig.sender.always_fail.add("A")
+    await rig.commit("A", "a1")
+    await rig.commit("A", "a2")
+    d = rig.start(rand=lambda: 1.0)
+    for key in ("b1", "b2", "b3"):
+        await rig.commit("B", key, wake=d)
+    await wait_until(lambda: len(rig.sender.delivered) == 3)
+    assert rig.sender.titles("B") == ["b1", "b2", "b3"]
+    # A was tried once and waits for its retry (fake time does not move); a2 waits behind a1.
+    assert rig.sender.titles("A", delivered=False) == ["a1"]
+    (a1,) = await rig.store.deliveries_for(["a1"])
+    assert (a1.state, a1.attempts, a1.last_error) == ("pending", 1, "HTTP 500")
+    assert a1.next_attempt_at == T0 + timedelta(seconds=5)
+    assert await rig.states("a2") == [("pending", 0)]
+
+
+def test_backoff_doubles_up_to_the_cap_at_full_jitter() -> None:
+    ceilings = [compute_backoff(n, base_s=5, cap_s=600, rand=lambda: 1.0) for n in range(10)]
+    assert ceilings == [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]
+    assert compute_backoff(10_000, base_s=5, cap_s=600, rand=lambda: 1.0) == 600
+
+
+def test_backoff_jitter_stays_within_zero_and_the_ceiling() -> None:
+    rng = random.Random(1234)
+    for attempts in range(20):
+        ceiling = min(600.0, 5.0 * 2**attempts)
+        samples = [
+            compute_backoff(attempts, base_s=5, cap_s=600, rand=rng.random) for _ in range(200)
+        ]
+        assert all(0.0 <= s <= ceiling for s in samples)
+        assert max(samples) > ceiling / 2  # it is spread, not stuck at the bottom
+
+
+async def test_stored_retry_times_follow_the_backoff(rig: Rig) -> None:
+    rig.sender.always_fail.add("A")
+    await rig.commit("A", "a1")
+    d = rig.start(rand=lambda: 0.5, max_age_s=10_000)
+    waits: list[float] = []
+
+    def failures(n: int) -> Callable[[], bool]:
+        return lambda: d.failed == n
+
+    for attempt in range(1, 5):
+        await wait_until(failures(attempt))
+        (a1,) = await rig.store.deliveries_for(["a1"])
+        waits.append((a1.next_attempt_at - rig.clock.now()).total_seconds())
+        rig.clock.advance(waits[-1])
+        d.wake()
+    assert waits == [2.5, 5.0, 10.0, 20.0]
+
+
+async def test_an_old_failing_delivery_is_dead_lettered(rig: Rig) -> None:
+    rig.sender.always_fail.add("https-token-url")
+    await rig.commit("https-token-url", "a1")
+    await rig.commit("B", "b1")
+    with capture_logs() as logs:
+        d = rig.start(rand=lambda: 1.0, max_age_s=3600)
+        await wait_until(lambda: d.failed == 1 and d.sent == 1)
+        assert await rig.states("a1") == [("pending", 1)]
+        rig.clock.advance(3600)
+        d.wake()
+        await wait_until(lambda: d.dead_lettered == 1)
+    (a1,) = await rig.store.deliveries_for(["a1"])
+    assert (a1.state, a1.attempts, a1.last_error) == ("dead", 2, "HTTP 500")
+    stats = await rig.store.outbox_stats(rig.clock.now())
+    assert (stats["dead"], stats["pending"]) == (1.0, 0.0)
+    (dead_log,) = [e for e in logs if e["event"] == "delivery.dead_letter"]
+    assert dead_log["url_key"] == "https-token-url"
+    assert dead_log["delivery_id"] == a1.id
+    assert dead_log["log_level"] == "warning"
+
+
+async def test_an_old_delivery_still_gets_its_attempt(rig: Rig) -> None:
+    """After long downtime a late message is better than none: age alone never kills."""
+    await rig.commit("A", "a1")
+    rig.clock.advance(7 * 86400)
+    d = rig.start()
+    await wait_until(lambda: d.sent == 1)
+    assert await rig.states("a1") == [("sent", 1)]
+
+
+async def test_a_hanging_sender_times_out_while_other_urls_proceed(rig: Rig) -> None:
+    rig.sender.hang.add("A")
+    await rig.commit("A", "a1")
+    d = rig.start(send_timeout_s=0.5, rand=lambda: 1.0)
+    await wait_until(lambda: d.in_flight == 1)
+    await rig.commit("B", "b1", wake=d)
+    await rig.commit("B", "b2", wake=d)
+    await wait_until(lambda: len(rig.sender.delivered) == 2)
+    assert d.failed == 0  # B went through while A was still hanging
+    await wait_until(lambda: d.failed == 1)
+    (a1,) = await rig.store.deliveries_for(["a1"])
+    assert (a1.state, a1.attempts, a1.last_error) == ("pending", 1, "send timed out after 0.5 s")
+
+
+async def test_concurrency_bounds_sends_in_flight(rig: Rig) -> None:
+    rig.sender.gate = asyncio.Event()
+    for url in "ABCDE":
+        await rig.commit(url, url.lower())
+    d = rig.start(concurrency=2)
+    await wait_until(lambda: rig.sender.active == 2)
+    await asyncio.sleep(0.05)
+    assert rig.sender.max_active == 2
+    rig.sender.gate.set()
+    await wait_until(lambda: d.sent == 5)
+    assert rig.sender.max_active == 2
+
+
+async def test_wake_picks_up_a_new_delivery_without_waiting_for_the_poll(rig: Rig) -> None:
+    d = rig.start(poll_interval_s=3600)
+    await asyncio.sleep(0.05)  # the loop is now asleep with nothing to do
+    await rig.commit("A", "a1", wake=d)
+    await wait_until(lambda: d.sent == 1, timeout=2.0)
+
+
+async def test_drain_sends_what_is_due_without_a_running_loop(rig: Rig) -> None:
+    d = rig.dispatcher()
+    await rig.commit("A", "a1")
+    await rig.commit("A", "a2")
+    await rig.commit("B", "b1")
+    await d.drain(2.0)
+    assert rig.sender.titles("A") == ["a1", "a2"]
+    assert rig.sender.titles("B") == ["b1"]
+
+
+async def test_drain_tries_each_delivery_once_and_stops_a_failing_url(rig: Rig) -> None:
+    rig.sender.always_fail.add("A")
+    d = rig.dispatcher(rand=lambda: 0.0)  # a zero backoff would make a1 due again at once
+    await rig.commit("A", "a1")
+    await rig.commit("A", "a2")
+    await d.drain(2.0)
+    assert rig.sender.titles("A", delivered=False) == ["a1"]
+    assert await rig.states("a1", "a2") == [("pending", 1), ("pending", 0)]
+
+
+async def test_failed_heads_do_not_crowd_out_other_urls_in_drain(rig: Rig) -> None:
+    """With zero backoff a failed head is due again at once; it must not hide other URLs."""
+    rig.sender.always_fail.update({"A", "B"})
+    d = rig.dispatcher(concurrency=1, rand=lambda: 0.0)
+    for url in "ABC":
+        await rig.commit(url, url.lower())
+    await d.drain(2.0)
+    assert [u for u, _ in rig.sender.calls] == ["A", "B", "C"]
+    assert rig.sender.delivered == [("C", "c")]
+
+
+async def test_drain_is_bounded_and_leaves_unsent_deliveries_pending(rig: Rig) -> None:
+    rig.sender.hang.add("A")
+    await rig.commit("A", "a1")
+    await rig.commit("B", "b1")
+    d = rig.start(send_timeout_s=60)
+    await wait_until(lambda: d.in_flight == 1 and d.sent == 1)
+    rig.stop.set()
+    await asyncio.wait_for(rig.tasks[0], 2)
+    async with asyncio.timeout(3):
+        await d.drain(0.2)
+    assert d.in_flight == 0
+    assert await rig.states("a1") == [("pending", 0)]
+
+
+async def test_cancelling_run_propagates_and_leaves_the_delivery_pending(rig: Rig) -> None:
+    rig.sender.hang.add("A")
+    await rig.commit("A", "a1")
+    d = rig.dispatcher()
+    task = asyncio.create_task(d.run(rig.stop))
+    await wait_until(lambda: d.in_flight == 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert d.in_flight == 0
+    assert await rig.states("a1") == [("pending", 0)]
+
+
+async def test_a_raising_sender_is_a_failure_and_its_message_is_not_stored(rig: Rig) -> None:
+    rig.sender.raise_for["A"] = RuntimeError("https://hooks.example/T0/SECRET-TOKEN")
+    await rig.commit("A", "a1")
+    d = rig.start(rand=lambda: 1.0)
+    await wait_until(lambda: d.failed == 1)
+    (a1,) = await rig.store.deliveries_for(["a1"])
+    assert a1.last_error == "sender raised RuntimeError"
+
+
+async def test_a_render_error_is_a_failure(rig: Rig) -> None:
+    def broken(url_key: str, events: Sequence[Event]) -> RenderedMessage:
+        raise KeyError("template")
+
+    d = Dispatcher(
+        store=rig.store, sender=rig.sender, render=broken, clock=rig.clock, rand=lambda: 1.0
+    )
+    rig.dispatchers.append(d)
+    await rig.commit("A", "a1")
+    await d.drain(1.0)
+    assert rig.sender.calls == []
+    (a1,) = await rig.store.deliveries_for(["a1"])
+    assert (a1.state, a1.last_error) == ("pending", "render failed: KeyError")
+
+
+async def test_on_result_reports_each_attempt_and_its_errors_are_contained(rig: Rig) -> None:
+    results: list[tuple[str, bool, float]] = []
+
+    def hook(url_key: str, ok: bool, seconds: float) -> None:
+        results.append((url_key, ok, seconds))
+        raise ValueError("metrics broke")
+
+    rig.sender.fail_times["A"] = 1
+    await rig.commit("A", "a1")
+    d = rig.start(on_result=hook)
+    await wait_until(lambda: d.sent == 1)
+    assert [(u, ok) for u, ok, _ in results] == [("A", False), ("A", True)]
+    assert all(s >= 0 for _, _, s in results)
+
+
+async def test_a_store_failure_does_not_kill_the_loop(rig: Rig) -> None:
+    """The store is closed under the running loop: it logs, backs off, and keeps running."""
+    d = rig.start(retry_base_s=0.05)
+    with capture_logs() as logs:
+        await rig.store.close()
+        d.wake()
+        await wait_until(lambda: any(e["event"] == "delivery.store_failed" for e in logs))
+    assert not rig.tasks[0].done()
+    rig.stop.set()
+    await asyncio.wait_for(rig.tasks[0], 2)

@@ -1,0 +1,344 @@
+"""The outbox worker: sends stored deliveries, retries with backoff, dead-letters old ones.
+
+The poller commits events and their deliveries to the store before anything is sent (the
+durable outbox, SPEC.md section 4); this module is the only thing that moves a delivery out
+of ``pending``. It owns no state of its own that matters across restarts: everything it
+needs is in the store, so a restart simply resumes the queues.
+
+Rules it keeps:
+
+- Order per URL: at most one delivery per URL is in flight, and it is the head of that URL's
+  queue (``Store.due_deliveries``), so a URL receives its messages in creation order.
+- Isolation between URLs: each send runs in its own task under ``asyncio.timeout``; a URL
+  that fails or hangs only holds back its own queue. ``concurrency`` bounds the sends in
+  flight across all URLs.
+- Retries: exponential backoff with full jitter, ``rand() * min(cap, base * 2**attempts)``.
+  A delivery always gets its attempt, however old it is (after downtime a late message is
+  better than none); when an attempt fails and the delivery is older than ``max_age_s`` it is
+  dead-lettered: kept in the store as ``dead``, counted, and logged without its URL.
+- Wake-ups: the loop sleeps until the earliest retry it scheduled, a ``wake()`` (the runtime
+  calls it after each commit), a finished send, or ``poll_interval_s`` as a safety net for
+  deliveries it could not know about (retries scheduled before a restart, other writers).
+
+Semantics: at-least-once per URL. A message is sent twice only if the process dies (or a
+shutdown cancels the send) after the notification service accepted it and before
+``mark_sent`` is committed. Nothing is dropped silently: a delivery ends ``sent`` or ``dead``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+import structlog
+
+from watcher.core.events import Event
+from watcher.core.ports import Clock, Delivery, RenderedMessage, Sender, SendResult, Store
+
+log = structlog.get_logger(__name__)
+
+Render = Callable[[str, Sequence[Event]], RenderedMessage]
+OnResult = Callable[[str, bool, float], None]
+
+_MAX_EXPONENT = 62  # 2**62 * any sane base already exceeds any cap; avoids float overflow
+
+
+def compute_backoff(
+    attempts: int, *, base_s: float, cap_s: float, rand: Callable[[], float]
+) -> float:
+    """Seconds to wait after the ``attempts + 1``-th failure: full jitter in [0, ceiling].
+
+    ``attempts`` is how many attempts had failed before this one, so the first failure
+    waits up to ``base_s``, the second up to ``2 * base_s``, and so on up to ``cap_s``.
+    """
+    ceiling = min(cap_s, math.ldexp(base_s, min(max(attempts, 0), _MAX_EXPONENT)))
+    return max(0.0, min(1.0, rand())) * ceiling
+
+
+class Dispatcher:
+    """Drain the store's outbox through a ``Sender``; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        sender: Sender,
+        render: Render,
+        clock: Clock,
+        retry_base_s: float = 5.0,
+        retry_cap_s: float = 600.0,
+        max_age_s: float = 86400.0,
+        concurrency: int = 8,
+        send_timeout_s: float = 60.0,
+        poll_interval_s: float = 30.0,
+        rand: Callable[[], float] = random.random,
+        on_result: OnResult | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._store = store
+        self._sender = sender
+        self._render = render
+        self._clock = clock
+        self._retry_base_s = retry_base_s
+        self._retry_cap_s = retry_cap_s
+        self._max_age_s = max_age_s
+        self._concurrency = concurrency
+        self._send_timeout_s = send_timeout_s
+        self._poll_interval_s = poll_interval_s
+        self._rand = rand
+        self._on_result = on_result
+        self._wake = asyncio.Event()
+        # One task per URL at most: the key is the URL, the task sends that URL's head.
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        # In-memory "not before" per URL, mirroring the retry time written to the store (or
+        # set after a store error), so the loop knows when to look again without polling.
+        self._hold: dict[str, datetime] = {}
+        self._round_now: datetime | None = None  # clock time of the last look at the outbox
+        self.sent = 0
+        self.failed = 0
+        self.dead_lettered = 0
+
+    # -- public API ---------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look at the outbox now (call after committing new deliveries). Never blocks."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send due deliveries until ``stop`` is set; then call ``drain`` for a last chance.
+
+        Sends still in flight when ``stop`` is set are left running for ``drain`` to finish
+        or cancel. If this coroutine is cancelled, in-flight sends are cancelled too (their
+        deliveries stay pending) and the cancellation propagates.
+        """
+        relay = asyncio.create_task(self._relay(stop), name="dispatcher-stop-relay")
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                delay: float | None = None
+                try:
+                    await self._start_due()
+                except Exception as exc:
+                    # Only the store can fail here; back off instead of spinning on it.
+                    log.error("delivery.store_failed", error=type(exc).__name__, phase="poll")
+                    delay = self._retry_base_s
+                if stop.is_set():
+                    break
+                if delay is None:
+                    delay = self._sleep_for()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+        except BaseException:
+            await self._cancel_inflight()
+            raise
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+
+    async def drain(self, timeout_s: float) -> None:
+        """Give due deliveries one bounded last chance (shutdown, or one-shot ``check``).
+
+        Waits for sends already in flight, and keeps sending queue heads that are due, each
+        delivery at most once; a URL whose head fails stops there. After ``timeout_s`` the
+        remaining sends are cancelled. Anything unsent stays pending for the next start.
+        Call it after ``run`` has returned, or without ``run`` at all.
+        """
+        tried: set[int] = set()
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    try:
+                        started = await self._start_due(skip_ids=tried, ignore_holds=True)
+                    except Exception as exc:
+                        log.error("delivery.store_failed", error=type(exc).__name__, phase="drain")
+                        started = []
+                    tried.update(started)
+                    if not self._inflight:
+                        break
+                    await asyncio.wait(
+                        set(self._inflight.values()), return_when=asyncio.FIRST_COMPLETED
+                    )
+        except TimeoutError:
+            log.warning("delivery.drain_timeout", in_flight=len(self._inflight))
+        finally:
+            await self._cancel_inflight()
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def _relay(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
+
+    async def _start_due(
+        self, *, skip_ids: set[int] | None = None, ignore_holds: bool = False
+    ) -> list[int]:
+        """Start a send task for each due queue head whose URL is idle; return their ids."""
+        now = self._clock.now()
+        self._round_now = now
+        free = self._concurrency - len(self._inflight)
+        if free <= 0:
+            return []
+        # Heads of busy, held or already tried URLs come back too (still pending and due),
+        # so ask for enough rows that they cannot crowd out the ones we can start.
+        limit = free + len(self._inflight) + len(self._hold) + len(skip_ids or ())
+        due = await self._store.due_deliveries(now, limit=limit)
+        started: list[int] = []
+        for delivery in due:
+            if len(started) >= free:
+                break
+            url = delivery.url_key
+            if url in self._inflight:
+                continue
+            if skip_ids is not None and delivery.id in skip_ids:
+                continue
+            hold = self._hold.get(url)
+            if not ignore_holds and hold is not None and hold > now:
+                continue
+            task = asyncio.create_task(self._deliver(delivery), name=f"deliver-{delivery.id}")
+            self._inflight[url] = task
+            task.add_done_callback(functools.partial(self._finished, url))
+            started.append(delivery.id)
+        return started
+
+    def _finished(self, url_key: str, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(url_key, None)
+        # The URL's next delivery may be due right now; another URL may be waiting for a slot.
+        self._wake.set()
+
+    def _sleep_for(self) -> float:
+        """Seconds until the earliest in-memory retry time of an idle URL (capped).
+
+        A hold that had already passed when the outbox was last read is dropped: that read
+        either started the URL's head or found it not due (the store is the authority), and
+        a stale hold must not turn into a zero-second spin. A busy URL wakes the loop when
+        its send finishes anyway.
+        """
+        now = self._clock.now()
+        delay = self._poll_interval_s
+        for url, hold in list(self._hold.items()):
+            if url in self._inflight:
+                continue
+            if self._round_now is not None and hold <= self._round_now:
+                del self._hold[url]
+                continue
+            delay = min(delay, (hold - now).total_seconds())
+        return max(0.0, delay)
+
+    async def _cancel_inflight(self) -> None:
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- one delivery -------------------------------------------------------------------
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        """Send one delivery and record the outcome; never raises except CancelledError."""
+        url = delivery.url_key
+        started = time.monotonic()
+        result = await self._send(delivery)
+        seconds = time.monotonic() - started
+        now = self._clock.now()
+        try:
+            if result.ok:
+                await self._store.mark_sent(delivery.id, now)
+                self._hold.pop(url, None)
+                self.sent += 1
+                log.debug("delivery.sent", url_key=url, delivery_id=delivery.id)
+            else:
+                self._log_failure(delivery, result)
+                await self._store_failure(delivery, result, now)
+        except Exception as exc:
+            # The store failed to record the outcome: the delivery stays pending (a success
+            # may be sent again, which at-least-once allows). Hold the URL so a broken disk
+            # does not turn into a hot resend loop.
+            log.error(
+                "delivery.store_failed",
+                url_key=url,
+                delivery_id=delivery.id,
+                error=type(exc).__name__,
+                phase="record",
+            )
+            self._hold[url] = now + timedelta(
+                seconds=max(self._retry_base_s, self._backoff(delivery.attempts))
+            )
+        self._report(url, result.ok, seconds)
+
+    async def _send(self, delivery: Delivery) -> SendResult:
+        try:
+            message = self._render(delivery.url_key, delivery.events)
+        except Exception as exc:
+            # A template problem: report the type only; the message may quote event text.
+            return SendResult(ok=False, error=f"render failed: {type(exc).__name__}")
+        try:
+            async with asyncio.timeout(self._send_timeout_s):
+                return await self._sender.send(
+                    delivery.url_key,
+                    title=message.title,
+                    body=message.body,
+                    severity=message.severity,
+                )
+        except TimeoutError:
+            return SendResult(ok=False, error=f"send timed out after {self._send_timeout_s:g} s")
+        except Exception as exc:
+            # Senders report failures as SendResult; an exception is a sender bug. Its text
+            # may carry the URL (and its token), so only the type is kept.
+            return SendResult(ok=False, error=f"sender raised {type(exc).__name__}")
+
+    def _backoff(self, attempts: int) -> float:
+        return compute_backoff(
+            attempts, base_s=self._retry_base_s, cap_s=self._retry_cap_s, rand=self._rand
+        )
+
+    def _log_failure(self, delivery: Delivery, result: SendResult) -> None:
+        self.failed += 1
+        log.info(
+            "delivery.failed",
+            url_key=delivery.url_key,
+            delivery_id=delivery.id,
+            attempt=delivery.attempts + 1,
+            error=result.error,
+        )
+
+    async def _store_failure(self, delivery: Delivery, result: SendResult, now: datetime) -> None:
+        error = result.error or "send failed"
+        age_s = (now - delivery.created_at).total_seconds()
+        if age_s >= self._max_age_s:
+            await self._store.mark_dead(delivery.id, now, error)
+            self._hold.pop(delivery.url_key, None)
+            self.dead_lettered += 1
+            log.warning(
+                "delivery.dead_letter",
+                url_key=delivery.url_key,
+                delivery_id=delivery.id,
+                attempts=delivery.attempts + 1,
+                age_s=round(age_s, 1),
+                error=error,
+            )
+            return
+        next_at = now + timedelta(seconds=self._backoff(delivery.attempts))
+        await self._store.mark_failed(delivery.id, now, error, next_at)
+        self._hold[delivery.url_key] = next_at
+
+    def _report(self, url_key: str, ok: bool, seconds: float) -> None:
+        if self._on_result is None:
+            return
+        try:
+            self._on_result(url_key, ok, seconds)
+        except Exception as exc:
+            # A metrics hook must never break delivery.
+            log.warning("delivery.on_result_failed", error=type(exc).__name__)

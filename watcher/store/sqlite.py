@@ -1,0 +1,541 @@
+"""The durable state of one watcher process in a single SQLite file (SPEC.md sections 4, 9).
+
+It implements ``watcher.core.ports.Store``: workflow snapshots, events with unique dedup keys
+(their ``seq`` is the feed cursor), and the delivery outbox, plus silences and a small
+key-value table for target health.
+
+Threading decision: the stdlib ``sqlite3`` module is used directly on the event loop thread.
+Every method runs one short transaction (sub-millisecond under WAL with synchronous=NORMAL:
+a commit appends to the WAL without an fsync) and contains no ``await``, so
+
+- a thread hop per query would cost more than the query itself;
+- methods never interleave: each async method runs to completion once awaited, so
+  transactions from the poller and the dispatcher are serialised by the loop itself and
+  a cancellation can never land inside one;
+- nothing on the hot path may block long: no VACUUM, no unbounded scans (queue heads and
+  pruning use indexes and batches), and ``busy_timeout`` bounds the wait if another process
+  (the ``events`` CLI, an operator's sqlite3 shell) holds the write lock.
+
+The methods are ``async`` anyway so that a PostgreSQL store can implement the same Protocol.
+
+Times are stored as ISO 8601 UTC text with microseconds (``2024-05-01T12:00:00.000000+00:00``),
+which sorts lexically in time order, so SQL can compare them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from watcher.core.events import Event
+from watcher.core.ports import Clock, Delivery, PlannedDelivery, StoredEvent, SystemClock
+from watcher.store import schema
+
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """A stored silence: matcher JSON (interpreted by the rules, opaque here) and its end."""
+
+    id: int
+    matcher: dict[str, Any]
+    until: datetime
+    reason: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventWithDeliveries:
+    """One stored event and every delivery that carries it (for the ``events`` command)."""
+
+    seq: int
+    event: Event
+    workflow_key: str
+    deliveries: tuple[Delivery, ...]
+
+
+def _ts(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; use aware UTC datetimes")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _opt_dt(text: str | None) -> datetime | None:
+    return None if text is None else _dt(text)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class SqliteStore:
+    """SQLite-backed ``Store``; create it with ``await SqliteStore.open(path)``."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock) -> None:
+        """Use ``open``; this only wires an already configured connection."""
+        self._conn: sqlite3.Connection | None = conn
+        self._path = path
+        self._clock = clock
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock | None = None,
+        busy_timeout_ms: int = 2000,
+    ) -> SqliteStore:
+        """Open (creating the directory and file if needed) and migrate the state file.
+
+        The file is created mode 0600: it holds cluster names and notification history.
+        ``clock`` stamps created_at/updated_at columns; tests pass a fake one.
+        """
+        file = _prepare_file(Path(path))
+        conn = sqlite3.connect(file, isolation_level=None, check_same_thread=True)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"could not enable WAL (journal_mode={mode})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            schema.apply_migrations(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, file, clock or SystemClock())
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # -- transactions -------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the store is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; BEGIN IMMEDIATE takes the write lock up front."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction, so multi-query reads see one consistent snapshot."""
+        conn = self._connection()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    # -- states -------------------------------------------------------------------------
+
+    async def load_state(self, workflow_key: str) -> dict[str, Any] | None:
+        row = (
+            self._connection()
+            .execute("SELECT state FROM states WHERE workflow_key = ?", (workflow_key,))
+            .fetchone()
+        )
+        return None if row is None else dict(json.loads(row[0]))
+
+    async def load_all_states(self) -> dict[str, dict[str, Any]]:
+        rows = self._connection().execute("SELECT workflow_key, state FROM states").fetchall()
+        return {key: dict(json.loads(text)) for key, text in rows}
+
+    # -- the poll commit ----------------------------------------------------------------
+
+    async def commit_poll(
+        self,
+        workflow_key: str,
+        state: dict[str, Any] | None,
+        events: Sequence[Event],
+        deliveries: Sequence[PlannedDelivery],
+    ) -> list[Event]:
+        """Write state, new events and their deliveries in ONE transaction; return new events.
+
+        An event whose dedup key is already stored (or repeated earlier in ``events``) is
+        skipped and removed from every planned delivery; a delivery left empty is not
+        created. Everything is serialised before the transaction opens, so the write lock is
+        held only for the inserts themselves.
+        """
+        now = _ts(self._clock.now())
+        state_json = None if state is None else _dumps(state)
+        rows = [
+            (
+                e.dedup_key,
+                e.id,
+                e.kind,
+                str(e.severity),
+                workflow_key,
+                _ts(e.observed_at),
+                _dumps(e.to_dict()),
+            )
+            for e in events
+        ]
+        new: list[Event] = []
+        with self._write() as conn:
+            if state_json is not None:
+                conn.execute(
+                    "INSERT INTO states (workflow_key, state, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (workflow_key) DO UPDATE "
+                    "SET state = excluded.state, updated_at = excluded.updated_at",
+                    (workflow_key, state_json, now),
+                )
+            for event, row in zip(events, rows, strict=True):
+                # ON CONFLICT on the dedup key only: unlike INSERT OR IGNORE it does not
+                # also hide NOT NULL or CHECK violations.
+                cur = conn.execute(
+                    "INSERT INTO events (dedup_key, event_id, kind, severity, workflow_key, "
+                    "observed_at, data) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (dedup_key) DO NOTHING",
+                    row,
+                )
+                if cur.rowcount == 1:
+                    new.append(event)
+            new_keys = {e.dedup_key for e in new}
+            for planned in deliveries:
+                keys = list(dict.fromkeys(k for k in planned.event_keys if k in new_keys))
+                if not keys:
+                    continue
+                cur = conn.execute(
+                    "INSERT INTO deliveries (url_key, workflow_key, event_keys, state, "
+                    "attempts, created_at, next_attempt_at) "
+                    "VALUES (?, ?, ?, 'pending', 0, ?, ?)",
+                    (planned.url_key, workflow_key, _dumps(keys), now, now),
+                )
+                conn.executemany(
+                    "INSERT INTO delivery_events (delivery_id, dedup_key) VALUES (?, ?)",
+                    [(cur.lastrowid, k) for k in keys],
+                )
+        return new
+
+    # -- the outbox ---------------------------------------------------------------------
+
+    _DELIVERY_COLUMNS = (
+        "d.id, d.url_key, d.workflow_key, d.event_keys, d.state, d.attempts, d.created_at, "
+        "d.next_attempt_at, d.last_error, d.sent_at"
+    )
+
+    def _deliveries(self, conn: sqlite3.Connection, rows: list[Any]) -> list[Delivery]:
+        """Build Delivery values, loading their events with one query."""
+        key_lists = [list(json.loads(r[3])) for r in rows]
+        wanted = sorted({k for keys in key_lists for k in keys})
+        events: dict[str, Event] = {}
+        for chunk in _chunks(wanted, 500):
+            marks = ",".join("?" * len(chunk))
+            for key, data in conn.execute(
+                f"SELECT dedup_key, data FROM events WHERE dedup_key IN ({marks})",  # noqa: S608 - placeholders only
+                chunk,
+            ):
+                events[key] = Event.from_dict(json.loads(data))
+        return [
+            Delivery(
+                id=r[0],
+                url_key=r[1],
+                workflow_key=r[2],
+                events=tuple(events[k] for k in keys if k in events),
+                state=r[4],
+                attempts=r[5],
+                created_at=_dt(r[6]),
+                next_attempt_at=_dt(r[7]),
+                last_error=r[8],
+                sent_at=_opt_dt(r[9]),
+            )
+            for r, keys in zip(rows, key_lists, strict=True)
+        ]
+
+    async def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
+        """The head (oldest pending delivery) of each URL's queue if it is due, oldest first.
+
+        A URL whose head is not yet due yields nothing, even if later deliveries of the
+        same URL would be: a URL's messages go out in creation order. Other URLs are
+        unaffected, so one failing URL never delays the rest.
+        """
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {self._DELIVERY_COLUMNS} FROM deliveries d "  # noqa: S608 - constant columns
+                "JOIN (SELECT url_key, MIN(id) AS head FROM deliveries "
+                "      WHERE state = 'pending' GROUP BY url_key) h ON d.id = h.head "
+                "WHERE d.next_attempt_at <= ? ORDER BY d.id LIMIT ?",
+                (_ts(now), limit),
+            ).fetchall()
+            return self._deliveries(conn, rows)
+
+    async def mark_sent(self, delivery_id: int, now: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE deliveries SET state = 'sent', sent_at = ?, attempts = attempts + 1 "
+                "WHERE id = ? AND state = 'pending'",
+                (_ts(now), delivery_id),
+            )
+
+    async def mark_failed(
+        self, delivery_id: int, now: datetime, error: str, next_attempt_at: datetime
+    ) -> None:
+        """Count a failed attempt; ``error`` must already be free of secrets."""
+        del now  # the attempt time is implied by next_attempt_at; kept for the Protocol
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, "
+                "next_attempt_at = ? WHERE id = ? AND state = 'pending'",
+                (error, _ts(next_attempt_at), delivery_id),
+            )
+
+    async def mark_dead(self, delivery_id: int, now: datetime, error: str) -> None:
+        """Dead-letter after a final failed attempt (it counts as an attempt)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, "
+                "last_error = ?, next_attempt_at = ? WHERE id = ? AND state = 'pending'",
+                (error, _ts(now), delivery_id),
+            )
+
+    async def deliveries_for(self, event_keys: Sequence[str]) -> list[Delivery]:
+        """Every delivery carrying any of these events, in creation order."""
+        keys = sorted(set(event_keys))
+        with self._read() as conn:
+            ids: set[int] = set()
+            for chunk in _chunks(keys, 500):
+                marks = ",".join("?" * len(chunk))
+                ids.update(
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT delivery_id FROM delivery_events "  # noqa: S608 - placeholders only
+                        f"WHERE dedup_key IN ({marks})",
+                        chunk,
+                    )
+                )
+            rows: list[Any] = []
+            for id_chunk in _chunks(sorted(ids), 500):
+                marks = ",".join("?" * len(id_chunk))
+                rows.extend(
+                    conn.execute(
+                        f"SELECT {self._DELIVERY_COLUMNS} FROM deliveries d "  # noqa: S608 - placeholders only
+                        f"WHERE d.id IN ({marks}) ORDER BY d.id",
+                        id_chunk,
+                    ).fetchall()
+                )
+            return self._deliveries(conn, rows)
+
+    async def list_deliveries(self, limit: int = 50, state: str | None = None) -> list[Delivery]:
+        """The most recent deliveries, newest first, optionally only one state."""
+        where, args = ("WHERE d.state = ?", (state, limit)) if state else ("", (limit,))
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {self._DELIVERY_COLUMNS} FROM deliveries d {where} "  # noqa: S608 - constant fragments
+                "ORDER BY d.id DESC LIMIT ?",
+                args,
+            ).fetchall()
+            return self._deliveries(conn, rows)
+
+    async def outbox_stats(self, now: datetime) -> dict[str, float]:
+        """``pending``, ``dead`` (counts) and ``oldest_pending_age_s`` (0 when none)."""
+        with self._read() as conn:
+            pending, oldest = conn.execute(
+                "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE state = 'pending'"
+            ).fetchone()
+            (dead,) = conn.execute(
+                "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'"
+            ).fetchone()
+        age = 0.0 if oldest is None else max(0.0, (now - _dt(oldest)).total_seconds())
+        return {"pending": float(pending), "dead": float(dead), "oldest_pending_age_s": age}
+
+    # -- the event feed -----------------------------------------------------------------
+
+    async def recent_events(self, *, after_seq: int = 0, limit: int = 100) -> list[StoredEvent]:
+        """Events in ascending ``seq`` order.
+
+        ``after_seq > 0`` is a cursor: the next ``limit`` events after it (resume a feed).
+        ``after_seq == 0`` means no cursor: the latest ``limit`` events (a tail).
+        """
+        conn = self._connection()
+        if after_seq > 0:
+            rows = conn.execute(
+                "SELECT seq, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT seq, data FROM (SELECT seq, data FROM events ORDER BY seq DESC LIMIT ?) "
+                "ORDER BY seq",
+                (limit,),
+            ).fetchall()
+        return [StoredEvent(seq=s, event=Event.from_dict(json.loads(d))) for s, d in rows]
+
+    async def events_with_deliveries(self, limit: int = 50) -> list[EventWithDeliveries]:
+        """The latest ``limit`` events, oldest first, each with its deliveries' states."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT seq, dedup_key, workflow_key, data FROM "
+                "(SELECT * FROM events ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+                (limit,),
+            ).fetchall()
+            keys = [r[1] for r in rows]
+            by_key: dict[str, list[int]] = {k: [] for k in keys}
+            for chunk in _chunks(keys, 500):
+                marks = ",".join("?" * len(chunk))
+                for key, delivery_id in conn.execute(
+                    "SELECT dedup_key, delivery_id FROM delivery_events "  # noqa: S608 - placeholders only
+                    f"WHERE dedup_key IN ({marks}) ORDER BY delivery_id",
+                    chunk,
+                ):
+                    by_key[key].append(delivery_id)
+            ids = sorted({i for v in by_key.values() for i in v})
+            drows: list[Any] = []
+            for id_chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(id_chunk))
+                drows.extend(
+                    conn.execute(
+                        f"SELECT {self._DELIVERY_COLUMNS} FROM deliveries d "  # noqa: S608 - placeholders only
+                        f"WHERE d.id IN ({marks})",
+                        id_chunk,
+                    ).fetchall()
+                )
+            deliveries = {d.id: d for d in self._deliveries(conn, drows)}
+        return [
+            EventWithDeliveries(
+                seq=seq,
+                event=Event.from_dict(json.loads(data)),
+                workflow_key=workflow_key,
+                deliveries=tuple(deliveries[i] for i in by_key[key] if i in deliveries),
+            )
+            for seq, key, workflow_key, data in rows
+        ]
+
+    # -- silences -----------------------------------------------------------------------
+
+    async def add_silence(
+        self, matcher: Mapping[str, Any], until: datetime, reason: str = ""
+    ) -> Silence:
+        now = self._clock.now()
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO silences (matcher, until, reason, created_at) VALUES (?, ?, ?, ?)",
+                (_dumps(dict(matcher)), _ts(until), reason, _ts(now)),
+            )
+        if cur.lastrowid is None:  # pragma: no cover - sqlite3 always sets it after an INSERT
+            raise RuntimeError("INSERT returned no row id")
+        return Silence(
+            id=cur.lastrowid,
+            matcher=dict(matcher),
+            until=_dt(_ts(until)),
+            reason=reason,
+            created_at=_dt(_ts(now)),
+        )
+
+    async def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
+        """All silences by id, or only those still in force at ``active_at``."""
+        sql = "SELECT id, matcher, until, reason, created_at FROM silences"
+        args: tuple[Any, ...] = ()
+        if active_at is not None:
+            sql += " WHERE until > ?"
+            args = (_ts(active_at),)
+        rows = self._connection().execute(sql + " ORDER BY id", args).fetchall()
+        return [
+            Silence(id=i, matcher=dict(json.loads(m)), until=_dt(u), reason=r, created_at=_dt(c))
+            for i, m, u, r, c in rows
+        ]
+
+    async def remove_silence(self, silence_id: int) -> bool:
+        """Delete a silence; False if there was none with this id."""
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
+        return cur.rowcount == 1
+
+    # -- target health ------------------------------------------------------------------
+
+    async def load_kv(self, key: str) -> dict[str, Any] | None:
+        """A small JSON document saved under ``key`` (target health, discovered ids)."""
+        row = self._connection().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    async def save_kv(self, key: str, value: Mapping[str, Any]) -> None:
+        """Replace the document under ``key`` (JSON-serialisable, secret-free)."""
+        text = _dumps(dict(value))
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE "
+                "SET value = excluded.value, updated_at = excluded.updated_at",
+                (key, text, _ts(self._clock.now())),
+            )
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    async def prune(self, before: datetime, *, batch: int = 500) -> int:
+        """Delete up to ``batch`` finished deliveries and unreferenced events older than
+        ``before``; return how many rows went. Call repeatedly (it is bounded, so it never
+        holds the write lock long); pending deliveries and their events are never touched.
+
+        A pruned event's dedup key is forgotten: keep ``before`` far beyond any window in
+        which the engine could replay that event (days, not minutes).
+        """
+        cutoff = _ts(before)
+        with self._write() as conn:
+            gone = conn.execute(
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries "
+                "WHERE state IN ('sent', 'dead') AND created_at < ? LIMIT ?)",
+                (cutoff, batch),
+            ).rowcount
+            gone += conn.execute(
+                "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e "
+                "WHERE e.observed_at < ? AND NOT EXISTS (SELECT 1 FROM delivery_events de "
+                "WHERE de.dedup_key = e.dedup_key) ORDER BY e.seq LIMIT ?)",
+                (cutoff, batch),
+            ).rowcount
+        return int(gone)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        """True if the file answers a trivial query."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Close the connection (idempotent); the WAL is checkpointed by SQLite on close."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+def _prepare_file(file: Path) -> Path:
+    # Blocking, but once at startup and tiny; the migrations that follow block as well.
+    file.parent.mkdir(parents=True, exist_ok=True)
+    if not file.exists():
+        fd = os.open(file, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    return file
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
