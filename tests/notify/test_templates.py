@@ -1,0 +1,170 @@
+"""Renderer: default chat/email templates, per-kind overrides, fallbacks, sanitising."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.notify.conftest import NOW, make_event
+from watcher.core.errors import ConfigError
+from watcher.core.events import Kind, Severity
+from watcher.notify.targets import NotifyUrl
+from watcher.notify.templates import Renderer, fmt_duration, sample_event, strip_controls
+
+PRECHECK_OK = make_event(
+    "p",
+    "task.succeeded",
+    Severity.SUCCESS,
+    message="PreCheck task Success",
+    task_type="PreCheck",
+    started_at=NOW - timedelta(minutes=5),
+    ended_at=NOW - timedelta(minutes=1),
+)
+CLUSTER_FAILED = make_event(
+    "c",
+    "task.failed",
+    Severity.FAILURE,
+    message="Cluster upgrade task Failed",
+    late_since=NOW - timedelta(hours=2),
+    details={"failed_items": [{"name": "NodeDiskCheck", "node": "node-1", "message": "disk full"}]},
+)
+
+
+class TestDefaults:
+    def test_chat_title_is_the_most_severe_event(self) -> None:
+        msg = Renderer().render([PRECHECK_OK, CLUSTER_FAILED], "chat")
+        assert msg.title == "[FAILURE] prod-cluster: Cluster upgrade task Failed"
+        assert msg.severity is Severity.FAILURE
+        assert msg.extra["kind"] == "task.failed" and msg.extra["event_count"] == 2
+
+    def test_chat_body_is_a_compact_timeline(self) -> None:
+        body = Renderer().render([PRECHECK_OK, CLUSTER_FAILED], "chat").body
+        lines = body.splitlines()
+        assert lines[0] == "09:59 UTC  PreCheck task Success (4m 00s)"
+        assert lines[1] == "09:59 UTC  Cluster upgrade task Failed (11m 00s)"
+        assert "- NodeDiskCheck on node-1: disk full" in body
+        assert "observed late" in body and "2024-05-01 08:00:00 UTC" in body
+        assert lines[-1] == "v1.28 -> v1.29, workflow wf-1"
+
+    def test_email_body_has_versions_timestamps_labels_and_workflow(self) -> None:
+        msg = Renderer().render([PRECHECK_OK, CLUSTER_FAILED], "email")
+        assert msg.title.endswith("(v1.28 -> v1.29)")
+        body = msg.body
+        for needle in (
+            "Workflow:  wf-1",
+            "Versions:  v1.28 -> v1.29",
+            "[env=prod, team=sre]",
+            "Started:   2024-05-01 09:55:00 UTC",
+            "Ended:     2024-05-01 09:59:00 UTC",
+            "Duration:  4m 00s",
+            "Kind:      task.failed",
+            "Failed check items:",
+            "observed late",
+        ):
+            assert needle in body
+
+    def test_api_text_is_not_escaped_but_control_characters_are_stripped(self) -> None:
+        event = make_event(message="<b>bold</b> \x1b[31mred\x07 \u202eevil\nnext")
+        msg = Renderer().render([event], "chat")
+        assert "<b>bold</b>" in msg.title  # TEXT: apprise escapes for HTML services
+        for text in (msg.title, msg.body):
+            assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+        assert "\n" not in msg.title
+
+    def test_long_titles_are_cut(self) -> None:
+        msg = Renderer().render([make_event(message="x" * 1000)], "chat")
+        assert len(msg.title) == 250
+
+    def test_empty_events_is_an_error(self) -> None:
+        with pytest.raises(ValueError, match="at least one"):
+            Renderer().render([], "chat")
+
+    def test_template_dir_replaces_a_default(self, tmp_path: Path) -> None:
+        (tmp_path / "chat_title.j2").write_text("custom {{ cluster }}")
+        msg = Renderer(template_dir=tmp_path).render([CLUSTER_FAILED], "chat")
+        assert msg.title == "custom prod-cluster"
+
+
+class TestOverrides:
+    def test_override_for_the_headline_kind(self) -> None:
+        renderer = Renderer(
+            {"task.failed": {"title": "FAILED {{ target.name }} {{ event.task_type }}"}}
+        )
+        msg = renderer.render([PRECHECK_OK, CLUSTER_FAILED], "chat")
+        assert msg.title == "FAILED prod-cluster Cluster"
+        assert "PreCheck task Success" in msg.body  # body not overridden: default
+
+    def test_glob_override(self) -> None:
+        msg = Renderer({"task.*": {"body": "{{ events|length }} events"}}).render(
+            [PRECHECK_OK], "chat"
+        )
+        assert msg.body == "1 events"
+
+    def test_syntax_error_is_a_config_error_naming_the_kind(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            Renderer({"task.failed": {"title": "{% if %}"}, "task.started": {"colour": "x"}})
+        problems = info.value.problems
+        assert problems[0].startswith("notify.templates.task.failed.title: template error")
+        assert "notify.templates.task.started: unknown keys colour" in problems
+
+    @pytest.mark.parametrize(
+        "source",
+        [
+            "{{ no_such_variable }}",
+            "{{ event.__class__.__mro__ }}",  # the sandbox refuses
+            "{{ 1 / 0 }}",
+        ],
+    )
+    def test_failing_override_falls_back_with_a_warning(self, source: str) -> None:
+        renderer = Renderer({"task.failed": {"title": source}})
+        with capture_logs() as logs:
+            msg = renderer.render([CLUSTER_FAILED], "chat")
+        assert msg.title == "[FAILURE] prod-cluster: Cluster upgrade task Failed"
+        assert [e["event"] for e in logs] == ["notify.template_failed"]
+        assert logs[0]["kind"] == "task.failed"
+
+
+class TestForUrls:
+    def test_each_url_gets_its_flavor(self) -> None:
+        render = Renderer().for_urls(
+            [
+                NotifyUrl(key="chat", url="json://x/a"),
+                NotifyUrl(key="mail", url="mailto://x", flavor="email"),
+            ]
+        )
+        assert "Workflow:" in render("mail", [CLUSTER_FAILED]).body
+        assert "Workflow:" not in render("chat", [CLUSTER_FAILED]).body
+        assert "Workflow:" not in render("unknown", [CLUSTER_FAILED]).body
+
+
+def test_sample_event_renders_in_both_flavors() -> None:
+    event = sample_event(now=NOW)
+    assert event.kind == Kind.TEST and event.severity is Severity.INFO
+    for flavor in ("chat", "email"):
+        msg = Renderer().render([event], flavor)
+        assert "Test notification" in msg.title
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (59, "59s"),
+        (60, "1m 00s"),
+        (3599, "59m 59s"),
+        (3600, "1h 00m"),
+        (7322, "2h 02m"),
+        (None, ""),
+        (timedelta(minutes=2), "2m 00s"),
+        (-5, "0s"),
+    ],
+)
+def test_fmt_duration(seconds: float | timedelta | None, text: str) -> None:
+    assert fmt_duration(seconds) == text
+
+
+def test_strip_controls_keeps_newlines_and_tabs() -> None:
+    assert strip_controls("a\tb\nc\x00d\x1be\r") == "a\tb\ncde"
