@@ -1,14 +1,146 @@
-"""Command line entry point (placeholder until the runtime lands)."""
+"""Command line: `run`, `check`, `demo`, `simulate`, `notify-test`, `events`, `config`, ...
+
+Parses arguments, loads settings (a bad config exits 2 with one line per problem), sets up
+logging, and hands over to the runtime. No logic of its own.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from pathlib import Path
+
 import click
+
+from watcher import config_cli, healthcheck
+from watcher.config import Settings, load_settings
+from watcher.core.errors import ConfigError, WatcherError
+from watcher.logs import configure_logging, url_secrets
+from watcher.runtime import oneshot
+from watcher.runtime.daemon import Daemon
+from watcher.runtime.demo import run_demo
+from watcher.simulator.command import simulate
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML file (default: $WATCHER_CONFIG, then /etc/cce-upgrade-watcher/config.toml).",
+)
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Every secret value the logs must never show."""
+    values = [
+        settings.credentials.secret_key,
+        settings.credentials.password,
+        settings.credentials.security_token,
+        settings.http.token,
+    ]
+    secrets = [v.get_secret_value() for v in values if v is not None]
+    for url in settings.notify.urls:
+        secrets += url_secrets(url.url.get_secret_value())
+    return secrets
+
+
+def setup_logging(settings: Settings, level: str | None = None) -> None:
+    configure_logging(
+        level or settings.logging.level, settings.logging.format, settings_secrets(settings)
+    )
 
 
 @click.group()
 @click.version_option(package_name="cce-upgrade-watcher")
 def cli() -> None:
     """Watch Huawei Cloud CCE upgrade workflows and notify people in time to act."""
+
+
+@cli.command()
+@CONFIG_OPTION
+def run(config_path: Path | None) -> None:
+    """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
+    settings = config_cli.load_or_exit(config_path, require_targets=True)
+    setup_logging(settings)
+    daemon = Daemon(
+        settings, reload_settings=lambda: load_settings(config_path, require_targets=True)
+    )
+    try:
+        asyncio.run(daemon.run_forever())
+    except WatcherError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check(config_path: Path | None, as_json: bool) -> None:
+    """Poll every target once and print each workflow.
+
+    Exit 0: fine or in progress; 1: a workflow failed (Pending) or a pre-check expired;
+    2: configuration, credential or API error.
+    """
+    settings = config_cli.load_or_exit(config_path, require_targets=True)
+    setup_logging(settings, "error")
+    try:
+        code, text = asyncio.run(oneshot.check(settings, as_json=as_json))
+    except WatcherError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(text)
+    sys.exit(code)
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=50, show_default=True, help="How many recent events.")
+def events(config_path: Path | None, as_json: bool, limit: int) -> None:
+    """Recent events and each delivery's state, from the state store."""
+    settings = config_cli.load_or_exit(config_path)
+    try:
+        click.echo(asyncio.run(oneshot.events(settings, limit=limit, as_json=as_json)))
+    except WatcherError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@cli.command("notify-test")
+@CONFIG_OPTION
+@click.option("--notify", "extra", multiple=True, help="An extra apprise URL to test.")
+def notify_test(config_path: Path | None, extra: tuple[str, ...]) -> None:
+    """Send a sample event through the configured routes; print each URL's result."""
+    settings = config_cli.load_or_exit(config_path)
+    setup_logging(settings, "warning")
+    try:
+        code, text = asyncio.run(oneshot.notify_test(settings, extra))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"config error: {problem}", err=True)
+        sys.exit(2)
+    click.echo(text)
+    sys.exit(code)
+
+
+@cli.command()
+@click.option(
+    "--scenario",
+    default="clean_upgrade",
+    show_default=True,
+    help="Simulator scenario to play (see config/scenarios/).",
+)
+@click.option("--notify", "extra", multiple=True, help="Also send to this apprise URL.")
+@click.option("--speed", default=1.0, show_default=True, help="Scenario seconds per second.")
+@click.option("--timeout", default=90.0, show_default=True, help="Give up after seconds.")
+def demo(scenario: str, extra: tuple[str, ...], speed: float, timeout: float) -> None:
+    """Run the simulator and the daemon together: a scripted upgrade, end to end."""
+    sys.exit(asyncio.run(run_demo(scenario, extra, speed=speed, timeout_s=timeout)))
+
+
+cli.add_command(simulate)
+cli.add_command(config_cli.config)
+cli.add_command(healthcheck.healthcheck)
 
 
 def main() -> None:

@@ -112,7 +112,7 @@ class TestDelivery:
             )
         assert result.ok
         out = capfd.readouterr().out
-        assert "[WARNING] [WARNING] prod: pre-check expires" in out
+        assert "[WARNING] prod: pre-check expires" in out
         assert "in 15 min" in out
 
     async def test_each_url_gets_its_own_result(self, receiver: Receiver) -> None:

@@ -23,7 +23,9 @@ _lock = threading.Lock()
 
 def _print(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
     """Print one notification; runs in one of apprise's worker threads."""
-    lines = [f"[{notify_type.upper()}] {title}" if title else f"[{notify_type.upper()}]"]
+    tag = f"[{notify_type.upper()}]"
+    # Our default titles already start with the severity tag; do not print it twice.
+    lines = [title if title.startswith(tag) else f"{tag} {title}".rstrip()]
     if body:
         lines.append(body.rstrip("\n"))
     text = "\n".join(lines) + "\n"

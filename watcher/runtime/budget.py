@@ -36,7 +36,9 @@ class HostBudget:
     """Token buckets keyed by host; ``acquire`` waits for a token, active callers first."""
 
     def __init__(
-        self, rate: float = 10.0, burst: float | None = None,
+        self,
+        rate: float = 10.0,
+        burst: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if rate <= 0:

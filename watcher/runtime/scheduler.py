@@ -65,8 +65,13 @@ class PollScheduler:
         when = datetime.now(UTC) + timedelta(seconds=max(0.0, first_delay))
         self._due[job_id] = time.monotonic() + max(0.0, first_delay)
         self._scheduler.add_job(
-            self._run, IntervalTrigger(seconds=_FALLBACK_S, timezone=UTC), args=[job_id],
-            id=job_id, name=job_id, next_run_time=when, replace_existing=True,
+            self._run,
+            IntervalTrigger(seconds=_FALLBACK_S, timezone=UTC),
+            args=[job_id],
+            id=job_id,
+            name=job_id,
+            next_run_time=when,
+            replace_existing=True,
         )
 
     def remove(self, job_id: str) -> None:

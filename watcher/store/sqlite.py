@@ -39,7 +39,6 @@ from watcher.core.ports import Clock, Delivery, PlannedDelivery, StoredEvent, Sy
 from watcher.store import schema
 
 
-
 @dataclass(frozen=True, slots=True)
 class Silence:
     """A stored silence: matcher JSON (interpreted by the rules, opaque here) and its end."""

@@ -1,0 +1,1 @@
+"""Operational pieces: logging, sd_notify, health check, deployment files."""

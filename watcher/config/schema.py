@@ -1,0 +1,765 @@
+"""The typed, frozen configuration tree (SPEC.md section 7).
+
+Each TOML table is one sub-model, and every model forbids unknown keys so that a typo is an
+error instead of a silently ignored setting. Validators only look at the values they are given
+(no environment, no network); the loader in ``watcher.config.loader`` decides where the values
+come from. Cross-field problems are raised as one ``watcher_problems`` error that carries
+``(key path, message)`` pairs, so the loader can name the exact key and its environment
+variable. No validator ever quotes a value it rejects: a secret may sit in the wrong place.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from watcher.config.durations import Duration
+from watcher.core.events import Kind, Severity, TargetRef
+from watcher.core.policy import Policy
+
+DEFAULT_STATE_DIR = Path("/var/lib/cce-upgrade-watcher")
+ENV_PREFIX = "WATCHER_"
+KNOWN_KINDS: tuple[str, ...] = tuple(k.value for k in Kind)
+
+# Canonical spelling of the task types the stall thresholds know. Keys are matched without
+# regard to case, because environment variable names arrive lower-cased.
+DEFAULT_STALL: dict[str, timedelta] = {
+    "PreCheck": timedelta(minutes=30),
+    "Snapshot": timedelta(minutes=30),
+    "Cluster": timedelta(minutes=120),
+    "PostCheck": timedelta(minutes=30),
+    "Rollback": timedelta(minutes=60),
+    "default": timedelta(minutes=60),
+}
+_CANONICAL_STALL = {k.lower(): k for k in DEFAULT_STALL}
+
+Loc = tuple[str | int, ...]
+
+
+def problems(*items: tuple[Loc, str]) -> PydanticCustomError:
+    """Build the error that carries several keyed problems out of one model validator."""
+    return PydanticCustomError(
+        "watcher_problems",
+        "invalid configuration",
+        {"problems": [(tuple(loc), msg) for loc, msg in items]},
+    )
+
+
+class _Section(BaseModel):
+    """Base of every table: immutable, strict about unknown keys, never echoes input."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, str_strip_whitespace=True
+    )
+
+
+# Identifiers end up in URL paths of signed API calls, so they are restricted to the
+# characters real IDs use; this also rules out path tricks such as "../".
+CloudId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+Region = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
+]
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+]
+
+
+def _split_list(value: Any) -> Any:
+    """Accept "a, b" as well as ["a", "b"] (handy in environment variables)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _check_http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.match(r"^https?://[^/\s?#]+(?:/[^\s?#]*)?$", value):
+        raise ValueError("expected an http:// or https:// URL without query or fragment")
+    return value.rstrip("/")
+
+
+def _check_file(value: Path | None) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError("file not found")
+    return value
+
+
+def _check_dir(value: Path | None) -> Path | None:
+    if value is not None and not value.is_dir():
+        raise ValueError("directory not found")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+ExistingFile = Annotated[Path, AfterValidator(_check_file)]
+ExistingDir = Annotated[Path, AfterValidator(_check_dir)]
+StrList = Annotated[tuple[str, ...], BeforeValidator(_split_list)]
+
+
+def _kind_globs(value: tuple[str, ...]) -> tuple[str, ...]:
+    for pattern in value:
+        if not any(fnmatch.fnmatchcase(kind, pattern) for kind in KNOWN_KINDS):
+            raise ValueError(
+                "a pattern matches no event kind (kinds look like task.failed, workflow.*)"
+            )
+    return value
+
+
+KindGlobs = Annotated[StrList, AfterValidator(_kind_globs)]
+
+
+def _lower_tags(value: tuple[str, ...]) -> tuple[str, ...]:
+    for tag in value:
+        if not re.match(r"^[A-Za-z0-9_.:-]+$", tag):
+            raise ValueError("tags are words of letters, digits and _ . : -")
+    return tuple(tag.lower() for tag in value)
+
+
+Tags = Annotated[StrList, AfterValidator(_lower_tags)]
+
+
+# ----------------------------------------------------------------------------------- [cloud]
+
+
+def region_domain(region: str) -> str:
+    """The Huawei Cloud domain serving a region (Europe has its own, CCE_API.md 5)."""
+    return "myhuaweicloud.eu" if region == "eu-west-101" else "myhuaweicloud.com"
+
+
+class CloudSettings(_Section):
+    """Where the APIs are: region defaults and endpoint overrides (simulator, other clouds)."""
+
+    region: Region | None = None
+    project_id: CloudId | None = None
+    cce_endpoint: HttpUrl | None = None
+    iam_endpoint: HttpUrl | None = None
+    ca_file: ExistingFile | None = None
+    timeout_s: float = Field(default=20.0, gt=0, le=600)
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+
+    def cce_endpoint_for(self, region: str) -> str:
+        """The CCE base URL for a target's region (the override wins for every region)."""
+        return self.cce_endpoint or f"https://cce.{region}.{region_domain(region)}"
+
+    def iam_endpoint_for(self, region: str) -> str:
+        """The IAM base URL for a region (the override wins for every region)."""
+        return self.iam_endpoint or f"https://iam.{region}.{region_domain(region)}"
+
+
+# ------------------------------------------------------------------------------ [credentials]
+
+
+class CredentialsSettings(_Section):
+    """How to authenticate. ``kind = "auto"`` picks AK/SK, then password, then metadata."""
+
+    kind: Literal["auto", "aksk", "password", "metadata"] = "auto"
+    access_key: str | None = Field(default=None, min_length=1, max_length=256)
+    secret_key: SecretStr | None = Field(default=None, min_length=1)
+    security_token: SecretStr | None = Field(default=None, min_length=1)
+    username: str | None = Field(default=None, min_length=1, max_length=256)
+    password: SecretStr | None = Field(default=None, min_length=1)
+    domain: str | None = Field(default=None, min_length=1, max_length=256)
+    metadata_endpoint: HttpUrl = "http://169.254.169.254"
+
+    @property
+    def effective_kind(self) -> Literal["aksk", "password", "metadata"]:
+        """The mechanism the client uses after resolving ``auto``."""
+        if self.kind != "auto":
+            return self.kind
+        if self.access_key and self.secret_key:
+            return "aksk"
+        if self.username and self.password:
+            return "password"
+        return "metadata"
+
+    @model_validator(mode="after")
+    def _complete(self) -> CredentialsSettings:
+        found: list[tuple[Loc, str]] = []
+        has_aksk = self.access_key is not None or self.secret_key is not None
+        has_password = self.username is not None or self.password is not None
+        kind = self.kind
+        if kind == "auto":
+            kind = "aksk" if has_aksk else "password" if has_password else "metadata"
+        if kind == "aksk":
+            for key in ("access_key", "secret_key"):
+                if getattr(self, key) is None:
+                    found.append(((key,), "Field required for AK/SK credentials"))
+        elif kind == "password":
+            for key in ("username", "password", "domain"):
+                if getattr(self, key) is None:
+                    found.append(((key,), "Field required for password credentials"))
+        if self.security_token is not None and kind != "aksk":
+            found.append((("security_token",), "only used with AK/SK credentials (temporary keys)"))
+        if found:
+            raise problems(*found)
+        return self
+
+
+# ---------------------------------------------------------------------------------- [[targets]]
+
+
+class Target(_Section):
+    """One thing to watch: a workflow, or a cluster whose workflows are discovered."""
+
+    name: Name
+    kind: Literal["workflow", "cluster"]
+    region: Region
+    project_id: CloudId
+    cluster_id: CloudId
+    workflow_id: CloudId | None = None
+    api: Literal["cce", "autopilot"] = "cce"
+    labels: dict[Name, Annotated[str, StringConstraints(max_length=256)]] = Field(
+        default_factory=dict
+    )
+    display_name: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _workflow_id(self) -> Target:
+        if self.kind == "workflow" and self.workflow_id is None:
+            raise problems((("workflow_id",), 'Field required when kind = "workflow"'))
+        if self.kind == "cluster" and self.workflow_id is not None:
+            raise problems(
+                (("workflow_id",), 'not allowed when kind = "cluster" (workflows are discovered)')
+            )
+        return self
+
+    @property
+    def title(self) -> str:
+        """What people see: the display name, else the name."""
+        return self.display_name or self.name
+
+    def ref(self) -> TargetRef:
+        """The event-side identity of this target."""
+        return TargetRef(
+            name=self.name,
+            region=self.region,
+            project_id=self.project_id,
+            cluster_id=self.cluster_id,
+            labels=dict(self.labels),
+            api=self.api,
+        )
+
+
+def default_target_name(raw: Mapping[str, Any]) -> str | None:
+    """Derive a name from the IDs: the first 8 characters of the cluster (and workflow) ID."""
+    cluster = raw.get("cluster_id")
+    if not isinstance(cluster, str) or not cluster:
+        return None
+    workflow = raw.get("workflow_id")
+    if isinstance(workflow, str) and workflow:
+        return f"{cluster[:8]}-{workflow[:8]}"
+    return cluster[:8]
+
+
+# ---------------------------------------------------------------------------------- [polling]
+
+
+class PollingSettings(_Section):
+    """Poll cadence (SPEC.md 5) and the per-host request budget."""
+
+    active_s: float = Field(default=15.0, gt=0)
+    idle_s: float = Field(default=60.0, gt=0)
+    failed_s: float = Field(default=60.0, gt=0)
+    discovery_s: float = Field(default=120.0, gt=0)
+    requests_per_second: float = Field(default=10.0, gt=0)
+    burst: int = Field(default=20, ge=1)
+    unreachable_after: int = Field(default=5, ge=1)
+    max_backoff_s: float = Field(default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> PollingSettings:
+        if self.max_backoff_s < self.active_s:
+            raise problems((("max_backoff_s",), "must be at least active_s"))
+        return self
+
+
+# ----------------------------------------------------------------------------------- [policy]
+
+
+def _stall_table(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        return value
+    merged: dict[str, Any] = dict(DEFAULT_STALL)
+    for key, duration in value.items():
+        name = str(key)
+        merged[_CANONICAL_STALL.get(name.lower(), name)] = duration
+    return merged
+
+
+class PolicySettings(_Section):
+    """Time rules of the diff: pre-check leads, stall thresholds, reminders, late marks."""
+
+    precheck_leads: tuple[Duration, ...] = (timedelta(minutes=60), timedelta(minutes=15))
+    stall: Annotated[dict[str, Duration], BeforeValidator(_stall_table)] = Field(
+        default_factory=lambda: dict(DEFAULT_STALL)
+    )
+    repeat_interval: Duration = timedelta(hours=4)
+    late_after: Duration = timedelta(seconds=150)
+
+    @field_validator("precheck_leads")
+    @classmethod
+    def _leads(cls, value: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
+        if any(lead <= timedelta(0) for lead in value):
+            raise ValueError("every lead time must be longer than zero")
+        return tuple(sorted(set(value), reverse=True))
+
+    @field_validator("stall")
+    @classmethod
+    def _stall_positive(cls, value: dict[str, timedelta]) -> dict[str, timedelta]:
+        if any(threshold <= timedelta(0) for threshold in value.values()):
+            raise ValueError("every stall threshold must be longer than zero")
+        return value
+
+    @field_validator("repeat_interval")
+    @classmethod
+    def _repeat(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m")
+        return value
+
+    def to_policy(self) -> Policy:
+        """The engine's pure Policy value (watcher.core.policy) built from these settings."""
+        thresholds = {k: v for k, v in self.stall.items() if k != "default"}
+        return Policy(
+            precheck_leads=self.precheck_leads,
+            stall_thresholds=thresholds,
+            stall_default=self.stall.get("default", DEFAULT_STALL["default"]),
+            repeat_interval=self.repeat_interval,
+            late_after=self.late_after,
+        )
+
+    def stall_threshold(self, task_type: str) -> timedelta:
+        """The stall threshold of a task type, case-insensitive; unknown types get "default"."""
+        key = _CANONICAL_STALL.get(task_type.lower(), task_type)
+        return self.stall.get(key) or self.stall.get("default") or DEFAULT_STALL["default"]
+
+
+# ----------------------------------------------------------------------------------- [notify]
+
+EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def url_scheme(url: str) -> str | None:
+    """The lower-cased scheme of an apprise URL, or None when it has none."""
+    match = _SCHEME.match(url)
+    return match.group(1).lower() if match else None
+
+
+class NotifyUrl(_Section):
+    """One apprise URL. The URL is a secret: it often embeds tokens or passwords."""
+
+    url: SecretStr
+    name: Name | None = None
+    tags: Tags = ()
+    flavor: Literal["chat", "email"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"url": data}
+        if isinstance(data, Mapping) and "flavor" not in data:
+            url = data.get("url")
+            scheme = url_scheme(url) if isinstance(url, str) else None
+            data = {**data, "flavor": "email" if scheme in EMAIL_SCHEMES else "chat"}
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value().strip()
+        if url_scheme(text) is None or any(c.isspace() for c in text):
+            raise ValueError("expected an apprise URL such as json://host/path or mailtos://…")
+        return SecretStr(text)
+
+    @property
+    def scheme(self) -> str:
+        return url_scheme(self.url.get_secret_value()) or ""
+
+
+class Route(_Section):
+    """Send events that match every given condition to the URLs with the given tags."""
+
+    name: str | None = Field(default=None, max_length=64)
+    kinds: KindGlobs = ("*",)
+    exclude_kinds: KindGlobs = ()
+    min_severity: Severity = Severity.INFO
+    targets: StrList = ("*",)
+    labels: dict[str, str] = Field(default_factory=dict)
+    tags: Tags = ()
+
+    @field_validator("min_severity", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    def matches(
+        self, kind: str, severity: Severity, target: str, labels: Mapping[str, str]
+    ) -> bool:
+        """Whether an event passes this route; kinds, targets and label values are globs."""
+        return (
+            any(fnmatch.fnmatchcase(kind, p) for p in self.kinds)
+            and not any(fnmatch.fnmatchcase(kind, p) for p in self.exclude_kinds)
+            and severity.rank >= self.min_severity.rank
+            and any(fnmatch.fnmatchcase(target, p) for p in self.targets)
+            and all(
+                key in labels and fnmatch.fnmatchcase(labels[key], pattern)
+                for key, pattern in self.labels.items()
+            )
+        )
+
+
+DEFAULT_ROUTE = Route(name="default", exclude_kinds=("task.queued",))
+"""Used when no route is configured: everything but task.queued, to every URL."""
+
+
+class TemplateOverride(_Section):
+    """Jinja2 sources replacing the default title and/or body of one event kind."""
+
+    title: str | None = None
+    body: str | None = None
+
+
+class TemplatesSettings(_Section):
+    """Template overrides per event kind, and a directory of ``<kind>.title.j2`` files."""
+
+    template_dir: ExistingDir | None = None
+    kinds: dict[str, TemplateOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kinds_inline(cls, data: Any) -> Any:
+        # [notify.templates."task.failed"] sits next to template_dir in the same table.
+        if isinstance(data, Mapping):
+            inline = {k: v for k, v in data.items() if k not in ("template_dir", "kinds")}
+            if inline:
+                kinds = data.get("kinds")
+                merged = {**(kinds if isinstance(kinds, Mapping) else {}), **inline}
+                data = {k: v for k, v in data.items() if k not in inline} | {"kinds": merged}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> TemplatesSettings:
+        from jinja2 import TemplateSyntaxError  # noqa: PLC0415  (only needed when validating)
+        from jinja2.sandbox import SandboxedEnvironment  # noqa: PLC0415
+
+        env = SandboxedEnvironment()
+        found: list[tuple[Loc, str]] = []
+        for kind, override in self.kinds.items():
+            if kind not in KNOWN_KINDS:
+                found.append(((kind,), "unknown event kind"))
+            for part in ("title", "body"):
+                source = getattr(override, part)
+                if source is None:
+                    continue
+                try:
+                    env.parse(source)
+                except TemplateSyntaxError as exc:
+                    found.append(
+                        ((kind, part), f"template syntax error at line {exc.lineno}: {exc.message}")
+                    )
+        if found:
+            raise problems(*found)
+        return self
+
+
+class NotifySettings(_Section):
+    """Where events go: apprise URLs and config files, routes, retry limits, templates."""
+
+    urls: tuple[NotifyUrl, ...] = ()
+    apprise_config: tuple[ExistingFile, ...] = ()
+    max_age: Duration = timedelta(hours=24)
+    retry_base_s: float = Field(default=5.0, gt=0)
+    retry_cap_s: float = Field(default=600.0, gt=0)
+    routes: tuple[Route, ...] = ()
+    templates: TemplatesSettings = TemplatesSettings()
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _single(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | Mapping) else value
+
+    @field_validator("apprise_config", mode="before")
+    @classmethod
+    def _single_path(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | Path) else value
+
+    @model_validator(mode="after")
+    def _names(self) -> NotifySettings:
+        named: list[NotifyUrl] = []
+        seen: set[str] = set()
+        found: list[tuple[Loc, str]] = []
+        for index, item in enumerate(self.urls):
+            name = item.name or f"{item.scheme}-{index + 1}"
+            if name in seen:
+                found.append((("urls", index, "name"), "duplicate notification URL name"))
+            seen.add(name)
+            named.append(item if item.name else item.model_copy(update={"name": name}))
+        if self.retry_cap_s < self.retry_base_s:
+            found.append((("retry_cap_s",), "must be at least retry_base_s"))
+        if found:
+            raise problems(*found)
+        object.__setattr__(self, "urls", tuple(named))  # frozen: fill derived names once
+        return self
+
+    @property
+    def effective_routes(self) -> tuple[Route, ...]:
+        """The configured routes, or the default route when there are none."""
+        return self.routes or (DEFAULT_ROUTE,)
+
+    @property
+    def has_destinations(self) -> bool:
+        return bool(self.urls or self.apprise_config)
+
+
+# ---------------------------------------------------------------------------------- [[silences]]
+
+
+class Silence(_Section):
+    """Mute matching events until a fixed time. Every given matcher must match."""
+
+    target: str = "*"
+    cluster_id: str | None = None
+    workflow_id: str | None = None
+    kinds: KindGlobs = ("*",)
+    until: AwareDatetime
+    reason: str = Field(default="", max_length=500)
+
+    def active(self, now: datetime) -> bool:
+        return now < self.until
+
+    def matches(self, kind: str, target: str, cluster_id: str, workflow_id: str | None) -> bool:
+        """Whether this silence covers an event (time is checked separately with active)."""
+        return (
+            fnmatch.fnmatchcase(target, self.target)
+            and (self.cluster_id is None or self.cluster_id == cluster_id)
+            and (self.workflow_id is None or self.workflow_id == workflow_id)
+            and any(fnmatch.fnmatchcase(kind, p) for p in self.kinds)
+        )
+
+
+# ------------------------------------------------------------------------------- [http], [logging]
+
+
+class HttpSettings(_Section):
+    """The daemon's HTTP server: health, metrics, API, status page."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:9851"
+    token: SecretStr | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_host_port(value)
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("a bearer token needs at least 16 characters")
+        return value
+
+    @property
+    def host(self) -> str:
+        return split_host_port(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_host_port(self.listen)[1]
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """Split "host:port" or "[v6]:port"; raises ValueError without quoting the input."""
+    match = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$", value)
+    if not match:
+        raise ValueError("expected host:port, e.g. 127.0.0.1:9851 or [::1]:9851")
+    host = match.group(1) or match.group(2)
+    port = int(match.group(3))
+    if not 0 < port < 65536:
+        raise ValueError("the port must be between 1 and 65535")
+    if match.group(1):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("invalid IPv6 address") from None
+    return host, port
+
+
+class LoggingSettings(_Section):
+    """Log level and renderer (auto: JSON unless stderr is a terminal)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+# ------------------------------------------------------------------------------------- root
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with ``watcher.config.load_settings``.
+
+    ``watcher.config.settings_from_mapping(dict)`` validates a plain dict without reading any
+    environment, secret file or config file (handy in tests). Note that ``Settings(...)`` and
+    ``Settings.model_validate(...)`` both run the sources (BaseSettings behaviour).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    cloud: CloudSettings = CloudSettings()
+    credentials: CredentialsSettings = CredentialsSettings()
+    targets: tuple[Target, ...] = ()
+    polling: PollingSettings = PollingSettings()
+    policy: PolicySettings = PolicySettings()
+    notify: NotifySettings = NotifySettings()
+    silences: tuple[Silence, ...] = ()
+    http: HttpSettings = HttpSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    _config_path: Path | None = PrivateAttr(default=None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init kwargs, WATCHER_* env, secret files, TOML, SDK fallback (see loader)."""
+        from watcher.config import loader  # noqa: PLC0415  (loader imports this module)
+
+        return loader.customise_sources(settings_cls, init_settings, file_secret_settings)
+
+    @property
+    def config_path(self) -> Path | None:
+        """The TOML file these settings were read from, if any."""
+        return self._config_path
+
+    @classmethod
+    def _settings_log_debug(cls, states: dict[str, dict[str, Any]]) -> None:
+        """Replace pydantic-settings' PYDANTIC_SETTINGS_DEBUG dump, which prints raw values."""
+        import logging  # noqa: PLC0415
+
+        logging.getLogger("pydantic_settings").debug(
+            "settings sources (keys only): %s",
+            {name: sorted(state) for name, state in states.items()},
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _target_defaults(cls, data: Any) -> Any:
+        """Fill each target's region, project, name and kind from [cloud] and its IDs."""
+        if not isinstance(data, Mapping):
+            return data
+        targets = data.get("targets")
+        if isinstance(targets, Mapping):
+            targets = [targets]
+        if not isinstance(targets, list | tuple):
+            return data
+        cloud = data.get("cloud")
+        if isinstance(cloud, CloudSettings):
+            cloud = cloud.model_dump()
+        cloud = cloud if isinstance(cloud, Mapping) else {}
+        filled: list[Any] = []
+        for raw in targets:
+            if isinstance(raw, Mapping):
+                item = dict(raw)
+                for key in ("region", "project_id"):
+                    if item.get(key) is None and isinstance(cloud.get(key), str):
+                        item[key] = cloud[key]
+                if "kind" not in item:
+                    item["kind"] = "workflow" if item.get("workflow_id") else "cluster"
+                if "name" not in item and (name := default_target_name(item)):
+                    item["name"] = name
+                filled.append(item)
+            else:
+                filled.append(raw)
+        return {**data, "targets": filled}
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> Settings:
+        found: list[tuple[Loc, str]] = []
+        seen: dict[str, int] = {}
+        ids: dict[tuple[str, str | None], int] = {}
+        for index, target in enumerate(self.targets):
+            if target.name in seen:
+                found.append(
+                    (
+                        ("targets", index, "name"),
+                        f"duplicate target name (also targets.{seen[target.name]})",
+                    )
+                )
+            seen.setdefault(target.name, index)
+            key = (target.cluster_id, target.workflow_id)
+            if key in ids:
+                found.append(
+                    (("targets", index), f"watches the same cluster/workflow as targets.{ids[key]}")
+                )
+            ids.setdefault(key, index)
+        if found:
+            raise problems(*found)
+        return self
+
+    def target(self, name: str) -> Target | None:
+        """Look a target up by name."""
+        return next((t for t in self.targets if t.name == name), None)
+
+    def require_targets(self) -> list[str]:
+        """Problems that stop ``run``/``check``: no target to watch. Empty when fine."""
+        if self.targets:
+            return []
+        return [
+            "targets: no targets configured: add at least one [[targets]] table"
+            " with cluster_id (and workflow_id) (env WATCHER_TARGETS as JSON)"
+        ]
+
+
+def iter_secret_fields() -> Iterable[tuple[str, ...]]:
+    """Key paths of the single-value secrets, as documented for secret files."""
+    return (
+        ("credentials", "secret_key"),
+        ("credentials", "password"),
+        ("credentials", "security_token"),
+        ("http", "token"),
+    )

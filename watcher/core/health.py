@@ -1,0 +1,205 @@
+"""Target health: turn a run of failed polls into one alert per outage, and one recovery.
+
+The runtime records every poll of a target here (success, or the kind of failure) and
+persists the returned ``TargetHealth``. Pure functions: no clock, no I/O. Dedup keys carry
+the outage start, so a second outage alerts again while a replay of the same one does not.
+
+Key formats (``{target}`` is ``{name}@{cluster_id}``, ``:`` and ``%`` escaped):
+
+- ``watcher:{target}:unreachable:{outage start}``
+- ``watcher:{target}:auth_failed:{auth outage start}``
+- ``watcher:{target}:recovered:{outage start}``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from watcher.core.engine import format_duration
+from watcher.core.events import Event, Kind, Severity, TargetRef
+
+ErrorKind = Literal["auth", "transport", "server", "throttled", "bad_response"]
+
+_DESCRIPTIONS = {
+    "auth": "credentials rejected",
+    "transport": "no answer",
+    "server": "server error",
+    "throttled": "throttled",
+    "bad_response": "unexpected answer",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TargetHealth:
+    """Where a target stands after its latest poll.
+
+    ``failing_since`` is the first failure of the current run (the outage start);
+    ``unreachable_since`` and ``auth_failed_since`` are set once the matching alert fired,
+    and say when that outage started.
+    """
+
+    consecutive_failures: int = 0
+    failing_since: datetime | None = None
+    unreachable_since: datetime | None = None
+    auth_failed_since: datetime | None = None
+    last_error_kind: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "consecutive_failures": self.consecutive_failures,
+            "failing_since": _iso(self.failing_since),
+            "unreachable_since": _iso(self.unreachable_since),
+            "auth_failed_since": _iso(self.auth_failed_since),
+            "last_error_kind": self.last_error_kind,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TargetHealth:
+        return cls(
+            consecutive_failures=int(data.get("consecutive_failures", 0)),
+            failing_since=_from_iso(data.get("failing_since")),
+            unreachable_since=_from_iso(data.get("unreachable_since")),
+            auth_failed_since=_from_iso(data.get("auth_failed_since")),
+            last_error_kind=data.get("last_error_kind"),
+        )
+
+
+def record_success(
+    prev: TargetHealth, now: datetime, *, target: TargetRef
+) -> tuple[tuple[Event, ...], TargetHealth]:
+    """A good poll: ``watcher.target_recovered`` if an unreachable or auth alert was sent."""
+    now = _utc(now)
+    if prev.unreachable_since is None and prev.auth_failed_since is None:
+        return (), TargetHealth()
+    start = prev.failing_since or prev.unreachable_since or prev.auth_failed_since or now
+    outage = f" after {format_duration(now - start)}" if now >= start else ""
+    polls = prev.consecutive_failures
+    event = _event(
+        target,
+        now,
+        f"{_target_key(target)}:recovered:{_stamp(start)}",
+        Kind.TARGET_RECOVERED,
+        Severity.SUCCESS,
+        f"Target {target.name} answers again{outage} ({polls} failed polls)",
+        {
+            "outage_started_at": _iso(start),
+            "failed_polls": polls,
+            "last_error_kind": prev.last_error_kind,
+        },
+    )
+    return (event,), TargetHealth()
+
+
+def record_failure(
+    prev: TargetHealth,
+    now: datetime,
+    error_kind: str,
+    policy_threshold: int,
+    *,
+    target: TargetRef,
+) -> tuple[tuple[Event, ...], TargetHealth]:
+    """A failed poll of any kind (an unknown kind is treated like a transport failure).
+
+    ``watcher.auth_failed`` fires on the first auth failure of an outage (the client already
+    refreshed credentials once). ``watcher.target_unreachable`` fires once per outage when
+    the run of failures reaches ``policy_threshold`` and the latest failure is not an auth
+    failure: an auth outage is already alerted by its own kind.
+    """
+    now = _utc(now)
+    count = prev.consecutive_failures + 1
+    since = prev.failing_since or now
+    new = TargetHealth(
+        consecutive_failures=count,
+        failing_since=since,
+        unreachable_since=prev.unreachable_since,
+        auth_failed_since=prev.auth_failed_since,
+        last_error_kind=error_kind,
+    )
+    events: list[Event] = []
+    what = _DESCRIPTIONS.get(error_kind, error_kind or "failure")
+    if error_kind == "auth" and prev.auth_failed_since is None:
+        new = TargetHealth(count, since, new.unreachable_since, now, error_kind)
+        events.append(
+            _event(
+                target,
+                now,
+                f"{_target_key(target)}:auth_failed:{_stamp(now)}",
+                Kind.AUTH_FAILED,
+                Severity.FAILURE,
+                f"Target {target.name}: IAM or CCE rejects the credentials (401/403) even "
+                "after a refresh; polling slowly until they are fixed",
+                {"failed_polls": count},
+            )
+        )
+    elif (
+        error_kind != "auth"
+        and prev.unreachable_since is None
+        and count >= max(1, policy_threshold)
+    ):
+        new = TargetHealth(count, since, since, new.auth_failed_since, error_kind)
+        events.append(
+            _event(
+                target,
+                now,
+                f"{_target_key(target)}:unreachable:{_stamp(since)}",
+                Kind.TARGET_UNREACHABLE,
+                Severity.FAILURE,
+                f"Target {target.name} unreachable: {count} failed polls in a row since "
+                f"{since.strftime('%Y-%m-%d %H:%M UTC')} (last: {what})",
+                {
+                    "failed_polls": count,
+                    "outage_started_at": _iso(since),
+                    "last_error_kind": error_kind,
+                },
+            )
+        )
+    return tuple(events), new
+
+
+def _event(
+    target: TargetRef,
+    now: datetime,
+    key: str,
+    kind: str,
+    severity: Severity,
+    message: str,
+    details: dict[str, Any],
+) -> Event:
+    return Event(
+        dedup_key=key,
+        kind=kind,
+        severity=severity,
+        target=target,
+        observed_at=now,
+        message=message,
+        details=details,
+    )
+
+
+def _target_key(target: TargetRef) -> str:
+    return f"watcher:{_esc(target.name)}@{_esc(target.cluster_id)}"
+
+
+def _esc(part: str) -> str:
+    return part.replace("%", "%25").replace(":", "%3A")
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None
+
+
+def _from_iso(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    return _utc(datetime.fromisoformat(text))

@@ -1,0 +1,1 @@
+"""The daemon's HTTP surface: probes, Prometheus metrics, the events API, SSE, the status page."""

@@ -1,0 +1,176 @@
+"""What the HTTP surface needs to know about the running daemon, as a Protocol.
+
+Why this module exists: the HTTP layer must not import the runtime (the runtime imports
+it). The runtime implements ``StatusSource``; tests pass a static double. This module also
+fixes the JSON shape of ``/api/v1/workflows`` (``WorkflowView``) and offers
+``workflow_view`` so the runtime can build it from the core models instead of by hand.
+
+The workflows shape (every key always present; ``null`` when unknown; times are ISO 8601
+strings with offset)::
+
+    {
+      "key": str,                      # the store's workflow key
+      "target": {"name", "region", "project_id", "cluster_id", "api", "labels": {str: str}},
+      "display_name": str | null,      # the target's display name, else null
+      "cluster_name": str | null,
+      "workflow_id": str,
+      "phase": str | null,             # open set: Init, Running, Pending, Success, Cancel, ...
+      "from_version": str | null,
+      "to_version": str | null,
+      "observed_at": str | null,       # when the watcher last saw it
+      "next_poll_at": str | null,
+      "last_error": str | null,        # last poll error, secrets already removed
+      "precheck_expires_at": str | null,   # only while PreCheck passed and Cluster not begun
+      "precheck_expires_in_s": float | null,  # negative once expired
+      "points": [{"task_type", "task_id", "status", "started_at", "ended_at",
+                  "expires_at", "duration_s"}],   # in the API's order; duration of a running
+                                                  # task counts up to "now"
+      "lines": [{"start", "end", "critical"}]     # edges by task type
+    }
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol, TypedDict
+
+from watcher.core.events import TargetRef
+from watcher.core.models import Point, TaskStatus, TaskType, Workflow
+
+
+class StatusSource(Protocol):
+    """The daemon's answers to the probes and the workflows list (sync, cheap, cached)."""
+
+    def healthy(self) -> tuple[bool, str]:
+        """Liveness: the loop answers and the scheduler runs; the string says why not."""
+        ...
+
+    def ready(self) -> tuple[bool, list[str]]:
+        """Readiness: config loaded, store reachable, first poll round done; else reasons."""
+        ...
+
+    def workflows(self) -> list[dict[str, Any]]:
+        """Every watched workflow as a ``WorkflowView`` (see the module docstring)."""
+        ...
+
+
+class TargetView(TypedDict):
+    name: str
+    region: str
+    project_id: str
+    cluster_id: str
+    api: str
+    labels: dict[str, str]
+
+
+class PointView(TypedDict):
+    task_type: str
+    task_id: str | None
+    status: str | None
+    started_at: str | None
+    ended_at: str | None
+    expires_at: str | None
+    duration_s: float | None
+
+
+class LineView(TypedDict):
+    start: str | None
+    end: str | None
+    critical: bool | None
+
+
+class WorkflowView(TypedDict):
+    key: str
+    target: TargetView
+    display_name: str | None
+    cluster_name: str | None
+    workflow_id: str
+    phase: str | None
+    from_version: str | None
+    to_version: str | None
+    observed_at: str | None
+    next_poll_at: str | None
+    last_error: str | None
+    precheck_expires_at: str | None
+    precheck_expires_in_s: float | None
+    points: list[PointView]
+    lines: list[LineView]
+
+
+WORKFLOW_VIEW_KEYS = frozenset(WorkflowView.__annotations__)
+POINT_VIEW_KEYS = frozenset(PointView.__annotations__)
+
+
+def workflow_view(
+    *,
+    key: str,
+    target: TargetRef,
+    workflow: Workflow,
+    now: datetime,
+    display_name: str | None = None,
+    cluster_name: str | None = None,
+    observed_at: datetime | None = None,
+    next_poll_at: datetime | None = None,
+    last_error: str | None = None,
+) -> dict[str, Any]:
+    """Build one workflows-list entry from core models (pure; ``now`` drives countdowns)."""
+    expires_at = precheck_expiry(workflow)
+    view: WorkflowView = {
+        "key": key,
+        "target": {
+            "name": target.name,
+            "region": target.region,
+            "project_id": target.project_id,
+            "cluster_id": target.cluster_id,
+            "api": target.api,
+            "labels": dict(target.labels),
+        },
+        "display_name": display_name,
+        "cluster_name": cluster_name,
+        "workflow_id": workflow.uid,
+        "phase": workflow.phase,
+        "from_version": workflow.cluster_version,
+        "to_version": workflow.target_version,
+        "observed_at": _iso(observed_at),
+        "next_poll_at": _iso(next_poll_at),
+        "last_error": last_error,
+        "precheck_expires_at": _iso(expires_at),
+        "precheck_expires_in_s": (expires_at - now).total_seconds() if expires_at else None,
+        "points": [_point_view(p, now) for p in workflow.points],
+        "lines": [{"start": x.start, "end": x.end, "critical": x.critical} for x in workflow.lines],
+    }
+    return dict(view)
+
+
+def precheck_expiry(workflow: Workflow) -> datetime | None:
+    """When the passed pre-check stops counting, if that still matters (Cluster not begun)."""
+    precheck = workflow.point(TaskType.PRECHECK)
+    if precheck is None or precheck.status != TaskStatus.SUCCESS or precheck.expires_at is None:
+        return None
+    cluster = workflow.point(TaskType.CLUSTER)
+    if cluster is not None and (cluster.status or TaskStatus.INIT) != TaskStatus.INIT:
+        return None
+    return precheck.expires_at
+
+
+def _point_view(point: Point, now: datetime) -> PointView:
+    duration: float | None = None
+    if point.started_at is not None:
+        end = point.ended_at
+        if end is None and point.status in (TaskStatus.RUNNING, TaskStatus.QUEUING):
+            end = now
+        if end is not None:
+            duration = max(0.0, (end - point.started_at).total_seconds())
+    return {
+        "task_type": point.task_type,
+        "task_id": point.task_id,
+        "status": point.status,
+        "started_at": _iso(point.started_at),
+        "ended_at": _iso(point.ended_at),
+        "expires_at": _iso(point.expires_at),
+        "duration_s": duration,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,213 @@
+"""Prometheus metrics of the daemon, on an injected registry.
+
+Why this module exists: the runtime reports what happened (a poll finished, an event was
+emitted, a delivery was sent) through a handful of verbs, and this class decides how that
+becomes metric series. It never touches prometheus-client's global registry, so tests and
+several daemons in one process can each own theirs (client_python's ``registry=`` idiom).
+
+Label cardinality is bounded on purpose: phases and task statuses are open strings from the
+cloud, so the per-workflow gauges keep exactly one series per (workflow, phase) and per
+(workflow, task, status). When a value changes, the old series is removed, not left at 0,
+and ``forget_workflow`` drops every series of a workflow that is no longer watched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "cce_watcher_"
+
+PollResult = Literal["ok", "error", "gone", "auth"]
+DeliveryResult = Literal["sent", "failed", "dead"]
+
+_POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
+_API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
+_UNKNOWN = "unknown"
+
+
+class Metrics:
+    """Every metric the daemon exports, registered on one CollectorRegistry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        p = PREFIX
+        self._polls = Counter(
+            f"{p}polls",
+            "Polls finished, by target and result.",
+            ["target", "result"],
+            registry=registry,
+        )
+        self._poll_seconds = Histogram(
+            f"{p}poll_duration_seconds",
+            "Wall time of one poll (fetch, diff, persist).",
+            ["target"],
+            buckets=_POLL_BUCKETS,
+            registry=registry,
+        )
+        self._api_errors = Counter(
+            f"{p}api_errors",
+            "Cloud API answers that were errors (status >= 400) or no answer.",
+            ["status", "code"],
+            registry=registry,
+        )
+        self._api_seconds = Histogram(
+            f"{p}api_request_seconds",
+            "Cloud API request latency, by route name.",
+            ["route"],
+            buckets=_API_BUCKETS,
+            registry=registry,
+        )
+        self._events = Counter(
+            f"{p}events",
+            "Events emitted, by kind and severity.",
+            ["kind", "severity"],
+            registry=registry,
+        )
+        self._deliveries = Counter(
+            f"{p}deliveries",
+            "Delivery attempts finished, by URL key and result.",
+            ["url", "result"],
+            registry=registry,
+        )
+        self._outbox_pending = Gauge(
+            f"{p}outbox_pending", "Deliveries waiting to be sent.", registry=registry
+        )
+        self._outbox_oldest = Gauge(
+            f"{p}outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending delivery (0 when none).",
+            registry=registry,
+        )
+        self._dead = Gauge(
+            f"{p}dead_letters", "Deliveries given up after their maximum age.", registry=registry
+        )
+        self._phase = Gauge(
+            f"{p}workflow_phase",
+            "1 for the current phase of each watched workflow.",
+            ["target", "workflow", "phase"],
+            registry=registry,
+        )
+        self._task = Gauge(
+            f"{p}task_status",
+            "1 for the current status of each task of a watched workflow.",
+            ["target", "workflow", "task", "status"],
+            registry=registry,
+        )
+        self._precheck = Gauge(
+            f"{p}precheck_expiry_seconds",
+            "Seconds until the passed pre-check expires (negative once expired).",
+            ["target", "workflow"],
+            registry=registry,
+        )
+        self._scheduler_up = Gauge(
+            f"{p}scheduler_up", "1 while the polling scheduler runs.", registry=registry
+        )
+        # Current label values, so a change removes the old series instead of leaving it.
+        self._phases: dict[tuple[str, str], str] = {}
+        self._tasks: dict[tuple[str, str], dict[str, str]] = {}
+        self._prechecks: set[tuple[str, str]] = set()
+
+    # -- polling and the cloud API -------------------------------------------------------
+
+    def poll_finished(self, target: str, result: PollResult | str, seconds: float) -> None:
+        """Count one finished poll and record how long it took."""
+        self._polls.labels(target=target, result=result).inc()
+        self._poll_seconds.labels(target=target).observe(max(0.0, seconds))
+
+    def api_response(
+        self,
+        host: str,
+        route: str,
+        status: int | None,
+        code: str | None,
+        seconds: float,
+    ) -> None:
+        """Record one cloud API request; errors (>= 400, or no response) are also counted.
+
+        ``host`` is accepted for the runtime's convenience but not used as a label: the
+        route name already says which API it was, and hosts multiply series per region.
+        """
+        del host
+        self._api_seconds.labels(route=route).observe(max(0.0, seconds))
+        if status is None or status >= 400:
+            self._api_errors.labels(
+                status=str(status) if status is not None else "none", code=code or ""
+            ).inc()
+
+    # -- events and delivery -------------------------------------------------------------
+
+    def event_emitted(self, kind: str, severity: str) -> None:
+        self._events.labels(kind=kind, severity=str(severity)).inc()
+
+    def delivery_finished(self, url_key: str, result: DeliveryResult | str) -> None:
+        self._deliveries.labels(url=url_key, result=result).inc()
+
+    def set_outbox(self, pending: float, oldest_age_s: float, dead: float) -> None:
+        self._outbox_pending.set(pending)
+        self._outbox_oldest.set(max(0.0, oldest_age_s))
+        self._dead.set(dead)
+
+    # -- per-workflow state --------------------------------------------------------------
+
+    def set_workflow(
+        self,
+        target: str,
+        workflow_id: str,
+        phase: str | None,
+        points: Mapping[str, str | None],
+        precheck_expires_in_s: float | None,
+    ) -> None:
+        """Show a workflow's current phase, task statuses and pre-check countdown.
+
+        Exactly one series per (workflow, phase) and per (workflow, task) exists afterwards;
+        series of values that no longer hold are removed. Tasks missing from ``points`` are
+        removed too.
+        """
+        wf = (target, workflow_id)
+        new_phase = phase or _UNKNOWN
+        old_phase = self._phases.get(wf)
+        if old_phase is not None and old_phase != new_phase:
+            _remove(self._phase, target, workflow_id, old_phase)
+        self._phase.labels(target=target, workflow=workflow_id, phase=new_phase).set(1)
+        self._phases[wf] = new_phase
+
+        old_tasks = self._tasks.get(wf, {})
+        new_tasks = {task: status or _UNKNOWN for task, status in points.items()}
+        for task, old_status in old_tasks.items():
+            if new_tasks.get(task) != old_status:
+                _remove(self._task, target, workflow_id, task, old_status)
+        for task, status in new_tasks.items():
+            self._task.labels(target=target, workflow=workflow_id, task=task, status=status).set(1)
+        self._tasks[wf] = new_tasks
+
+        if precheck_expires_in_s is None:
+            if wf in self._prechecks:
+                _remove(self._precheck, target, workflow_id)
+                self._prechecks.discard(wf)
+        else:
+            self._precheck.labels(target=target, workflow=workflow_id).set(precheck_expires_in_s)
+            self._prechecks.add(wf)
+
+    def forget_workflow(self, target: str, workflow_id: str) -> None:
+        """Drop every series of a workflow that is no longer watched."""
+        wf = (target, workflow_id)
+        phase = self._phases.pop(wf, None)
+        if phase is not None:
+            _remove(self._phase, target, workflow_id, phase)
+        for task, status in self._tasks.pop(wf, {}).items():
+            _remove(self._task, target, workflow_id, task, status)
+        if wf in self._prechecks:
+            _remove(self._precheck, target, workflow_id)
+            self._prechecks.discard(wf)
+
+    def set_scheduler_up(self, up: bool) -> None:
+        self._scheduler_up.set(1 if up else 0)
+
+
+def _remove(metric: Gauge, *labels: str) -> None:
+    # A series never created (or already removed) is fine: there is nothing to drop.
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)

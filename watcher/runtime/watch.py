@@ -1,0 +1,361 @@
+"""Watching: one poll of a workflow, discovery of a cluster's workflows, target health.
+
+One workflow poll is fetch -> enrich -> evaluate (pure engine) -> plan deliveries (pure
+routing) -> commit state, events and deliveries in one transaction -> wake the outbox.
+Nothing is sent before the commit, so a crash at any point either repeats the poll (the
+events get the same dedup keys and are stored once) or finds it done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import structlog
+
+from watcher.core import cadence, engine, health
+from watcher.core.errors import (
+    ApiError,
+    AuthError,
+    BadResponseError,
+    ServerError,
+    ThrottledError,
+    WatcherError,
+    WorkflowGoneError,
+)
+from watcher.core.events import Event, TargetRef
+from watcher.core.models import (
+    TERMINAL_PHASES,
+    Cluster,
+    PreCheckTask,
+    TaskType,
+    UpgradeTask,
+    Workflow,
+)
+from watcher.core.policy import Policy, PollPolicy
+from watcher.core.ports import Clock, PlannedDelivery, Store
+from watcher.core.summary import summarize
+from watcher.runtime import budget
+
+log = structlog.get_logger(__name__)
+
+AUTH_RETRY_S = 300.0  # five bad signatures lock an AK for five minutes: never retry hot
+
+
+Api = Literal["cce", "autopilot"]
+
+
+def api_of(target: TargetRef) -> Api:
+    return "autopilot" if target.api == "autopilot" else "cce"
+
+
+class CloudSource(Protocol):
+    """What the watcher needs from the CCE client (watcher.cloud.client.CceClient)."""
+
+    async def show_workflow(self, cluster_id: str, workflow_id: str, *, api: Api) -> Workflow: ...
+    async def list_workflows(self, cluster_id: str, *, api: Api) -> tuple[Workflow, ...]: ...
+    async def show_precheck(self, cluster_id: str, task_id: str, *, api: Api) -> PreCheckTask: ...
+    async def show_upgrade_task(
+        self, cluster_id: str, task_id: str, *, api: Api
+    ) -> UpgradeTask: ...
+    async def show_cluster(self, cluster_id: str, *, api: Api) -> Cluster: ...
+
+
+Planner = Callable[[Sequence[Event], datetime], list[PlannedDelivery]]
+
+
+@dataclass
+class WatchContext:
+    """Collaborators every watch shares; replaced as a whole on reload."""
+
+    store: Store
+    plan: Planner
+    policy: Policy
+    poll: PollPolicy
+    clock: Clock
+    on_committed: Callable[[list[Event]], None]
+    on_polled: Callable[[str, str, float], None] = lambda target, result, seconds: None
+    unreachable_after: int = 5
+    max_backoff_s: float = 600.0
+    rand: Callable[[], float] = random.random
+
+
+def error_kind(exc: BaseException) -> str:
+    """Classify a poll failure for health tracking and metrics."""
+    if isinstance(exc, AuthError):
+        return "auth"
+    if isinstance(exc, ThrottledError):
+        return "throttled"
+    if isinstance(exc, ServerError):
+        return "server"
+    if isinstance(exc, BadResponseError):
+        return "bad_response"
+    if isinstance(exc, ApiError):
+        return "api"
+    return "transport"
+
+
+class TargetHealth:
+    """Health of one configured target across all of its polls; persisted in the store."""
+
+    def __init__(self, target: TargetRef, state: health.TargetHealth) -> None:
+        self.target = target
+        self.state = state
+
+    async def record(self, ctx: WatchContext, error: BaseException | None) -> None:
+        now = ctx.clock.now()
+        if error is None:
+            events, new = health.record_success(self.state, now, target=self.target)
+        else:
+            events, new = health.record_failure(
+                self.state, now, error_kind(error), ctx.unreachable_after, target=self.target
+            )
+        changed = new != self.state
+        self.state = new
+        if changed:
+            await ctx.store.save_kv(f"health/{self.target.name}", new.to_json())
+        if events:
+            stored = await ctx.store.commit_poll(
+                f"{self.target.name}/_target", None, events, ctx.plan(events, now)
+            )
+            ctx.on_committed(stored)
+
+    @property
+    def failures(self) -> int:
+        return int(self.state.consecutive_failures)
+
+
+@dataclass
+class WorkflowWatch:
+    """Polls one workflow until it reaches a terminal phase (then one last poll, then stop)."""
+
+    client: CloudSource
+    target: TargetRef
+    workflow_id: str
+    health: TargetHealth
+    display_name: str | None = None
+    state: engine.WatchState | None = None
+    cluster_name: str | None = None
+    last_error: str | None = None
+    next_poll_at: datetime | None = None
+    final_poll_done: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.target.name}/{self.workflow_id}"
+
+    def is_active(self) -> bool:
+        return self.state is not None and cadence.is_active(self.state)
+
+    async def poll(self, ctx: WatchContext) -> float | None:
+        """One poll; returns seconds until the next one, or None when watching is over."""
+        structlog.contextvars.bind_contextvars(target=self.target.name, workflow=self.workflow_id)
+        budget.priority.set(budget.ACTIVE if self.is_active() else budget.IDLE)
+        started = time.monotonic()
+        try:
+            delay = await self._poll(ctx)
+        except asyncio.CancelledError:
+            raise
+        except WatcherError as exc:
+            delay = await self._failed(ctx, exc)
+            ctx.on_polled(self.target.name, error_kind(exc), time.monotonic() - started)
+        else:
+            ctx.on_polled(self.target.name, "ok", time.monotonic() - started)
+        now = ctx.clock.now()
+        self.next_poll_at = now + timedelta(seconds=delay) if delay is not None else None
+        return delay
+
+    async def _poll(self, ctx: WatchContext) -> float | None:
+        api = api_of(self.target)
+        try:
+            workflow = await self.client.show_workflow(
+                self.target.cluster_id, self.workflow_id, api=api
+            )
+        except WorkflowGoneError:
+            return await self._vanished(ctx)
+        await self._ensure_cluster_name()
+        enrichment = await self._enrich(workflow)
+        now = ctx.clock.now()
+        result = engine.evaluate(
+            self.state,
+            workflow,
+            now,
+            ctx.policy,
+            target=self.target,
+            cluster_name=self.cluster_name,
+            enrichment=enrichment,
+        )
+        await self._commit(ctx, result, now)
+        self.last_error = None
+        await self.health.record(ctx, None)
+        delay = cadence.next_poll_in(result.state, now, ctx.poll, ctx.policy)
+        if delay is None and not self.final_poll_done:
+            # Terminal: one last poll a little later (final timestamps), then stop.
+            self.final_poll_done = True
+            return ctx.poll.idle_s
+        return delay
+
+    async def _commit(self, ctx: WatchContext, result: engine.Evaluation, now: datetime) -> None:
+        events = list(result.events)
+        stored = await ctx.store.commit_poll(
+            self.key, result.state.to_json(), events, ctx.plan(events, now) if events else []
+        )
+        self.state = result.state
+        if stored:
+            for event in stored:
+                log.info(
+                    "event.new",
+                    kind=event.kind,
+                    severity=str(event.severity),
+                    dedup_key=event.dedup_key,
+                )
+            ctx.on_committed(stored)
+
+    async def _vanished(self, ctx: WatchContext) -> float | None:
+        now = ctx.clock.now()
+        if self.state is None:
+            # Never seen: most likely a wrong workflow id in the config. Keep trying slowly
+            # and say so; it may appear (created after the watcher started).
+            self.last_error = "workflow not found (404)"
+            log.warning("workflow.not_found")
+            await self.health.record(ctx, None)
+            return ctx.poll.idle_s
+        if self.state.workflow.phase in TERMINAL_PHASES:
+            return None
+        result = engine.evaluate_vanished(
+            self.state, now, target=self.target, cluster_name=self.cluster_name
+        )
+        await self._commit(ctx, result, now)
+        await self.health.record(ctx, None)
+        return None
+
+    async def _failed(self, ctx: WatchContext, exc: WatcherError) -> float:
+        self.last_error = str(exc)
+        log.warning("poll.failed", error=str(exc), kind=error_kind(exc))
+        await self.health.record(ctx, exc)
+        if isinstance(exc, AuthError):
+            return AUTH_RETRY_S
+        delay = cadence.backoff_s(
+            self.health.failures, ctx.poll.active_s, ctx.max_backoff_s, ctx.rand()
+        )
+        if isinstance(exc, ThrottledError) and exc.retry_after:
+            delay = max(delay, exc.retry_after)
+        return max(delay, 1.0)
+
+    async def _ensure_cluster_name(self) -> None:
+        if self.cluster_name is not None:
+            return
+        try:
+            cluster = await self.client.show_cluster(
+                self.target.cluster_id, api=api_of(self.target)
+            )
+        except WatcherError as exc:
+            log.info("cluster.name_unavailable", error=str(exc))
+            self.cluster_name = ""  # do not ask again every poll; messages use the id
+            return
+        self.cluster_name = cluster.name or ""
+
+    async def _enrich(self, workflow: Workflow) -> engine.Enrichment | None:
+        wanted = engine.enrichment_wanted(self.state, workflow)
+        if not wanted:
+            return None
+        precheck: PreCheckTask | None = None
+        upgrade: UpgradeTask | None = None
+        cluster_id, api = self.target.cluster_id, api_of(self.target)
+        # Enrichment is a nice-to-have: its failure must not fail the poll or lose events.
+        if "precheck" in wanted and (point := workflow.point(TaskType.PRECHECK)) and point.task_id:
+            try:
+                precheck = await self.client.show_precheck(cluster_id, point.task_id, api=api)
+            except WatcherError as exc:
+                log.info("enrich.precheck_failed", error=str(exc))
+        if "upgrade" in wanted and (point := workflow.point(TaskType.CLUSTER)) and point.task_id:
+            try:
+                upgrade = await self.client.show_upgrade_task(cluster_id, point.task_id, api=api)
+            except WatcherError as exc:
+                log.info("enrich.upgrade_failed", error=str(exc))
+        return engine.Enrichment(precheck=precheck, upgrade=upgrade)
+
+    def summary(self, now: datetime) -> dict[str, Any] | None:
+        if self.state is None:
+            return None
+        return summarize(
+            self.state.workflow,
+            target=self.target,
+            now=now,
+            key=self.key,
+            display_name=self.display_name,
+            cluster_name=self.cluster_name or None,
+            observed_at=self.state.observed_at,
+            next_poll_at=self.next_poll_at,
+            last_error=self.last_error,
+        )
+
+
+Spawner = Callable[[str, Workflow | None], None]
+
+
+@dataclass
+class ClusterDiscovery:
+    """Lists a cluster target's workflows and starts a WorkflowWatch for each new one.
+
+    On the very first listing of a cluster, workflows that already ended (Success/Cancel) are
+    remembered without a notification: nobody wants a page about last year's upgrade. Any
+    workflow that appears later is watched, even if it ended between two listings.
+    """
+
+    client: CloudSource
+    target: TargetRef
+    health: TargetHealth
+    spawn: Spawner
+    known: set[str] = field(default_factory=set)
+    listed_before: bool = False
+    last_error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.target.name}/_discovery"
+
+    async def poll(self, ctx: WatchContext) -> float | None:
+        structlog.contextvars.bind_contextvars(target=self.target.name)
+        started = time.monotonic()
+        try:
+            workflows = await self.client.list_workflows(
+                self.target.cluster_id, api=api_of(self.target)
+            )
+        except asyncio.CancelledError:
+            raise
+        except WatcherError as exc:
+            self.last_error = str(exc)
+            log.warning("discovery.failed", error=str(exc))
+            await self.health.record(ctx, exc)
+            ctx.on_polled(self.target.name, error_kind(exc), time.monotonic() - started)
+            if isinstance(exc, AuthError):
+                return AUTH_RETRY_S
+            return cadence.backoff_s(
+                self.health.failures, ctx.poll.active_s, ctx.max_backoff_s, ctx.rand()
+            )
+        self.last_error = None
+        await self.health.record(ctx, None)
+        ctx.on_polled(self.target.name, "ok", time.monotonic() - started)
+        for workflow in workflows:
+            if workflow.uid in self.known:
+                continue
+            self.known.add(workflow.uid)
+            if not self.listed_before and workflow.phase in TERMINAL_PHASES:
+                continue
+            log.info("discovery.new_workflow", workflow=workflow.uid, phase=workflow.phase)
+            self.spawn(workflow.uid, workflow)
+        self.listed_before = True
+        await ctx.store.save_kv(self.key, {"known": sorted(self.known)})
+        return ctx.poll.discovery_s
+
+    async def restore(self, store: Store) -> None:
+        data = await store.load_kv(self.key)
+        if data is not None:
+            self.known = set(data.get("known", []))
+            self.listed_before = True

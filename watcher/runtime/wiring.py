@@ -1,0 +1,204 @@
+"""Factories that turn Settings into adapters: cloud clients, notification parts, policy.
+
+Kept apart from the lifecycle (daemon.py) so `check`, `notify-test` and `demo` build the
+same parts the daemon does, the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from watcher.cloud import auth as cloud_auth
+from watcher.cloud.client import CceClient, RequestLimiter, ResponseHook
+from watcher.cloud.endpoints import cce_endpoint, iam_endpoint
+from watcher.config import Settings, Target
+from watcher.core.events import Event, TargetRef
+from watcher.core.policy import Policy, PollPolicy
+from watcher.core.ports import PlannedDelivery, RenderedMessage
+from watcher.notify import routing
+from watcher.notify.targets import NotifyUrl, build_urls
+from watcher.notify.templates import Renderer
+
+
+def target_ref(target: Target) -> TargetRef:
+    return TargetRef(
+        name=target.name,
+        region=target.region,
+        project_id=target.project_id,
+        cluster_id=target.cluster_id,
+        labels=dict(target.labels),
+        api=target.api,
+    )
+
+
+def policy_from(settings: Settings) -> Policy:
+    p = settings.policy
+    stall = dict(p.stall)
+    default = stall.pop("default", None)
+    return Policy(
+        precheck_leads=tuple(p.precheck_leads),
+        stall_thresholds=stall,
+        **({"stall_default": default} if default else {}),
+        repeat_interval=p.repeat_interval,
+        late_after=p.late_after,
+    )
+
+
+def poll_policy_from(settings: Settings) -> PollPolicy:
+    p = settings.polling
+    return PollPolicy(
+        active_s=p.active_s,
+        idle_s=p.idle_s,
+        failed_s=p.failed_s,
+        discovery_s=p.discovery_s,
+        min_s=min(p.active_s, PollPolicy().min_s),
+    )
+
+
+def make_auth(
+    settings: Settings, session: aiohttp.ClientSession, *, region: str, project_id: str
+) -> cloud_auth.Auth:
+    """The credential provider for one (region, project): kind ``auto`` picks the first
+    complete one of AK/SK, IAM password, ECS metadata agency."""
+    cred = settings.credentials
+    kind = cred.kind
+    if kind == "auto":
+        if cred.access_key and cred.secret_key:
+            kind = "aksk"
+        elif cred.username and cred.password and cred.domain:
+            kind = "password"
+        else:
+            kind = "metadata"
+    if kind == "aksk":
+        if not (cred.access_key and cred.secret_key):
+            raise ValueError("credentials.kind=aksk needs access_key and secret_key")
+        token = cred.security_token.get_secret_value() if cred.security_token else None
+        return cloud_auth.AkSkAuth(
+            cred.access_key, cred.secret_key.get_secret_value(), token, project_id
+        )
+    if kind == "password":
+        if not (cred.username and cred.password and cred.domain):
+            raise ValueError("credentials.kind=password needs username, password and domain")
+        return cloud_auth.IamPasswordAuth(
+            session,
+            iam_endpoint(region, _str(settings.cloud.iam_endpoint)),
+            cred.username,
+            cred.password.get_secret_value(),
+            cred.domain,
+            project_id=project_id,
+        )
+    return cloud_auth.MetadataAuth(
+        session, str(cred.metadata_endpoint).rstrip("/"), project_id=project_id
+    )
+
+
+def _str(value: object | None) -> str | None:
+    return None if value is None else str(value).rstrip("/")
+
+
+@dataclass
+class CloudClients:
+    """One CceClient per (region, project), created on first use and shared by targets."""
+
+    settings: Settings
+    session: aiohttp.ClientSession
+    limiter: RequestLimiter | None = None
+    on_response: ResponseHook | None = None
+    _clients: dict[tuple[str, str], CceClient] = field(default_factory=dict)
+
+    def for_target(self, target: Target | TargetRef) -> CceClient:
+        key = (target.region, target.project_id)
+        client = self._clients.get(key)
+        if client is None:
+            client = CceClient(
+                self.session,
+                endpoint=cce_endpoint(target.region, _str(self.settings.cloud.cce_endpoint)),
+                auth=make_auth(
+                    self.settings,
+                    self.session,
+                    region=target.region,
+                    project_id=target.project_id,
+                ),
+                project_id=target.project_id,
+                max_body_bytes=self.settings.cloud.max_body_bytes,
+                limiter=self.limiter,
+                on_response=self.on_response,
+            )
+            self._clients[key] = client
+        return client
+
+
+def notify_urls(settings: Settings, extra: Sequence[str] = ()) -> list[NotifyUrl]:
+    """Every configured notification URL (inline, apprise config files, ``extra``)."""
+    entries: list[str | dict[str, Any]] = []
+    for url in settings.notify.urls:
+        entry: dict[str, Any] = {
+            "url": url.url.get_secret_value(),
+            "tags": list(url.tags),
+            "flavor": url.flavor,
+        }
+        if url.name:
+            entry["name"] = url.name
+        entries.append(entry)
+    entries += [{"config": str(path)} for path in settings.notify.apprise_config]
+    entries += list(extra)
+    base = getattr(settings, "_config_path", None)
+    return build_urls(entries, base_dir=Path(base).parent if base else None)
+
+
+@dataclass(frozen=True)
+class NotifyPlan:
+    """Routing, silences and templates: everything a reload replaces at once."""
+
+    urls: list[NotifyUrl]
+    routes: list[routing.Route]
+    silences: list[routing.Silence]
+    renderer: Renderer
+
+    def plan(self, events: Sequence[Event], now: datetime) -> list[PlannedDelivery]:
+        return routing.plan(events, self.urls, self.routes, self.silences, now)
+
+    def render_for_urls(self) -> Callable[[str, Sequence[Event]], RenderedMessage]:
+        return self.renderer.for_urls(self.urls)
+
+
+def notify_plan(settings: Settings, extra_urls: Sequence[str] = ()) -> NotifyPlan:
+    n = settings.notify
+    routes = [
+        routing.Route(
+            kinds=tuple(r.kinds),
+            min_severity=r.min_severity,
+            targets=tuple(r.targets),
+            labels=dict(r.labels),
+            tags=frozenset(r.tags),
+            exclude_kinds=tuple(r.exclude_kinds),
+        )
+        for r in n.routes
+    ]
+    silences = [
+        routing.Silence(
+            until=s.until,
+            target=s.target,
+            cluster_id=s.cluster_id,
+            workflow_id=s.workflow_id,
+            kinds=tuple(s.kinds),
+        )
+        for s in settings.silences
+    ]
+    overrides = {
+        kind: {k: v for k, v in (("title", o.title), ("body", o.body)) if v is not None}
+        for kind, o in n.templates.kinds.items()
+    }
+    renderer = Renderer(overrides, n.templates.template_dir)
+    return NotifyPlan(notify_urls(settings, extra_urls), routes, silences, renderer)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)

@@ -1,0 +1,100 @@
+"""The /_sim/ control API: drive the timeline, inject faults, clone workflows, read counters.
+
+No authentication: the simulator is a test server bound to loopback by default. Bodies and
+answers are small JSON objects; errors are ``{"error": "..."}`` with status 400 or 404.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from watcher.simulator.responses import json_response
+from watcher.simulator.scenario import ScenarioError
+
+if TYPE_CHECKING:
+    from watcher.simulator.server import Simulator
+
+MAX_CLONES = 100_000
+
+
+def _bad(message: str, status: int = 400) -> web.Response:
+    return json_response({"error": message}, status)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("the body must be a JSON object")
+    return value
+
+
+class ControlRoutes:
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+
+    def table(self) -> list[web.RouteDef]:
+        return [
+            web.get("/_sim/state", self.state, name="sim.state"),
+            web.post("/_sim/step", self.step, name="sim.step"),
+            web.post("/_sim/advance", self.advance, name="sim.advance"),
+            web.post("/_sim/faults", self.add_fault, name="sim.faults.add"),
+            web.delete("/_sim/faults", self.clear_faults, name="sim.faults.clear"),
+            web.post("/_sim/reset", self.reset, name="sim.reset"),
+            web.post("/_sim/workflows", self.add_workflows, name="sim.workflows.add"),
+            web.get("/_sim/requests", self.requests, name="sim.requests"),
+        ]
+
+    async def state(self, request: web.Request) -> web.Response:
+        return json_response(self.sim.state())
+
+    async def step(self, request: web.Request) -> web.Response:
+        try:
+            body = await _body(request)
+            return json_response(await self.sim.step(body.get("workflow")))
+        except KeyError as exc:
+            return _bad(f"unknown workflow {exc}", 404)
+        except ValueError as exc:
+            return _bad(str(exc))
+
+    async def advance(self, request: web.Request) -> web.Response:
+        try:
+            body = await _body(request)
+            return json_response(await self.sim.advance(float(body["seconds"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            return _bad(f"expected {{'seconds': N >= 0}}: {exc}")
+
+    async def add_fault(self, request: web.Request) -> web.Response:
+        try:
+            body = await _body(request)
+            return json_response({"fault": self.sim.add_fault(**body)})
+        except (TypeError, ValueError) as exc:
+            return _bad(str(exc))
+
+    async def clear_faults(self, request: web.Request) -> web.Response:
+        return json_response({"cleared": self.sim.clear_faults()})
+
+    async def reset(self, request: web.Request) -> web.Response:
+        await self.sim.reset()
+        return json_response({"ok": True, "targets": self.sim.targets()})
+
+    async def add_workflows(self, request: web.Request) -> web.Response:
+        try:
+            body = await _body(request)
+            count = int(body.get("count", 1))
+            if not 1 <= count <= MAX_CLONES:
+                raise ValueError(f"count must be 1..{MAX_CLONES}")
+            targets = await self.sim.add_workflows(str(body["scenario"]), count)
+        except ScenarioError as exc:
+            return _bad(str(exc), 404)
+        except (KeyError, TypeError, ValueError) as exc:
+            return _bad(f"expected {{'scenario': name, 'count': N}}: {exc}")
+        return json_response({"targets": targets})
+
+    async def requests(self, request: web.Request) -> web.Response:
+        return json_response(self.sim.requests())
