@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test lint type unit demo bench clean
+.PHONY: test lint type unit demo bench check-sim clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,7 @@ type: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
+	sh tests/system_deps.sh
 	$(BIN)/pytest -n 2
 
 test: lint type unit

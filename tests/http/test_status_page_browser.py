@@ -1,7 +1,7 @@
 """The status page in a real headless Chromium: graph nodes, colours, lines, countdown, live.
 
 Uses Debian's /usr/bin/chromium driven by the ``playwright`` package (never
-``playwright install``: no browser downloads). ``tests/http/ensure_chromium.sh`` installs
+``playwright install``: no browser downloads). ``tests/system_deps.sh`` installs
 chromium when run as root; without it this test skips locally and fails under CI.
 """
 
@@ -50,7 +50,7 @@ def _unavailable(reason: str) -> None:
 async def browser() -> AsyncIterator[Any]:
     if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
         _unavailable(
-            f"{CHROMIUM} is missing: run tests/http/ensure_chromium.sh as root "
+            f"{CHROMIUM} is missing: run tests/system_deps.sh as root "
             "or `sudo apt-get install -y chromium`"
         )
     try:

@@ -122,7 +122,7 @@ def format_text(summary: dict[str, Any]) -> str:
         status = point["status"] or "not run"
         duration = point["duration_s"]
         suffix = f"  ({human_duration(duration)})" if duration is not None else ""
-        lines.append(f"    {point['task_type'] or '?':<10} {status:<10}{suffix}")
+        lines.append(f"    {point['task_type'] or '?':<10} {status:<10}{suffix}".rstrip())
     expires_in = summary.get("precheck_expires_in_s")
     if expires_in is not None:
         if expires_in > 0:
