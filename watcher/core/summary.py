@@ -58,7 +58,7 @@ def summarize(
     return {
         "key": key or f"{target.name}/{workflow.uid}",
         "target": target.to_dict(),
-        "display_name": display_name or target.name,
+        "display_name": display_name,
         "cluster_name": cluster_name,
         "workflow_id": workflow.uid,
         "phase": workflow.phase,
@@ -113,8 +113,9 @@ def format_text(summary: dict[str, Any]) -> str:
     """The `check` table for one workflow: header, one line per task, expiry countdown."""
     target = summary["target"]
     cluster = summary.get("cluster_name") or target["cluster_id"]
+    name = summary["display_name"] or target["name"]
     lines = [
-        f"{summary['display_name']}  cluster {cluster}  workflow {summary['workflow_id']}",
+        f"{name}  cluster {cluster}  workflow {summary['workflow_id']}",
         f"  {summary.get('from_version') or '?'} -> {summary.get('to_version') or '?'}"
         f"  phase {summary.get('phase') or 'unknown'}",
     ]

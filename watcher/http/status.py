@@ -35,7 +35,8 @@ from datetime import datetime
 from typing import Any, Protocol, TypedDict
 
 from watcher.core.events import TargetRef
-from watcher.core.models import Point, TaskStatus, TaskType, Workflow
+from watcher.core.models import Workflow
+from watcher.core.summary import summarize
 
 
 class StatusSource(Protocol):
@@ -113,64 +114,19 @@ def workflow_view(
     next_poll_at: datetime | None = None,
     last_error: str | None = None,
 ) -> dict[str, Any]:
-    """Build one workflows-list entry from core models (pure; ``now`` drives countdowns)."""
-    expires_at = precheck_expiry(workflow)
-    view: WorkflowView = {
-        "key": key,
-        "target": {
-            "name": target.name,
-            "region": target.region,
-            "project_id": target.project_id,
-            "cluster_id": target.cluster_id,
-            "api": target.api,
-            "labels": dict(target.labels),
-        },
-        "display_name": display_name,
-        "cluster_name": cluster_name,
-        "workflow_id": workflow.uid,
-        "phase": workflow.phase,
-        "from_version": workflow.cluster_version,
-        "to_version": workflow.target_version,
-        "observed_at": _iso(observed_at),
-        "next_poll_at": _iso(next_poll_at),
-        "last_error": last_error,
-        "precheck_expires_at": _iso(expires_at),
-        "precheck_expires_in_s": (expires_at - now).total_seconds() if expires_at else None,
-        "points": [_point_view(p, now) for p in workflow.points],
-        "lines": [{"start": x.start, "end": x.end, "critical": x.critical} for x in workflow.lines],
-    }
-    return dict(view)
+    """Build one workflows-list entry from core models (pure; ``now`` drives countdowns).
 
+    The shape is built by watcher.core.summary, which `check --json` shares.
+    """
+    return summarize(
+        workflow,
+        target=target,
+        now=now,
+        key=key,
+        display_name=display_name,
+        cluster_name=cluster_name,
+        observed_at=observed_at,
+        next_poll_at=next_poll_at,
+        last_error=last_error,
+    )
 
-def precheck_expiry(workflow: Workflow) -> datetime | None:
-    """When the passed pre-check stops counting, if that still matters (Cluster not begun)."""
-    precheck = workflow.point(TaskType.PRECHECK)
-    if precheck is None or precheck.status != TaskStatus.SUCCESS or precheck.expires_at is None:
-        return None
-    cluster = workflow.point(TaskType.CLUSTER)
-    if cluster is not None and (cluster.status or TaskStatus.INIT) != TaskStatus.INIT:
-        return None
-    return precheck.expires_at
-
-
-def _point_view(point: Point, now: datetime) -> PointView:
-    duration: float | None = None
-    if point.started_at is not None:
-        end = point.ended_at
-        if end is None and point.status in (TaskStatus.RUNNING, TaskStatus.QUEUING):
-            end = now
-        if end is not None:
-            duration = max(0.0, (end - point.started_at).total_seconds())
-    return {
-        "task_type": point.task_type,
-        "task_id": point.task_id,
-        "status": point.status,
-        "started_at": _iso(point.started_at),
-        "ended_at": _iso(point.ended_at),
-        "expires_at": _iso(point.expires_at),
-        "duration_s": duration,
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
