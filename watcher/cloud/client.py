@@ -14,6 +14,7 @@ import asyncio
 import random
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
@@ -150,6 +151,8 @@ class CceClient:
         self._on_response = on_response
         self._sleep = sleep
         self._rand = rand
+        self._memo_size = 20_000  # workflows; a few KB each
+        self._last_workflows: OrderedDict[str, tuple[bytes, Workflow]] = OrderedDict()
 
     def __repr__(self) -> str:
         return (
@@ -174,8 +177,19 @@ class CceClient:
             + "/operation/upgradeworkflows/"
             + check_id(workflow_id, "workflow id")
         )
-        data = await self._get_json(api, "show_workflow", path, workflow=True)
-        return _parse("show_workflow", Workflow.from_api, data)
+        body = await self._get_body(api, "show_workflow", path, workflow=True)
+        # A watched workflow is mostly unchanged between polls: hand back the very same
+        # object for the same bytes, so the caller can skip the diff by identity.
+        cached = self._last_workflows.get(path)
+        if cached is not None and cached[0] == body:
+            self._last_workflows.move_to_end(path)
+            return cached[1]
+        data = responses.parse_json_object(body, f"{api}.show_workflow")
+        workflow = _parse("show_workflow", Workflow.from_api, data)
+        self._last_workflows[path] = (body, workflow)
+        if len(self._last_workflows) > self._memo_size:
+            self._last_workflows.popitem(last=False)
+        return workflow
 
     async def list_workflows(self, cluster_id: str, *, api: Api) -> tuple[Workflow, ...]:
         """ListUpgradeWorkFlows, newest first."""
@@ -228,6 +242,12 @@ class CceClient:
     async def _get_json(
         self, api: Api, name: str, path: str, *, workflow: bool = False
     ) -> dict[str, Any]:
+        body = await self._get_body(api, name, path, workflow=workflow)
+        return responses.parse_json_object(body, f"{api}.{name}")
+
+    async def _get_body(
+        self, api: Api, name: str, path: str, *, workflow: bool = False
+    ) -> bytes:
         route = f"{api}.{name}"
         # Every segment was checked by check_id, so the path needs no further encoding.
         url = URL(self._endpoint + path, encoded=True)
@@ -241,8 +261,7 @@ class CceClient:
                     await self._limiter.acquire(host)
                 headers = await self._auth.sign("GET", url, {"Accept": "application/json"}, b"")
                 signed = True
-                body = await self._send(url, host, route, headers, workflow=workflow)
-                return responses.parse_json_object(body, route)
+                return await self._send(url, host, route, headers, workflow=workflow)
             except AuthError as exc:
                 # Only a 401 from CCE earns a refresh; an IAM login refused (raised while
                 # signing) is final, or retrying would walk toward the IAM user lock.

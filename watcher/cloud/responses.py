@@ -42,6 +42,9 @@ async def read_capped(
     declared = response.content_length
     if declared is not None and declared > cap and not truncate:
         raise BadResponseError(f"response body of {declared} bytes exceeds the {cap}-byte cap")
+    if declared is not None and declared <= cap and "Content-Encoding" not in response.headers:
+        # Plain body of a known, allowed size (the common case): one read, no chunk loop.
+        return await response.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(CHUNK):

@@ -7,6 +7,7 @@ hash the exact body bytes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ def _encode(text: str) -> str:
     return quote(text, safe="~")
 
 
+@functools.lru_cache(maxsize=65536)
 def canonical_uri(path: str) -> str:
     """Decode the path, re-encode each segment (RFC 3986 unreserved), end with ``/``."""
     encoded = "/".join(_encode(segment) for segment in unquote(path).split("/"))

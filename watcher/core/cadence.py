@@ -50,13 +50,22 @@ def next_poll_in(
         return max(poll.min_s, poll.idle_s)
     if is_terminal(state):
         return None
+    return interval_until(state, now, poll, engine.next_deadline(state, now, policy))
+
+
+def interval_until(
+    state: engine.WatchState, now: datetime, poll: PollPolicy, deadline: datetime | None
+) -> float | None:
+    """``next_poll_in`` with the next time-rule deadline already known (a hot-path saving:
+    the watcher computes the deadline once per change, not once per poll)."""
+    if is_terminal(state):
+        return None
     if is_active(state):
         base = poll.active_s
     elif state.workflow.phase == Phase.PENDING:
         base = poll.failed_s
     else:
         base = poll.idle_s
-    deadline = engine.next_deadline(state, now, policy)
     if deadline is not None:
         until = (deadline - _utc(now)).total_seconds()
         base = min(base, until)

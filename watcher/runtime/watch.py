@@ -144,6 +144,9 @@ class WorkflowWatch:
     last_error: str | None = None
     next_poll_at: datetime | None = None
     final_poll_done: bool = False
+    _last_workflow: Workflow | None = field(default=None, repr=False)
+    _deadline: datetime | None = field(default=None, repr=False)
+    _deadline_policy: Policy | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
@@ -178,6 +181,12 @@ class WorkflowWatch:
             )
         except WorkflowGoneError:
             return await self._vanished(ctx)
+        now = ctx.clock.now()
+        if self.state is not None and self._unchanged(workflow, now, ctx):
+            self.last_error = None
+            await self.health.record(ctx, None)
+            delay = cadence.interval_until(self.state, now, ctx.poll, self._deadline)
+            return ctx.poll.idle_s if delay is None else delay
         await self._ensure_cluster_name()
         enrichment = await self._enrich(workflow)
         now = ctx.clock.now()
@@ -191,14 +200,33 @@ class WorkflowWatch:
             enrichment=enrichment,
         )
         await self._commit(ctx, result, now)
+        self._last_workflow = workflow
+        self._deadline = engine.next_deadline(result.state, now, ctx.policy)
+        self._deadline_policy = ctx.policy
         self.last_error = None
         await self.health.record(ctx, None)
-        delay = cadence.next_poll_in(result.state, now, ctx.poll, ctx.policy)
+        delay = cadence.interval_until(result.state, now, ctx.poll, self._deadline)
         if delay is None and not self.final_poll_done:
             # Terminal: one last poll a little later (final timestamps), then stop.
             self.final_poll_done = True
             return ctx.poll.idle_s
         return delay
+
+    def _unchanged(self, workflow: Workflow, now: datetime, ctx: WatchContext) -> bool:
+        """True when this poll cannot produce an event, so diff and commit can be skipped.
+
+        The client returns the identical object for an identical body. Time rules still run
+        when one is due, and the state is committed at least every ``late_after / 2`` so a
+        later change is never mistaken for one observed late.
+        """
+        state = self.state
+        if state is None or workflow is not self._last_workflow:
+            return False
+        if now - state.observed_at >= ctx.policy.late_after / 2:
+            return False
+        if self._deadline_policy is not ctx.policy:  # computed under an older config
+            return False
+        return self._deadline is None or self._deadline > now
 
     async def _commit(self, ctx: WatchContext, result: engine.Evaluation, now: datetime) -> None:
         events = list(result.events)
