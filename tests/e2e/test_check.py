@@ -24,7 +24,7 @@ def write_config(tmp_path: Path, url: str, credentials: str) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
         f"""
-state_dir = "{tmp_path / 'state'}"
+state_dir = "{tmp_path / "state"}"
 [cloud]
 region = "ap-southeast-1"
 project_id = "0123456789abcdef0123456789abcdef"
@@ -45,8 +45,14 @@ workflow_id = "{SEED_WORKFLOW}"
 async def run_check(config: Path, *args: str) -> tuple[int, str, str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(config.parent)}
     proc = await asyncio.create_subprocess_exec(
-        *CLI, "check", "--config", str(config), *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *CLI,
+        "check",
+        "--config",
+        str(config),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
@@ -54,13 +60,17 @@ async def run_check(config: Path, *args: str) -> tuple[int, str, str]:
 
 
 def aksk(account: Any, secret: str | None = None) -> str:
-    return (f'kind = "aksk"\naccess_key = "{account.access_key}"\n'
-            f'secret_key = "{secret or account.secret_key}"')
+    return (
+        f'kind = "aksk"\naccess_key = "{account.access_key}"\n'
+        f'secret_key = "{secret or account.secret_key}"'
+    )
 
 
 def password(account: Any) -> str:
-    return (f'kind = "password"\nusername = "{account.user}"\n'
-            f'password = "{account.password}"\ndomain = "{account.domain}"')
+    return (
+        f'kind = "password"\nusername = "{account.user}"\n'
+        f'password = "{account.password}"\ndomain = "{account.domain}"'
+    )
 
 
 @pytest.mark.parametrize("credentials", [aksk, password], ids=["aksk", "iam-token"])
@@ -89,8 +99,12 @@ async def test_check_json_has_the_same_facts(tmp_path: Path) -> None:
     assert workflow["workflow_id"] == SEED_WORKFLOW
     assert workflow["phase"] == "Pending"
     statuses = {p["task_type"]: p["status"] for p in workflow["points"]}
-    assert statuses == {"PreCheck": "Success", "Snapshot": None, "Cluster": "Failed",
-                        "PostCheck": None}
+    assert statuses == {
+        "PreCheck": "Success",
+        "Snapshot": None,
+        "Cluster": "Failed",
+        "PostCheck": None,
+    }
 
 
 async def test_wrong_secret_key_exits_2_without_echoing_it(tmp_path: Path) -> None:
@@ -111,8 +125,10 @@ async def test_wrong_secret_key_exits_2_without_echoing_it(tmp_path: Path) -> No
 
 async def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    config.write_text('[credentials]\nkind = "aksk"\nsecret_key = "planted-SECRET-value"\n'
-                      "[polling]\nactive_s = -1\nbogus = 1\n")
+    config.write_text(
+        '[credentials]\nkind = "aksk"\nsecret_key = "planted-SECRET-value"\n'
+        "[polling]\nactive_s = -1\nbogus = 1\n"
+    )
     code, out, err = await run_check(config)
     assert code == 2
     assert "planted-SECRET-value" not in out + err

@@ -835,7 +835,7 @@ def _precheck_milestones(state: WatchState, policy: Policy) -> list[_Milestone]:
         f"{_esc(pre.task_id or '-')}"
     )
     out = [
-        _Milestone(expires - lead, f"{base}:expiring:{stamp}:{_minutes(lead)}m", lead)
+        _Milestone(expires - lead, f"{base}:expiring:{stamp}:{_lead_tag(lead)}", lead)
         for lead in policy.precheck_leads
     ]
     out.append(_Milestone(expires, f"{base}:expired:{stamp}", None))
@@ -1158,6 +1158,12 @@ def _point_json(p: Point) -> dict[str, Any]:
 
 def _minutes(lead: timedelta) -> int:
     return int(lead.total_seconds() // 60)
+
+
+def _lead_tag(lead: timedelta) -> str:
+    """``15m`` for whole minutes; ``20s`` otherwise (sub-minute leads must not collide)."""
+    seconds = int(lead.total_seconds())
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
 
 
 def _clock(moment: datetime, now: datetime) -> str:

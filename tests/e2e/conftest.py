@@ -1,0 +1,1 @@
+"""End-to-end tests: real simulator, real receivers, an in-process daemon (tests/e2e/harness.py)."""
