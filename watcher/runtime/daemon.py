@@ -85,6 +85,7 @@ class Daemon:
         self.http: HttpServer | None = None
         self.stopping = asyncio.Event()
         self._reload_requested = asyncio.Event()
+        self._dispatcher_stop = asyncio.Event()  # stops only the current outbox worker
         self._store_ok = False
         self._first_round: set[str] = set()
         self._feed_cursor = 0
@@ -325,7 +326,7 @@ class Daemon:
                 self.feed.publish(batch)
 
     async def _run_dispatcher(self) -> None:
-        await self.dispatcher.run(self.stopping)
+        await self.dispatcher.run(self._dispatcher_stop)
 
     async def _watchdog(self) -> None:
         """Ping systemd only while the scheduler is healthy; refresh store and outbox gauges."""
@@ -409,16 +410,17 @@ class Daemon:
         sdnotify.ready(status=f"watching {len(new.targets)} targets")
 
     async def _swap_dispatcher(self, sender: AppriseSender, plan: NotifyPlan) -> None:
-        stop = asyncio.Event()
         old_task = next(t for t in self._tasks if t.get_name() == "dispatcher")
         self._tasks.remove(old_task)
-        old_dispatcher, old_stop = self.dispatcher, self.stopping
-        # The dispatcher loop watches `self.stopping`; give the old one its own stop event.
-        old_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        old_dispatcher = self.dispatcher
+        # Stop the old loop, never cancel it: a cancel also cancels its in-flight sends while
+        # apprise's thread still posts them, their deliveries stay pending, and the new
+        # worker sent them a second time. Stopped, the loop leaves them for drain() to finish.
+        self._dispatcher_stop.set()
+        with contextlib.suppress(Exception):
             await old_task
         await old_dispatcher.drain(5.0)
-        del old_stop, stop
+        self._dispatcher_stop = asyncio.Event()
         self.sender = sender
         self.dispatcher = self._make_dispatcher(sender, plan)
         self._spawn(self._run_dispatcher(), "dispatcher")
@@ -431,6 +433,7 @@ class Daemon:
         sdnotify.stopping()
         log.info("daemon.stopping")
         self.stopping.set()
+        self._dispatcher_stop.set()
         await self.scheduler.shutdown(timeout=grace_s / 2)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.dispatcher.drain(grace_s / 4), grace_s / 4 + 1)
@@ -462,6 +465,8 @@ class Daemon:
                 )
                 stop_wait.cancel()
                 reload_wait.cancel()
+                if self.stopping.is_set():
+                    break  # a task ending during shutdown is not a crash
                 crashed = [t for t in self._tasks if t.done()]
                 if crashed:
                     for task in crashed:
