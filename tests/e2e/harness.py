@@ -210,13 +210,13 @@ class Harness:
         """Poll every job now and wait until each has run once after this call."""
         sched = self.daemon.scheduler
         deadline = time.monotonic() + timeout
-        while sched._inflight:  # a poll that began before the last step: let it finish
+        while sched.inflight:  # a poll that began before the last step: let it finish
             assert time.monotonic() < deadline, "a poll did not finish"
             await asyncio.sleep(0.01)
         jobs = len(sched.job_ids)
         before = sched.runs
         self.daemon.poll_all_now()
-        while sched.runs < before + jobs or sched._inflight:
+        while sched.runs < before + jobs or sched.inflight:
             assert time.monotonic() < deadline, "the daemon did not poll"
             await asyncio.sleep(0.01)
 

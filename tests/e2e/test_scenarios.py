@@ -132,3 +132,17 @@ async def test_scenario_delivers_exactly_the_expected_events(tmp_path: Path, sce
             assert str(mail["Subject"]).startswith(body["title"].split(" (")[0][:40])
         stats = await h.daemon.store.outbox_stats(h.clock.now())
         assert stats["pending"] == 0 and stats["dead"] == 0
+
+
+async def test_a_finished_workflow_stays_visible_after_its_job_stops(tmp_path: Path) -> None:
+    """The API and status page keep showing how an upgrade ended, not an empty page."""
+    async with running(tmp_path, ["clean_upgrade"]) as h:
+        await play(h, "clean_upgrade")
+        for _ in range(2):  # the terminal poll, then the one last poll that stops the job
+            await h.settle()
+        (wf_id,) = [t["workflow_id"] for t in h.sim.targets()]
+        assert not h.daemon.watches
+        (view,) = h.daemon.workflows()
+        assert view["workflow_id"] == wf_id
+        assert view["phase"] == "Success"
+        assert view["next_poll_at"] is None

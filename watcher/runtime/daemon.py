@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -57,6 +58,7 @@ from watcher.store.sqlite import SqliteStore
 log = structlog.get_logger(__name__)
 
 STORE_FILE = "watcher.sqlite3"
+FINISHED_SHOWN = 100  # finished workflows kept in /api/v1/workflows and on the status page
 
 
 class Daemon:
@@ -80,6 +82,8 @@ class Daemon:
         self.scheduler = PollScheduler()
         self.reload_settings = reload_settings
         self.watches: dict[str, WorkflowWatch] = {}
+        # Finished workflows stay visible (API, status page) until newer ones push them out.
+        self.finished: OrderedDict[str, WorkflowWatch] = OrderedDict()
         self.discoveries: dict[str, ClusterDiscovery] = {}
         self.healths: dict[str, TargetHealth] = {}
         self.http: HttpServer | None = None
@@ -275,12 +279,20 @@ class Daemon:
             if isinstance(watch, WorkflowWatch):
                 self._update_gauges(watch)
                 if delay is None:
-                    self.watches.pop(watch.key, None)
+                    self._finish(watch)
             return delay
 
         return run
 
+    def _finish(self, watch: WorkflowWatch) -> None:
+        self.watches.pop(watch.key, None)
+        self.finished[watch.key] = watch
+        while len(self.finished) > FINISHED_SHOWN:
+            self.finished.popitem(last=False)
+
     def _remove_target(self, name: str) -> None:
+        for key in [k for k in self.finished if k.startswith(f"{name}/")]:
+            del self.finished[key]
         for key in [k for k in self.watches if k.startswith(f"{name}/")]:
             watch = self.watches.pop(key)
             self.scheduler.remove(key)
@@ -360,7 +372,8 @@ class Daemon:
 
     def workflows(self) -> list[dict[str, Any]]:
         now = self.clock.now()
-        return [s for w in self.watches.values() if (s := w.summary(now)) is not None]
+        watches = [*self.finished.values(), *self.watches.values()]
+        return [s for w in watches if (s := w.summary(now)) is not None]
 
     # -- control ---------------------------------------------------------------------------
 

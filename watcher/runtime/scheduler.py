@@ -56,6 +56,11 @@ class PollScheduler:
         return job_id in self._funcs
 
     @property
+    def inflight(self) -> int:
+        """How many job runs are executing right now."""
+        return sum(1 for task in self._inflight if not task.done())
+
+    @property
     def job_ids(self) -> list[str]:
         return list(self._funcs)
 

@@ -185,8 +185,9 @@ class WorkflowWatch:
         if self.state is not None and self._unchanged(workflow, now, ctx):
             self.last_error = None
             await self.health.record(ctx, None)
-            delay = cadence.interval_until(self.state, now, ctx.poll, self._deadline)
-            return ctx.poll.idle_s if delay is None else delay
+            return self._then(
+                cadence.interval_until(self.state, now, ctx.poll, self._deadline), ctx
+            )
         await self._ensure_cluster_name()
         enrichment = await self._enrich(workflow)
         now = ctx.clock.now()
@@ -205,9 +206,12 @@ class WorkflowWatch:
         self._deadline_policy = ctx.policy
         self.last_error = None
         await self.health.record(ctx, None)
-        delay = cadence.interval_until(result.state, now, ctx.poll, self._deadline)
+        return self._then(cadence.interval_until(result.state, now, ctx.poll, self._deadline), ctx)
+
+    def _then(self, delay: float | None, ctx: WatchContext) -> float | None:
+        """The next delay; a terminal workflow gets one last poll (final timestamps), then
+        None, which stops its job."""
         if delay is None and not self.final_poll_done:
-            # Terminal: one last poll a little later (final timestamps), then stop.
             self.final_poll_done = True
             return ctx.poll.idle_s
         return delay
