@@ -14,6 +14,7 @@ import click
 
 from watcher.config import Settings, load_settings, render_masked
 from watcher.core.errors import ConfigError
+from watcher.runtime.wiring import notify_urls
 
 EXIT_CONFIG = 2
 
@@ -54,6 +55,10 @@ def config() -> None:
 def validate(config_path: Path | None) -> None:
     """Check the configuration; exit 2 with one line per problem if it is invalid."""
     settings = load_or_exit(config_path, require_targets=True)
+    try:  # the schema only checks that a URL has a scheme; ask apprise itself
+        notify_urls(settings)
+    except ConfigError as exc:
+        _fail(exc.problems)
     urls = len(settings.notify.urls)
     files = len(settings.notify.apprise_config)
     message = (

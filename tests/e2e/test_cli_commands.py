@@ -135,3 +135,26 @@ async def test_notify_test_reports_each_url_through_the_routes(tmp_path: Path) -
     assert any(line.startswith("skipped ") for line in lines)  # the pager route wants failures
     assert len(received) == 1
     assert "test" in (received[0]["title"] + received[0]["message"]).lower()
+
+
+async def test_a_url_apprise_rejects_is_a_config_error_for_validate_and_run(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n'
+        '[cloud]\nregion = "ap-southeast-1"\nproject_id = "0123456789abcdef0123456789abcdef"\n'
+        'cce_endpoint = "http://127.0.0.1:1"\n'
+        '[credentials]\naccess_key = "AK"\nsecret_key = "planted-sk-value-1234"\n'
+        '[[targets]]\ncluster_id = "c1"\nworkflow_id = "w1"\n'
+        '[notify]\nurls = ["console://", "nosuchscheme://planted-token@host"]\n'
+        "[http]\nenabled = false\n"
+    )
+    for command in (["config", "validate"], ["run"]):
+        code, out, err = await cli(*command, "--config", str(config))
+        assert code == 2, (command, out, err)
+        assert "notify.urls[1]" in err
+        assert "apprise cannot parse" in err
+        assert "Traceback" not in out + err
+        assert "planted-token" not in out + err
+        assert "planted-sk-value" not in out + err

@@ -448,15 +448,20 @@ class Daemon:
         self.stopping.set()
         self._dispatcher_stop.set()
         await self.scheduler.shutdown(timeout=grace_s / 2)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.dispatcher.drain(grace_s / 4), grace_s / 4 + 1)
+        # Parts may be missing when start() failed halfway (a URL apprise rejects, ...).
+        dispatcher: Dispatcher | None = getattr(self, "dispatcher", None)
+        if dispatcher is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(dispatcher.drain(grace_s / 4), grace_s / 4 + 1)
         if self.http is not None:
             await self.http.stop()
         self.feed.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.sender.close()
+        sender: AppriseSender | None = getattr(self, "sender", None)
+        if sender is not None:
+            sender.close()
         await self._stack.aclose()
         log.info("daemon.stopped", seconds=round(time.monotonic() - started, 2))
 
