@@ -11,19 +11,23 @@ import pytest
 @pytest.mark.slow
 async def test_demo_prints_each_notification_of_a_whole_upgrade() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "watcher", "demo", "--speed", "5", "--timeout", "60",
+        sys.executable, "-m", "watcher", "demo", "--speed", "3", "--timeout", "60",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out_b, err_b = await asyncio.wait_for(proc.communicate(), 90)
     out, err = out_b.decode(), err_b.decode()
     assert proc.returncode == 0, err
     titles = [line for line in out.splitlines() if line.startswith("[")]
-    # one title per delivered message, in the order the upgrade happened
+    # One title per delivered message, in the order the upgrade happened. At this speed a
+    # short Running state can fall between two polls (the engine then reports only the
+    # success, from the cloud's timestamps), so only the milestones are asserted.
     assert titles[0].startswith("[INFO]") and "Found upgrade" in titles[0]
-    assert any("Pre-check task succeeded" in t for t in titles)
-    assert any("Cluster upgrade task started" in t for t in titles)
-    assert "succeeded in" in out.split("Post-check task succeeded")[-1]  # the workflow's own
+    for milestone in ("Pre-check task succeeded", "Cluster upgrade task succeeded",
+                      "Post-check task succeeded"):
+        assert milestone in out
+    assert out.index("Pre-check task succeeded") < out.index("Cluster upgrade task succeeded")
     assert titles[-1].startswith("[SUCCESS]")
+    assert "Upgrade v" in out.split("Post-check task succeeded")[-1]  # the workflow's own
     assert "Scenario finished" in out
     assert "Traceback" not in err
 
