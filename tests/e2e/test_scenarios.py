@@ -6,7 +6,9 @@ workflow per poll; the default route sends everything but ``task.queued``).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,3 +148,18 @@ async def test_a_finished_workflow_stays_visible_after_its_job_stops(tmp_path: P
         assert view["workflow_id"] == wf_id
         assert view["phase"] == "Success"
         assert view["next_poll_at"] is None
+
+
+async def test_housekeeping_prunes_sent_deliveries_and_their_events(tmp_path: Path) -> None:
+    def short_retention(raw: dict[str, Any]) -> None:
+        raw["retention"] = "1s"
+
+    async with running(tmp_path, ["clean_upgrade"], configure=short_retention) as h:
+        await play(h, "clean_upgrade")
+        assert await h.stored()
+        await asyncio.sleep(1.2)
+        assert await h.daemon.prune() > 0
+        assert await h.stored() == []
+        assert await h.daemon.store.list_deliveries(limit=100) == []
+        # the watch state is not an event: the workflow is still known and not re-detected
+        assert await h.daemon.store.load_all_states()

@@ -645,6 +645,9 @@ class Settings(BaseSettings):
     )
 
     state_dir: Path = DEFAULT_STATE_DIR
+    # Sent/dead deliveries and their events older than this are pruned from the store. Keep
+    # it far longer than any outage: a pruned event's dedup key is forgotten.
+    retention: Duration = timedelta(days=90)
     cloud: CloudSettings = CloudSettings()
     credentials: CredentialsSettings = CredentialsSettings()
     targets: tuple[Target, ...] = ()

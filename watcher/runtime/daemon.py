@@ -58,6 +58,7 @@ from watcher.store.sqlite import SqliteStore
 log = structlog.get_logger(__name__)
 
 STORE_FILE = "watcher.sqlite3"
+HOUSEKEEPING_S = 6 * 3600.0  # how often old deliveries and events are pruned
 FINISHED_SHOWN = 100  # finished workflows kept in /api/v1/workflows and on the status page
 
 
@@ -145,6 +146,7 @@ class Daemon:
         self.metrics.set_scheduler_up(True)
         await self._add_targets(settings.targets)
         self._spawn(self._watchdog(), "watchdog")
+        self._spawn(self._housekeeping(), "housekeeping")
         sdnotify.ready(status=f"watching {len(settings.targets)} targets")
         log.info("daemon.started", targets=len(settings.targets), urls=len(self.notify.urls))
 
@@ -353,6 +355,23 @@ class Daemon:
             if ok:
                 sdnotify.watchdog()
             await asyncio.sleep(period)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await self.prune()
+            await asyncio.sleep(HOUSEKEEPING_S)
+
+    async def prune(self) -> int:
+        """Drop sent/dead deliveries and unreferenced events older than the retention, in
+        small batches so polls and commits are never held up for long."""
+        before = self.clock.now() - self.settings.retention
+        total = 0
+        while (gone := await self.store.prune(before)) > 0:
+            total += gone
+            await asyncio.sleep(0)
+        if total:
+            log.info("store.pruned", rows=total, before=before.isoformat())
+        return total
 
     # -- StatusSource (HTTP) --------------------------------------------------------------
 
