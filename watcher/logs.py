@@ -25,13 +25,14 @@ import threading
 from collections.abc import Iterable, Mapping
 from io import StringIO
 from typing import Any, Literal, TextIO
-from urllib.parse import quote, quote_plus, unquote
 
 import structlog
 from structlog.dev import plain_traceback
 from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, ExcInfo, Processor, WrappedLogger
+
+from watcher import redact as redact_rules
 
 __all__ = [
     "MASK",
@@ -43,27 +44,12 @@ __all__ = [
     "url_secrets",
 ]
 
-MASK = "***"
+MASK = redact_rules.MASK
 Format = Literal["auto", "json", "console"]
 
-# Key names whose values are masked wholesale. "sk" only as a whole word (huawei_sk, sk) so
-# that "task" and "disk" stay readable; "pass" but not "passed"/"passing" (check results).
-_SECRET_KEY = re.compile(
-    r"pass(?!ed|ing)|secret|token|api_?key|authori[sz]ation|cookie|credential|security"
-    r"|private_?key|signature|(?<![a-z0-9])sk(?![a-z0-9])|^auth$",
-    re.IGNORECASE,
-)
-# Query parameter names that carry secrets in URLs, on top of _SECRET_KEY: apprise's
-# `?key=`, `?apikey=`, `?routing_key=`, `?+Authorization=` (a header) and `?:token=` (payload).
-_SECRET_QUERY_KEY = re.compile(r"key|^sig$|^pwd?$|^auth", re.IGNORECASE)
-# scheme://user:password@ — the password runs to the last "@" before a "/" or blank.
-_USERINFO = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s/@:]*):(?P<pw>[^\s/]*)@", re.I)
-_QUERY_PAIR = re.compile(r"(?P<head>[?&;](?P<key>[^=&;?#\s\"'<>]+)=)(?P<val>[^&;#\s\"'<>]*)")
 # Keys the pipeline needs intact: ProcessorFormatter metadata and the exception carriers.
 _KEEP_KEYS = frozenset({"exc_info", "stack_info"})
 _PRIMITIVES = (str, int, float, bool, type(None))
-# A registered secret shorter than this would mask ordinary words and digits everywhere.
-_MIN_SECRET_LEN = 3
 _QUIET_LOGGERS = {
     "apscheduler.executors.default": logging.WARNING,  # one line per job run otherwise
     "aiohttp.access": logging.WARNING,  # probes every few seconds
@@ -82,56 +68,21 @@ def register_secret(value: str | None) -> None:
     arrives. Values shorter than three characters are ignored (they would mask ordinary text).
     """
     global _secret_pattern  # noqa: PLW0603 -- one registry per process, like the log handler
-    if not value or len(value) < _MIN_SECRET_LEN:
+    if not value or len(value) < redact_rules.MIN_SECRET_LEN or value in _secrets:
         return
-    forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
     with _lock:
-        if forms <= _secrets:
-            return
-        _secrets.update(f for f in forms if len(f) >= _MIN_SECRET_LEN)
-        # Longest first so that a secret containing another is masked whole.
-        alternatives = sorted(_secrets, key=len, reverse=True)
-        _secret_pattern = re.compile("|".join(map(re.escape, alternatives)))
+        _secrets.add(value)
+        _secret_pattern = redact_rules.known_secrets_pattern(_secrets)
 
 
 def url_secrets(url: str) -> list[str]:
-    """Return the parts of a notification URL to register as secrets.
-
-    The password of `scheme://user:password@`, and the values of secret-looking query
-    parameters (`token`, `key`, `+Authorization`, ...). Tokens that apprise keeps in the host or
-    path (`tgram://TOKEN/chat`) cannot be told apart from host names here: register those with
-    `register_secret` where the URL is parsed.
-    """
-    found: list[str] = []
-    if m := _USERINFO.search(url):
-        found.append(unquote(m.group("pw")))
-    for m in _QUERY_PAIR.finditer(url):
-        if _is_secret_query_key(m.group("key")) and m.group("val"):
-            found.extend({m.group("val"), unquote(m.group("val").replace("+", " "))})
-    return [s for s in found if s]
-
-
-def _is_secret_query_key(key: str) -> bool:
-    bare = key.lstrip("+-:")
-    return bool(_SECRET_KEY.search(bare) or _SECRET_QUERY_KEY.search(bare))
-
-
-def _mask_query(m: re.Match[str]) -> str:
-    if _is_secret_query_key(m.group("key")) and m.group("val"):
-        return m.group("head") + MASK
-    return m.group(0)
+    """The parts of a notification URL to register as secrets (see watcher.redact)."""
+    return redact_rules.url_secrets(url)
 
 
 def redact_text(text: str) -> str:
-    """Mask registered secrets, URL passwords and secret query values inside free text."""
-    pattern = _secret_pattern
-    if pattern is not None:
-        text = pattern.sub(MASK, text)
-    if "://" in text:
-        text = _USERINFO.sub(lambda m: f"{m.group('head')}:{MASK}@", text)
-    if "=" in text:
-        text = _QUERY_PAIR.sub(_mask_query, text)
-    return text
+    """Mask registered secrets and every secret-shaped value (watcher.redact) in free text."""
+    return redact_rules.redact_text(text, pattern=_secret_pattern)
 
 
 def redact_value(value: Any, *, stringify: bool = False) -> Any:
@@ -155,7 +106,7 @@ def redact_value(value: Any, *, stringify: bool = False) -> Any:
 def _redact_item(key: Any, value: Any, *, stringify: bool) -> Any:
     if value is None or isinstance(value, bool):
         return value
-    if _SECRET_KEY.search(str(key)):
+    if redact_rules.SECRET_KEY.search(str(key)):
         return MASK
     return redact_value(value, stringify=stringify)
 

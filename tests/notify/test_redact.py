@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from watcher.notify.redact import RedactingFilter, redact_text
+from watcher.notify.redact import RedactingFilter
+from watcher.redact import redact_text
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,7 @@ def test_nested_dicts_and_lists_are_redacted() -> None:
     assert SECRET not in text and "hdr-secret" not in text
     (line,) = _json_lines(out)
     assert line["config"]["cloud"]["region"] == "ap-southeast-1"
-    assert line["config"]["notify"]["urls"] == ["mailtos://ops:***@smtp.example.com"]
+    assert line["config"]["notify"]["urls"] == ["mailtos://ops:****@smtp.example.com"]
 
 
 def test_urls_in_strings_lose_passwords_and_secret_query_values() -> None:
@@ -104,7 +104,7 @@ def test_urls_in_strings_lose_passwords_and_secret_query_values() -> None:
     for planted in ("p%40ss", "qtok", "Bearer%20hdr", "hdr", "AKEY1", "ptok"):
         assert planted not in text
     (line,) = _json_lines(out)
-    assert line["url"] == "json://user:***@hooks.example.com/x?token=***&mode=a&+Authorization=***"
+    assert line["url"] == "json://user:****@hooks.example.com/x?token=****&mode=a&+Authorization=****"
     assert "page=2" in line["detail"]
 
 
@@ -150,7 +150,7 @@ def test_exception_messages_are_redacted_and_locals_never_shown() -> None:
     (line,) = _json_lines(out)
     (exc,) = line["exception"]
     assert exc["exc_type"] == "RuntimeError"
-    assert exc["exc_value"].startswith("upstream said no to ***")
+    assert exc["exc_value"].startswith("upstream said no to ****")
     assert all("locals" not in frame for frame in exc["frames"])
 
 
@@ -170,9 +170,9 @@ def test_stdlib_records_from_apprise_go_through_the_same_pipeline() -> None:
     lines = _json_lines(out)
     assert [line["logger"] for line in lines] == ["apprise"] * 3
     assert all(line["target"] == "prod" for line in lines)
-    assert lines[0]["event"] == "Failed to send to rocket://bot:***@chat.example.com/room"
+    assert lines[0]["event"] == "Failed to send to rocket://bot:****@chat.example.com/room"
     assert lines[1]["token"] == logs.MASK
-    assert "access_token=***" in lines[2]["exception"][0]["exc_value"]
+    assert "access_token=****" in lines[2]["exception"][0]["exc_value"]
 
 
 def test_object_reprs_are_redacted() -> None:
@@ -183,7 +183,7 @@ def test_object_reprs_are_redacted() -> None:
     out = _configure()
     structlog.get_logger().info("client.created", client=Client())
     assert SECRET not in out.getvalue()
-    assert _json_lines(out)[0]["client"] == "Client(url='https://u:***@h')"
+    assert _json_lines(out)[0]["client"] == "Client(url='https://u:****@h')"
 
 
 def test_console_format_is_readable_and_redacted() -> None:
@@ -198,7 +198,7 @@ def test_console_format_is_readable_and_redacted() -> None:
     text = out.getvalue()
     assert SECRET not in text
     assert "poll.done" in text and "cluster" in text and "Traceback" in text
-    assert "ValueError: bad ***" in text
+    assert "ValueError: bad ****" in text
     with pytest.raises(json.JSONDecodeError):
         json.loads(text.splitlines()[0])
 

@@ -32,6 +32,7 @@ from watcher.core.errors import (
     TransportError,
 )
 from watcher.core.timeparse import parse_timestamp_lenient
+from watcher.redact import redact_text
 
 JSON = "application/json"
 _AUTH_BODY_CAP = 1024 * 1024  # an IAM token answer with nocatalog is a few KB
@@ -80,11 +81,8 @@ def host_header(url: URL) -> str:
 
 
 def scrub(text: str, *secrets: str | None) -> str:
-    """Replace every occurrence of each non-empty secret in ``text``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    """Mask each non-empty secret (and anything secret-shaped) in ``text``."""
+    return redact_text(text, [s for s in secrets if s])
 
 
 def _mask(access_key: str) -> str:

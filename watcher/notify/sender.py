@@ -31,7 +31,8 @@ from apprise import AppriseResultStatus, NotifyFormat, NotifyType
 from watcher.core.errors import ConfigError
 from watcher.core.events import Severity
 from watcher.core.ports import RenderedMessage, SendResult
-from watcher.notify import console, redact
+from watcher.notify import console
+from watcher.notify.redact import RedactingFilter
 from watcher.notify.targets import NotifyUrl
 
 APP_ID = "cce-upgrade-watcher"
@@ -99,7 +100,7 @@ class AppriseSender:
         for url in urls:
             secrets |= url.secrets
             secrets.add(url.url)
-        self._filter = redact.RedactingFilter(secrets)
+        self._filter = RedactingFilter(secrets)
         self._install_filter()
         self._entries: dict[str, _Entry] = {}
         problems: list[str] = []

@@ -24,8 +24,10 @@ from urllib.parse import unquote, urlsplit
 
 import apprise
 
+from watcher import redact
 from watcher.core.errors import ConfigError
-from watcher.notify import console, redact
+from watcher.notify import console
+from watcher.notify.redact import RedactingFilter
 
 Flavor = Literal["chat", "email"]
 FLAVORS: tuple[Flavor, ...] = ("chat", "email")
@@ -127,7 +129,7 @@ def _secrets_of(url: str, masked: str) -> frozenset[str]:
         key_plain = unquote(key)
         if not value:
             continue
-        if key_plain.startswith("+") or redact.SENSITIVE_KEY.search(key_plain.lstrip("+:-")):
+        if key_plain.startswith("+") or redact.is_secret_param(key_plain):
             found.add(value)
         else:
             candidates.append(value)
@@ -148,7 +150,7 @@ def _secrets_of(url: str, masked: str) -> frozenset[str]:
 @contextmanager
 def _quiet_apprise(secrets: Iterable[str]) -> Iterator[None]:
     """Redact apprise's own log lines while it parses a URL (it logs them unmasked)."""
-    filt = redact.RedactingFilter(secrets)
+    filt = RedactingFilter(secrets)
     logger = logging.getLogger("apprise")
     logger.addFilter(filt)
     try:
