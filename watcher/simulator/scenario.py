@@ -109,8 +109,13 @@ class Scenario:
 
 
 def scenario_dirs() -> list[Path]:
-    """Where names are looked up: the repository's config/scenarios, then $WATCHER_SCENARIO_DIR."""
-    dirs = [Path(watcher.__file__).resolve().parents[1] / "config" / "scenarios"]
+    """Where names are looked up: the repository's config/scenarios, the copy installed with
+    the package (watcher/simulator/scenarios links to config/scenarios in the repository, so
+    a wheel carries them), then $WATCHER_SCENARIO_DIR."""
+    dirs = [
+        Path(watcher.__file__).resolve().parents[1] / "config" / "scenarios",
+        Path(__file__).parent / "scenarios",
+    ]
     extra = os.environ.get("WATCHER_SCENARIO_DIR")
     if extra:
         dirs.append(Path(extra))
