@@ -56,23 +56,37 @@ _QUIET_LOGGERS = {
 }
 
 _lock = threading.Lock()
-_secrets: set[str] = set()
+# Configured secrets stay for the life of the process. Refreshed credentials (IAM tokens,
+# agency keys) keep arriving, so only the newest of those are kept: older ones expired.
+_pinned: set[str] = set()
+_transient: dict[str, None] = {}
+_MAX_TRANSIENT = 64
 _secret_pattern: re.Pattern[str] | None = None
 _handler: logging.Handler | None = None
 
 
-def register_secret(value: str | None) -> None:
+def register_secret(value: str | None, *, transient: bool = False) -> None:
     """Mask every later occurrence of `value` (and its URL-encoded forms) in log output.
 
     Call it as soon as a secret exists: config secrets at start-up, a fresh IAM token when it
-    arrives. Values shorter than three characters are ignored (they would mask ordinary text).
+    arrives (``transient=True``: only the newest transient secrets are kept, so a daemon that
+    refreshes credentials for months does not grow its redaction pattern without bound).
+    Values shorter than three characters are ignored (they would mask ordinary text).
     """
     global _secret_pattern  # noqa: PLW0603 -- one registry per process, like the log handler
-    if not value or len(value) < redact_rules.MIN_SECRET_LEN or value in _secrets:
+    if not value or len(value) < redact_rules.MIN_SECRET_LEN:
+        return
+    if value in _pinned or (transient and value in _transient):
         return
     with _lock:
-        _secrets.add(value)
-        _secret_pattern = redact_rules.known_secrets_pattern(_secrets)
+        if transient:
+            _transient[value] = None
+            while len(_transient) > _MAX_TRANSIENT:
+                del _transient[next(iter(_transient))]
+        else:
+            _pinned.add(value)
+            _transient.pop(value, None)
+        _secret_pattern = redact_rules.known_secrets_pattern([*_pinned, *_transient])
 
 
 def url_secrets(url: str) -> list[str]:

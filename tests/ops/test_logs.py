@@ -242,3 +242,13 @@ def test_url_secrets_extracts_password_and_secret_query_values() -> None:
     url = "json://bot:p%40ss@h.example.com/x?token=T1&mode=a&+Authorization=Bearer%20Z&:key=K2"
     assert set(logs.url_secrets(url)) == {"p@ss", "T1", "Bearer%20Z", "Bearer Z", "K2"}
     assert logs.url_secrets("https://example.com/?page=1") == []
+
+
+def test_transient_secrets_rotate_out_but_configured_ones_stay() -> None:
+    logs.register_secret("configured-secret-value-0001")
+    for i in range(100):  # months of IAM token refreshes
+        logs.register_secret(f"refreshed-token-{i:04d}-abcdefgh", transient=True)
+    masked = logs.redact_text("configured-secret-value-0001 refreshed-token-0099-abcdefgh")
+    assert "configured-secret-value-0001" not in masked
+    assert "refreshed-token-0099-abcdefgh" not in masked
+    assert len(logs._transient) <= logs._MAX_TRANSIENT

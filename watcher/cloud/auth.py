@@ -32,6 +32,7 @@ from watcher.core.errors import (
     TransportError,
 )
 from watcher.core.timeparse import parse_timestamp_lenient
+from watcher.logs import register_secret
 from watcher.redact import redact_text
 
 JSON = "application/json"
@@ -330,6 +331,7 @@ class IamPasswordAuth:
         self._expires_at = expires_at or now + self._margin + self._fallback_lifetime
         self._renew_at = renew_at(now, self._expires_at, self._margin)
         self._token = token
+        register_secret(token, transient=True)  # a fresh IAM token never reaches a log
         self.logins += 1
         return token
 
@@ -446,6 +448,8 @@ class MetadataAuth:
             now = self._now()
             expires = keys.expires_at or now + self._margin + self._fallback_lifetime
             self._keys, self._renew_at = keys, renew_at(now, expires, self._margin)
+            for secret in (keys.secret, keys.security_token):
+                register_secret(secret, transient=True)
             self.fetches += 1
             return keys
 
@@ -473,6 +477,7 @@ class MetadataAuth:
         )
         if status == 200:
             self._session_token = body.decode(errors="replace").strip() or None
+            register_secret(self._session_token, transient=True)
             return
         if status in (404, 405, 503) and fallback_ok:
             self._session_token = None  # v1 metadata service: no session tokens
