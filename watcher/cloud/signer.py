@@ -97,6 +97,16 @@ def authorization(
     return f"{ALGORITHM} Access={access_key}, SignedHeaders={';'.join(names)}, Signature={sig}"
 
 
+@functools.lru_cache(maxsize=4)
+def _sdk_date_of(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime(DATE_FORMAT)
+
+
+def sdk_date(moment: datetime) -> str:
+    """X-Sdk-Date for a moment; formatted once per second, as every poll in it shares it."""
+    return _sdk_date_of(int(moment.timestamp()))
+
+
 def sign(
     method: str,
     host: str,
@@ -119,7 +129,7 @@ def sign(
     if security_token:
         out["X-Security-Token"] = security_token
     if not any(k.lower() == "x-sdk-date" for k in out):
-        out[DATE_HEADER] = (now or datetime.now(UTC)).strftime(DATE_FORMAT)
+        out[DATE_HEADER] = sdk_date(now or datetime.now(UTC))
     if not any(k.lower() == "host" for k in out):
         out["Host"] = host
     out["Authorization"] = authorization(method, path, query, out, body, access_key, secret_key)

@@ -44,7 +44,8 @@ from watcher.runtime import budget
 
 log = structlog.get_logger(__name__)
 
-AUTH_RETRY_S = 300.0  # five bad signatures lock an AK for five minutes: never retry hot
+AUTH_RETRY_S = 300.0
+_HEALTHY = health.TargetHealth()  # five bad signatures lock an AK for five minutes: never retry hot
 
 
 Api = Literal["cce", "autopilot"]
@@ -108,6 +109,8 @@ class TargetHealth:
         self.state = state
 
     async def record(self, ctx: WatchContext, error: BaseException | None) -> None:
+        if error is None and self.state == _HEALTHY:
+            return  # the common case on every good poll: nothing to record or send
         now = ctx.clock.now()
         if error is None:
             events, new = health.record_success(self.state, now, target=self.target)
@@ -147,13 +150,19 @@ class WorkflowWatch:
     _last_workflow: Workflow | None = field(default=None, repr=False)
     _deadline: datetime | None = field(default=None, repr=False)
     _deadline_policy: Policy | None = field(default=None, repr=False)
+    _active: bool = field(default=False, repr=False)
+    _active_for: engine.WatchState | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
         return f"{self.target.name}/{self.workflow_id}"
 
     def is_active(self) -> bool:
-        return self.state is not None and cadence.is_active(self.state)
+        # Cached per state: the state changes on commits, the question is asked every poll.
+        if self._active_for is not self.state:
+            self._active = self.state is not None and cadence.is_active(self.state)
+            self._active_for = self.state
+        return self._active
 
     async def poll(self, ctx: WatchContext) -> float | None:
         """One poll; returns seconds until the next one, or None when watching is over."""
