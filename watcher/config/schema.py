@@ -34,9 +34,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from watcher.cloud import endpoints
 from watcher.config.durations import Duration
 from watcher.core.events import Kind, Severity, TargetRef
-from watcher.core.policy import Policy
+from watcher.core.policy import Policy, PollPolicy
 
 DEFAULT_STATE_DIR = Path("/var/lib/cce-upgrade-watcher")
 ENV_PREFIX = "WATCHER_"
@@ -145,9 +146,8 @@ Tags = Annotated[StrList, AfterValidator(_lower_tags)]
 # ----------------------------------------------------------------------------------- [cloud]
 
 
-def region_domain(region: str) -> str:
-    """The Huawei Cloud domain serving a region (Europe has its own, CCE_API.md 5)."""
-    return "myhuaweicloud.eu" if region == "eu-west-101" else "myhuaweicloud.com"
+def _str_or_none(value: object | None) -> str | None:
+    return None if value is None else str(value)
 
 
 class CloudSettings(_Section):
@@ -163,11 +163,11 @@ class CloudSettings(_Section):
 
     def cce_endpoint_for(self, region: str) -> str:
         """The CCE base URL for a target's region (the override wins for every region)."""
-        return self.cce_endpoint or f"https://cce.{region}.{region_domain(region)}"
+        return endpoints.cce_endpoint(region, _str_or_none(self.cce_endpoint))
 
     def iam_endpoint_for(self, region: str) -> str:
         """The IAM base URL for a region (the override wins for every region)."""
-        return self.iam_endpoint or f"https://iam.{region}.{region_domain(region)}"
+        return endpoints.iam_endpoint(region, _str_or_none(self.iam_endpoint))
 
 
 # ------------------------------------------------------------------------------ [credentials]
@@ -295,6 +295,17 @@ class PollingSettings(_Section):
         if self.max_backoff_s < self.active_s:
             raise problems((("max_backoff_s",), "must be at least active_s"))
         return self
+
+    def to_poll_policy(self) -> PollPolicy:
+        """The scheduler's pure PollPolicy (watcher.core.policy); the floor never exceeds
+        the active interval, so fast test configs are not slowed down."""
+        return PollPolicy(
+            active_s=self.active_s,
+            idle_s=self.idle_s,
+            failed_s=self.failed_s,
+            discovery_s=self.discovery_s,
+            min_s=min(self.active_s, PollPolicy().min_s),
+        )
 
 
 # ----------------------------------------------------------------------------------- [policy]

@@ -14,8 +14,6 @@ import signal
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +46,6 @@ from watcher.runtime.wiring import (
     CloudClients,
     NotifyPlan,
     notify_plan,
-    parse_listen,
-    policy_from,
-    poll_policy_from,
     target_ref,
 )
 from watcher.store.sqlite import SqliteStore
@@ -129,7 +124,6 @@ class Daemon:
         self._spawn(self._run_dispatcher(), "dispatcher")
         self._spawn(self._pump_feed(), "feed")
         if settings.http.enabled:
-            host, port = parse_listen(settings.http.listen)
             token = settings.http.token.get_secret_value() if settings.http.token else None
             app = build_app(
                 store=self.store,
@@ -140,7 +134,7 @@ class Daemon:
                 metrics=self.metrics,
                 clock=self.clock,
             )
-            self.http = await start_http(app, host, port)
+            self.http = await start_http(app, settings.http.host, settings.http.port)
             log.info("http.listening", url=self.http.url)
         self.scheduler.start()
         self.metrics.set_scheduler_up(True)
@@ -174,8 +168,8 @@ class Daemon:
         return WatchContext(
             store=self.store,
             plan=plan.plan,
-            policy=policy_from(settings),
-            poll=poll_policy_from(settings),
+            policy=settings.policy.to_policy(),
+            poll=settings.polling.to_poll_policy(),
             clock=self.clock,
             on_committed=self._committed,
             on_polled=self._polled,
@@ -534,10 +528,3 @@ class Daemon:
             log.error("reload.kept_previous_config")
             return
         await self.reload(new)
-
-
-def now_utc(clock: Clock) -> datetime:
-    return clock.now()
-
-
-__all__ = ["Daemon", "replace"]

@@ -16,10 +16,8 @@ import aiohttp
 
 from watcher.cloud import auth as cloud_auth
 from watcher.cloud.client import CceClient, RequestLimiter, ResponseHook
-from watcher.cloud.endpoints import cce_endpoint, iam_endpoint
 from watcher.config import Settings, Target
 from watcher.core.events import Event, TargetRef
-from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import PlannedDelivery, RenderedMessage
 from watcher.notify import routing
 from watcher.notify.targets import NotifyUrl, build_urls
@@ -37,44 +35,13 @@ def target_ref(target: Target) -> TargetRef:
     )
 
 
-def policy_from(settings: Settings) -> Policy:
-    p = settings.policy
-    stall = dict(p.stall)
-    default = stall.pop("default", None)
-    return Policy(
-        precheck_leads=tuple(p.precheck_leads),
-        stall_thresholds=stall,
-        **({"stall_default": default} if default else {}),
-        repeat_interval=p.repeat_interval,
-        late_after=p.late_after,
-    )
-
-
-def poll_policy_from(settings: Settings) -> PollPolicy:
-    p = settings.polling
-    return PollPolicy(
-        active_s=p.active_s,
-        idle_s=p.idle_s,
-        failed_s=p.failed_s,
-        discovery_s=p.discovery_s,
-        min_s=min(p.active_s, PollPolicy().min_s),
-    )
-
-
 def make_auth(
     settings: Settings, session: aiohttp.ClientSession, *, region: str, project_id: str
 ) -> cloud_auth.Auth:
-    """The credential provider for one (region, project): kind ``auto`` picks the first
-    complete one of AK/SK, IAM password, ECS metadata agency."""
+    """The credential provider for one (region, project); the config has already resolved
+    kind ``auto`` and checked each kind's fields are complete."""
     cred = settings.credentials
-    kind = cred.kind
-    if kind == "auto":
-        if cred.access_key and cred.secret_key:
-            kind = "aksk"
-        elif cred.username and cred.password and cred.domain:
-            kind = "password"
-        else:
-            kind = "metadata"
+    kind = cred.effective_kind
     if kind == "aksk":
         if not (cred.access_key and cred.secret_key):
             raise ValueError("credentials.kind=aksk needs access_key and secret_key")
@@ -87,7 +54,7 @@ def make_auth(
             raise ValueError("credentials.kind=password needs username, password and domain")
         return cloud_auth.IamPasswordAuth(
             session,
-            iam_endpoint(region, _str(settings.cloud.iam_endpoint)),
+            settings.cloud.iam_endpoint_for(region),
             cred.username,
             cred.password.get_secret_value(),
             cred.domain,
@@ -96,10 +63,6 @@ def make_auth(
     return cloud_auth.MetadataAuth(
         session, str(cred.metadata_endpoint).rstrip("/"), project_id=project_id
     )
-
-
-def _str(value: object | None) -> str | None:
-    return None if value is None else str(value).rstrip("/")
 
 
 @dataclass
@@ -118,7 +81,7 @@ class CloudClients:
         if client is None:
             client = CceClient(
                 self.session,
-                endpoint=cce_endpoint(target.region, _str(self.settings.cloud.cce_endpoint)),
+                endpoint=self.settings.cloud.cce_endpoint_for(target.region),
                 auth=make_auth(
                     self.settings,
                     self.session,
@@ -197,8 +160,3 @@ def notify_plan(settings: Settings, extra_urls: Sequence[str] = ()) -> NotifyPla
     }
     renderer = Renderer(overrides, n.templates.template_dir)
     return NotifyPlan(notify_urls(settings, extra_urls), routes, silences, renderer)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)
