@@ -499,7 +499,7 @@ def _detected(ctx: _Ctx, state: WatchState, policy: Policy, enrichment: Enrichme
     else:
         head = f"Found upgrade {versions} in phase {phase or 'unknown'}"
     pre = wf.point(TaskType.PRECHECK)
-    expires = _precheck_expiry(state)
+    expires = precheck_expiry(state.workflow)
     if pre is not None and expires is not None:
         if now >= expires:
             notes.append(f"pre-check expired at {_clock(expires, now)}: run it again")
@@ -809,9 +809,10 @@ class _Periodic:
         return 1 + int((now - self.first) / self.repeat)
 
 
-def _precheck_expiry(state: WatchState) -> datetime | None:
-    """The pre-check expiry when the expiry rules apply, else None."""
-    wf = state.workflow
+def precheck_expiry(wf: Workflow) -> datetime | None:
+    """When a passed pre-check stops being valid, while that matters (the upgrade has not
+    started and the workflow is not over); else None. The expiry rules and every view of
+    the countdown (check, API, status page) use this one rule."""
     if wf.phase in _TERMINAL:
         return None
     pre = wf.point(TaskType.PRECHECK)
@@ -824,7 +825,7 @@ def _precheck_expiry(state: WatchState) -> datetime | None:
 
 
 def _precheck_milestones(state: WatchState, policy: Policy) -> list[_Milestone]:
-    expires = _precheck_expiry(state)
+    expires = precheck_expiry(state.workflow)
     pre = state.workflow.point(TaskType.PRECHECK)
     if expires is None or pre is None:
         return []

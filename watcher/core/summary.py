@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from watcher.core.engine import precheck_expiry
 from watcher.core.events import TargetRef
-from watcher.core.models import Phase, Point, TaskStatus, TaskType, Workflow
+from watcher.core.models import Phase, Point, TaskStatus, Workflow
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -27,19 +28,6 @@ def point_duration_s(point: Point, now: datetime) -> float | None:
             return None
         end = now
     return max(0.0, (end - point.started_at).total_seconds())
-
-
-def precheck_expiry(workflow: Workflow) -> datetime | None:
-    """When a passed pre-check stops being valid, if it matters (the upgrade not started)."""
-    pre = workflow.point(TaskType.PRECHECK)
-    if pre is None or pre.status != TaskStatus.SUCCESS or pre.expires_at is None:
-        return None
-    cluster = workflow.point(TaskType.CLUSTER)
-    if cluster is not None and cluster.status not in (None, TaskStatus.INIT):
-        return None
-    if workflow.phase in (Phase.SUCCESS, Phase.CANCEL):
-        return None
-    return pre.expires_at
 
 
 def summarize(
