@@ -31,11 +31,11 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tests.e2e.harness import WebhookReceiver  # noqa: E402
 from tests.e2e.ops_support import (  # noqa: E402  (the repo root must be importable first)
     DaemonFactory,
     daemon_config,
     free_port,
-    start_receiver,
     wait_healthy,
 )
 from watcher.simulator import start_simulator  # noqa: E402
@@ -57,13 +57,14 @@ async def session(
     active_s: float, rng: random.Random, latencies: list[float], wanted: int
 ) -> tuple[float, float]:
     """Play clean_upgrade once with a fresh simulator and daemon; returns (first poll s, RSS)."""
-    receiver, runner = await start_receiver()
+    receiver = WebhookReceiver()
+    await receiver.start()
     try:
         async with start_simulator(scenarios=["clean_upgrade"], autoplay=False) as sim:
             with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
                 factory = DaemonFactory(Path(tmp))
                 config = daemon_config(sim, state_dir=Path(tmp) / "state", port=free_port(),
-                                       notify_urls=[receiver.url()], interval_s=active_s)
+                                       notify_urls=[receiver.url], interval_s=active_s)
                 config["logging"] = {"level": "warning", "format": "json"}
                 config["polling"]["max_backoff_s"] = max(10.0, 4 * active_s)
                 before = sim.requests()["total"]
@@ -96,7 +97,7 @@ async def session(
                 finally:
                     factory.close()
     finally:
-        await runner.cleanup()
+        await receiver.stop()
     return first_poll, idle_rss
 
 

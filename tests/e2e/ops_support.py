@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from watcher.runtime.demo import demo_settings
 from watcher.simulator import Simulator
@@ -343,41 +342,3 @@ async def open_sse(
         finally:
             client.task.cancel()
             await asyncio.gather(client.task, return_exceptions=True)
-
-
-# -- a webhook receiver for json:// --------------------------------------------------------
-
-
-@dataclass
-class Receiver:
-    """Records every JSON body POSTed to it (apprise's json:// notifications)."""
-
-    port: int = 0
-    delay: float = 0.0
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-
-    def url(self, path: str = "hook") -> str:
-        return f"json://127.0.0.1:{self.port}/{path}"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        try:
-            self.bodies.append(json.loads(body))
-        except ValueError:
-            self.bodies.append({"raw": body.decode(errors="replace")})
-        return web.Response(text="ok")
-
-
-async def start_receiver() -> tuple[Receiver, web.AppRunner]:
-    rec = Receiver()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", rec.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    for address in runner.addresses:
-        rec.port = int(address[1])
-    return rec, runner

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
+from tests.e2e.harness import WebhookReceiver
+from tests.e2e.ops_support import to_toml
 from watcher.config import settings_from_mapping
 from watcher.runtime.daemon import Daemon
 from watcher.runtime.demo import demo_settings
@@ -34,43 +34,15 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def webhook() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
-    received: list[dict[str, Any]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"json://127.0.0.1:{port}/hook", received
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-
-
 def write_toml(path: Path, data: dict[str, Any]) -> Path:
-    lines = [f"state_dir = {toml_value(data['state_dir'])}", "[notify]"]
-    lines.append(f"urls = {toml_value(data['notify']['urls'])}")
-    for route in data["notify"].get("routes", []):
-        lines.append("[[notify.routes]]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in route.items()]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(to_toml(data))
     return path
 
 
 async def test_events_lists_what_the_daemon_stored_with_delivery_states(tmp_path: Path) -> None:
-    runner, url, received = await webhook()
+    hook = WebhookReceiver()
+    await hook.start()
+    url, received = hook.url, hook.bodies
     try:
         async with start_simulator(scenarios=["seed"], autoplay=False) as sim:
             acc = sim.account
@@ -99,7 +71,7 @@ async def test_events_lists_what_the_daemon_stored_with_delivery_states(tmp_path
         assert row["event"]["severity"] == "failure"  # the seed workflow is already Pending
         assert [d["state"] for d in row["deliveries"]] == ["sent"]
     finally:
-        await runner.cleanup()
+        await hook.stop()
     assert len(received) == 1
 
 
@@ -112,7 +84,9 @@ async def test_events_without_a_store_says_so(tmp_path: Path) -> None:
 
 
 async def test_notify_test_reports_each_url_through_the_routes(tmp_path: Path) -> None:
-    runner, url, received = await webhook()
+    hook = WebhookReceiver()
+    await hook.start()
+    url, received = hook.url, hook.bodies
     dead = f"json://127.0.0.1:{closed_port()}/hook"
     try:
         config = write_toml(tmp_path / "config.toml", {
@@ -127,7 +101,7 @@ async def test_notify_test_reports_each_url_through_the_routes(tmp_path: Path) -
         })
         code, out, err = await cli("notify-test", "--config", str(config))
     finally:
-        await runner.cleanup()
+        await hook.stop()
     assert code == 1, err  # one URL failed
     lines = out.splitlines()
     assert any(line.startswith("ok ") and "127.0.0.1" in line for line in lines)

@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from aiohttp import web
 
+from tests.e2e.harness import WebhookReceiver
 from tests.e2e.ops_support import (
     DaemonFactory,
     daemon_config,
@@ -58,30 +58,19 @@ def daemons(tmp_path: Path) -> Iterator[DaemonFactory]:
 
 
 @pytest.fixture
-async def flaky_hook() -> AsyncIterator[tuple[str, list[bytes]]]:
+async def flaky_hook() -> AsyncIterator[WebhookReceiver]:
     """A webhook that answers 500 to its first three requests, then 200."""
-    received: list[bytes] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.read())
-        return web.Response(status=500 if len(received) <= 3 else 200, text="ok")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"127.0.0.1:{port}", received
-    await runner.cleanup()
+    hook = WebhookReceiver(fail_first=3)
+    await hook.start()
+    yield hook
+    await hook.stop()
 
 
 @pytest.mark.parametrize("kind", ["aksk", "password"])
 async def test_no_secret_in_logs_or_http(
-    tmp_path: Path, daemons: DaemonFactory, flaky_hook: tuple[str, list[bytes]], kind: str
+    tmp_path: Path, daemons: DaemonFactory, flaky_hook: WebhookReceiver, kind: str
 ) -> None:
-    hook_addr, received = flaky_hook
+    hook_addr = f"127.0.0.1:{flaky_hook.port}"
     urls = [
         f"json://hookuser:{URL_PASSWORD}@{hook_addr}/hook"
         f"?+Authorization=Bearer%20{HEADER_TOKEN}&:apikey={PAYLOAD_KEY}",
@@ -115,7 +104,7 @@ async def test_no_secret_in_logs_or_http(
                 await asyncio.sleep(1.2)
             sim.clear_faults()
             async def delivered() -> bool:
-                return len(received) >= 4  # three 500s, then deliveries succeed
+                return flaky_hook.attempts >= 4 and bool(flaky_hook.bodies)  # three 500s, then sent
 
             await eventually(delivered, timeout=20)
             paths = ["/healthz", "/readyz", "/metrics", "/api/v1/workflows",

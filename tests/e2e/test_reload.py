@@ -21,17 +21,16 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.e2e.harness import WebhookReceiver
 from tests.e2e.ops_support import (
     CLI,
     DaemonFactory,
     DaemonProcess,
-    Receiver,
     all_events,
     daemon_config,
     eventually,
     free_port,
     get_json,
-    start_receiver,
     to_toml,
     wait_healthy,
     workflows,
@@ -58,10 +57,11 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rec, runner = await start_receiver()
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    rec = WebhookReceiver()
+    await rec.start()
     yield rec
-    await runner.cleanup()
+    await rec.stop()
 
 
 async def statuses(
@@ -101,7 +101,7 @@ async def sighup_rejected(daemon: DaemonProcess, config_text: str) -> list[str]:
 
 
 async def test_sighup_refuses_broken_configs_and_applies_a_good_one(
-    daemons: DaemonFactory, sim: Simulator, receiver: Receiver, tmp_path: Path
+    daemons: DaemonFactory, sim: Simulator, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
     first, second = sim.targets()
     a, b = first["workflow_id"], second["workflow_id"]
@@ -112,7 +112,7 @@ async def test_sighup_refuses_broken_configs_and_applies_a_good_one(
             state_dir=tmp_path / "state",
             port=port,
             targets=targets,
-            notify_urls=[receiver.url()],
+            notify_urls=[receiver.url],
             interval_s=INTERVAL_S,
         )
 
@@ -145,7 +145,7 @@ async def test_sighup_refuses_broken_configs_and_applies_a_good_one(
         assert not log_events(daemon, "reload.applied")
 
         # 3. A good config adding the second target, while deliveries are pending.
-        receiver.delay = 0.4
+        receiver.hang_s = 0.4
         before = len(await all_events(session, daemon))
         await sim.step(a)  # Cluster Queuing
         await sim.step(a)  # Cluster Running
@@ -165,7 +165,7 @@ async def test_sighup_refuses_broken_configs_and_applies_a_good_one(
         assert daemon.running()
 
         # Both workflows keep moving and notifying after the reload.
-        receiver.delay = 0.0
+        receiver.hang_s = 0.0
         await sim.step(a)  # Cluster Success
         await sim.step(b)
         await sim.step(b)
@@ -212,7 +212,7 @@ async def test_sighup_refuses_broken_configs_and_applies_a_good_one(
     assert {a, b} <= subjects, subjects
 
 
-async def _received(receiver: Receiver, count: int) -> bool:
+async def _received(receiver: WebhookReceiver, count: int) -> bool:
     return len(receiver.bodies) >= count
 
 
