@@ -37,6 +37,7 @@ from watcher.runtime.feed import EventFeed
 from watcher.runtime.metrics import Metrics
 from watcher.runtime.scheduler import PollScheduler
 from watcher.runtime.watch import (
+    CloudSource,
     ClusterDiscovery,
     TargetHealth,
     WatchContext,
@@ -250,7 +251,7 @@ class Daemon:
         ref: TargetRef,
         uid: str,
         target_health: TargetHealth,
-        client: Any,
+        client: CloudSource,
         display: str | None,
         states: dict[str, dict[str, Any]],
         first_delay: float,

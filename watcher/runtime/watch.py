@@ -383,6 +383,7 @@ class ClusterDiscovery:
         self.last_error = None
         await self.health.record(ctx, None)
         ctx.on_polled(self.target.name, "ok", time.monotonic() - started)
+        known_before, was_listed = len(self.known), self.listed_before
         for workflow in workflows:
             if workflow.uid in self.known:
                 continue
@@ -392,7 +393,10 @@ class ClusterDiscovery:
             log.info("discovery.new_workflow", workflow=workflow.uid, phase=workflow.phase)
             self.spawn(workflow.uid, workflow)
         self.listed_before = True
-        await ctx.store.save_kv(self.key, {"known": sorted(self.known)})
+        # Write when a workflow appeared, and once on the first listing: its record is
+        # also the marker that later listings are not the first (see the class docstring).
+        if len(self.known) != known_before or not was_listed:
+            await ctx.store.save_kv(self.key, {"known": sorted(self.known)})
         return ctx.poll.discovery_s
 
     async def restore(self, store: Store) -> None:
