@@ -283,6 +283,8 @@ class Daemon:
 
     def _finish(self, watch: WorkflowWatch) -> None:
         self.watches.pop(watch.key, None)
+        if watch.target.name not in self.discoveries:  # a workflow target: nothing left to poll
+            self.metrics.forget_target(watch.target.name)
         self.finished[watch.key] = watch
         while len(self.finished) > FINISHED_SHOWN:
             self.finished.popitem(last=False)
@@ -298,6 +300,7 @@ class Daemon:
         if discovery is not None:
             self.scheduler.remove(discovery.key)
         self.healths.pop(name, None)
+        self.metrics.forget_target(name)
 
     # -- commits, feed, metrics ----------------------------------------------------------
 
