@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from watcher.config import loader, schema
+from watcher.notify.sender import APP_URL
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "deploy" / "systemd" / "cce-upgrade-watcher.service"
@@ -162,3 +163,15 @@ def test_readme_installs_the_binary_where_execstart_looks() -> None:
         assert (REPO / example).is_file(), f"the README installs {example}, which does not exist"
     for step in ("systemctl enable --now", "journalctl -u", "systemctl reload", "LoadCredential"):
         assert step in readme
+
+
+def test_documentation_points_at_the_readme() -> None:
+    """`systemctl help cce-upgrade-watcher` and `systemctl status` lead to the project README
+    first, then the install notes; both files exist in this repository."""
+    (value,) = _directives(UNIT.read_text())["Documentation"]
+    uris = value.split()
+    prefix = f"{APP_URL}/blob/main/"
+    assert uris[0] == f"{prefix}README.md"
+    for uri in uris:
+        assert uri.startswith(prefix), uri
+        assert (REPO / uri.removeprefix(prefix)).is_file(), uri
