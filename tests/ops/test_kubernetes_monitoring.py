@@ -220,3 +220,15 @@ def test_prometheus_rule_holds_exactly_the_rules_file() -> None:
     """One set of alerts: the operator's object and the plain rules file never drift."""
     rule = _by_kind(PROMETHEUS_RULE)["PrometheusRule"]
     assert rule["spec"] == _rules()
+
+
+def test_deploy_readme_mentions_every_monitoring_and_kubernetes_file() -> None:
+    readme = (REPO / "deploy" / "README.md").read_text()
+    folders = ("kubernetes", "prometheus", "grafana")
+    files = [p for folder in folders for p in sorted((REPO / "deploy" / folder).iterdir())]
+    missing = [
+        str(p.relative_to(REPO / "deploy"))
+        for p in files
+        if p.name != "README.md" and p.name not in readme
+    ]
+    assert missing == []

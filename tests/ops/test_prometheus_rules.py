@@ -140,3 +140,8 @@ def test_promql_metric_names_are_found() -> None:
     assert promql.grafana_query_names("label_values(cce_watcher_target_up, target)") == {
         "cce_watcher_target_up"
     }
+
+
+def test_the_runbook_table_lists_every_alert_with_its_severity() -> None:
+    rows = re.findall(r"^\| (CceWatcher\w+) \| (\w+) \|", RUNBOOK.read_text(), re.MULTILINE)
+    assert rows == [(rule["alert"], rule["labels"]["severity"]) for rule in _rules()]
