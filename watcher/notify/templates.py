@@ -27,6 +27,7 @@ import jinja2
 import structlog
 from jinja2.sandbox import SandboxedEnvironment
 
+from watcher import textsafe
 from watcher.core.errors import ConfigError
 from watcher.core.events import Event, Kind, Severity, TargetRef, most_severe
 from watcher.core.ports import RenderedMessage
@@ -37,22 +38,22 @@ log = structlog.get_logger(__name__)
 MAX_TITLE_LEN = 250  # apprise's title limit for most services (LIBRARIES.md 1.4)
 PARTS = ("title", "body")
 
-# C0/C1 controls except tab and newline, DEL, and the bidi embedding/override/isolate marks.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f]")
 _BLANK_RUN = re.compile(r"\n{3,}")
 
 
 def strip_controls(text: str) -> str:
-    """``text`` without control characters (newlines and tabs are kept; CR is dropped)."""
-    return _CONTROL.sub("", text)
+    """``text`` made inert (watcher.textsafe); newlines and tabs are kept, CR is dropped."""
+    return textsafe.inert(text, multiline=True)
 
 
 def _finalize(value: Any) -> Any:
+    # Every interpolated value is one inert line: a cluster name holding "\nSubject: x"
+    # cannot forge a line (or a header-like line in an e-mail body).
     if value is None:
         return ""
-    if isinstance(value, str):
-        return strip_controls(value)
-    return value
+    if isinstance(value, int | float):
+        return value
+    return textsafe.inert(value)
 
 
 def fmt_datetime(value: datetime | None) -> str:

@@ -1,0 +1,165 @@
+"""Issue 7, items 8-11 end to end: hostile cloud text is inert, secrets stay masked,
+templates fail safe, and the HTTP surface has limits.
+
+Everything is real: the simulator serves a scenario whose cluster name, versions and
+check-item messages carry terminal escapes, CR, bidi overrides and newlines; ``check``,
+``events`` and ``demo`` (the console sender) run as subprocesses; e-mail goes to aiosmtpd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import running
+from tests.e2e.ops_support import to_toml
+
+CLI = [sys.executable, "-m", "watcher"]
+
+# Each hostile piece: an ANSI clear-screen, an OSC title/hyperlink, a CR, a bidi override
+# and a newline followed by a header-like line.
+EVIL = (
+    "\u001b[2J\u001b]0;pwned\u0007\u001b]8;;http://evil\u001b\\lnk\u001b]8;;\u001b\\"
+    "\rCR\u202eRLO\u2066"
+)
+FORGED = "Subject: wire money now"
+HOSTILE_NAME = f"prod{EVIL}\n{FORGED}"
+HOSTILE_VERSION = f"v1.27{EVIL}\nX-Forged: 1"
+HOSTILE_ITEM = f"node 10.0.0.1{EVIL}\r\n{FORGED}"
+HOSTILE_MESSAGE = f"2 items failed{EVIL}\n{FORGED}"
+
+# Anything that can drive a terminal or reorder text: C0 (but \n, \t), DEL, C1, bidi.
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def toml_str(value: str) -> str:
+    """A TOML basic string; json.dumps escapes are valid TOML escapes for these characters."""
+    return json.dumps(value, ensure_ascii=True)
+
+
+def hostile_scenario(tmp_path: Path) -> Path:
+    path = tmp_path / "hostile.toml"
+    path.write_text(
+        f"""
+description = "cloud strings with escapes, CR, bidi and newlines"
+precheck_validity = 3600
+[cluster]
+id = "0a1b2c3d-0666-11ef-9a01-0255ac100666"
+name = {toml_str(HOSTILE_NAME)}
+version = {toml_str(HOSTILE_VERSION)}
+api = "cce"
+[workflow]
+id = "7c3e1d2a-0666-4a5b-9c8d-0e1f2a3b4666"
+target_version = {toml_str("v1.28" + EVIL)}
+[precheck]
+message = {toml_str(HOSTILE_MESSAGE)}
+[[precheck.items]]
+name = {toml_str("NodeOSCheck" + EVIL)}
+level = "Fatal"
+kind = "Exception"
+group = "NodeCheck"
+message = {toml_str(HOSTILE_ITEM)}
+[[steps]]
+at = 1
+point = "PreCheck"
+status = "Running"
+[[steps]]
+at = 2
+point = "PreCheck"
+status = "Failed"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def assert_inert(text: str, where: str) -> None:
+    bad = sorted({f"U+{ord(c):04X}" for c in _UNSAFE.findall(text)})
+    assert not bad, f"{where} printed raw control/bidi characters {bad}:\n{text!r}"
+    for line in text.splitlines():
+        assert not line.lstrip().startswith(("Subject:", "X-Forged:")), (
+            f"{where}: a cloud string forged a line: {line!r}"
+        )
+
+
+async def cli(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+# ------------------------------------------------------------------- 8: untrusted text
+
+
+async def test_check_events_and_email_print_hostile_cloud_text_inert(tmp_path: Path) -> None:
+    scenario = hostile_scenario(tmp_path)
+    async with running(tmp_path, [str(scenario)]) as h:
+        for _ in range(3):
+            await h.step()
+        await h.settle()
+        assert h.smtp.messages, "no e-mail arrived"
+        assert h.webhook.bodies, "no webhook message arrived"
+        target = h.sim.targets()[0]
+        config = tmp_path / "config.toml"
+        acc = h.sim.account
+        config.write_text(
+            to_toml(
+                {
+                    "state_dir": tmp_path / "state",
+                    "cloud": {"cce_endpoint": h.sim.url, "iam_endpoint": h.sim.url},
+                    "credentials": {
+                        "kind": "aksk",
+                        "access_key": acc.access_key,
+                        "secret_key": acc.secret_key,
+                    },
+                    "targets": [
+                        {
+                            "name": "hostile",
+                            "region": target["region"],
+                            "project_id": target["project_id"],
+                            "cluster_id": target["cluster_id"],
+                        }
+                    ],
+                    "notify": {"urls": ["console://"]},
+                }
+            )
+        )
+        code, out, err = await cli("check", "--config", str(config))
+        assert code == 1, err  # the workflow is Pending
+        assert "prod" in out and "wire money now" in out  # shown, but on the same line
+        assert_inert(out + err, "check")
+        code, out, err = await cli("check", "--config", str(config), "--json")
+        assert json.loads(out)["workflows"][0]["cluster_name"] == HOSTILE_NAME  # data intact
+        assert_inert(out, "check --json")
+    code, out, err = await cli("events", "--config", str(config))
+    assert code == 0, err
+    assert "pre-check" in out.lower()
+    assert_inert(out + err, "events")
+    for msg in h.smtp.messages:
+        assert_inert(str(msg["Subject"]), "e-mail subject")
+        body = msg.get_body(preferencelist=("plain",))
+        assert body is not None
+        # MIME text travels with CRLF line ends; every other CR would be the cloud's.
+        assert_inert(body.get_content().replace("\r\n", "\n"), "e-mail body")
+        assert msg.get_all("X-Forged") is None
+    for payload in h.webhook.bodies:
+        assert_inert(payload["title"] + "\n" + payload["message"], "webhook message")
+
+
+@pytest.mark.slow
+async def test_console_sender_prints_hostile_cloud_text_inert(tmp_path: Path) -> None:
+    """`demo` prints every notification through console://: nothing raw reaches stdout."""
+    scenario = hostile_scenario(tmp_path)
+    _code, out, err = await cli(
+        "demo", "--scenario", str(scenario), "--speed", "4", "--timeout", "8", timeout=60
+    )
+    assert "wire money now" in out, out + err  # the notifications were printed
+    assert_inert(out + err, "demo console output")
