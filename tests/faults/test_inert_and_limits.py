@@ -9,15 +9,30 @@ check-item messages carry terminal escapes, CR, bidi overrides and newlines; ``c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import resource
 import sys
+import time
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
-from tests.e2e.harness import running
-from tests.e2e.ops_support import to_toml
+from tests.e2e.harness import WebhookReceiver, running
+from tests.e2e.ops_support import (
+    DaemonFactory,
+    daemon_config,
+    eventually,
+    free_port,
+    get_json,
+    to_toml,
+    wait_healthy,
+)
+from watcher.simulator import start_simulator
 
 CLI = [sys.executable, "-m", "watcher"]
 
@@ -163,3 +178,58 @@ async def test_console_sender_prints_hostile_cloud_text_inert(tmp_path: Path) ->
     )
     assert "wire money now" in out, out + err  # the notifications were printed
     assert_inert(out + err, "demo console output")
+
+
+# ------------------------------------------------------------------- 11: HTTP surface limits
+
+
+@pytest.mark.slow
+async def test_idle_http_flood_starves_neither_notifications_nor_the_api(tmp_path: Path) -> None:
+    """1,000 idle sockets against a daemon allowed 512 descriptors: the webhook still gets the
+    upgrade's messages, and the API answers again once the header timeout cuts the idlers."""
+    hook = WebhookReceiver()
+    await hook.start()
+    factory = DaemonFactory(tmp_path)
+    idle: list[asyncio.StreamWriter] = []
+    try:
+        async with (
+            start_simulator(scenarios=["precheck_fails"], autoplay=False) as sim,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session,
+        ):
+            config = daemon_config(
+                sim, state_dir=tmp_path / "state", port=free_port(), notify_urls=[hook.url]
+            )
+            daemon = factory.spawn(config)
+            resource.prlimit(daemon.pid, resource.RLIMIT_NOFILE, (512, 512))
+            await wait_healthy(session, daemon)
+            await eventually(lambda: _true(len(hook.bodies) >= 1), timeout=15)
+            before = len(hook.bodies)
+            for _ in range(1000):
+                with contextlib.suppress(OSError):
+                    _, writer = await asyncio.open_connection("127.0.0.1", daemon.port)
+                    idle.append(writer)
+            started = time.monotonic()
+            for _ in range(4):  # PreCheck runs, then fails: the workflow goes Pending
+                await sim.step()
+            await eventually(lambda: _true(len(hook.bodies) > before), timeout=20)
+            status, body = await eventually(
+                lambda: _ok(get_json(session, f"{daemon.url}/api/v1/events")), timeout=20
+            )
+            assert status == 200 and body["events"]
+            assert time.monotonic() - started < 20
+            assert daemon.running(), daemon.log_text()[-2000:]
+            assert "Too many open files" not in daemon.log_text()
+    finally:
+        for writer in idle:
+            writer.close()
+        factory.close()
+        await hook.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _ok(answer: Awaitable[tuple[int, Any]]) -> tuple[int, Any] | None:
+    status, body = await answer
+    return (status, body) if status == 200 else None
