@@ -32,6 +32,7 @@ from tests.e2e.ops_support import (
     to_toml,
     wait_healthy,
 )
+from watcher.config.masking import to_toml as config_toml
 from watcher.simulator import start_simulator
 
 CLI = [sys.executable, "-m", "watcher"]
@@ -233,3 +234,83 @@ async def _true(value: bool) -> bool:
 async def _ok(answer: Awaitable[tuple[int, Any]]) -> tuple[int, Any] | None:
     status, body = await answer
     return (status, body) if status == 200 else None
+
+
+# ------------------------------------------------------------------- 10: templates fail safe
+
+
+def _validate_config(tmp_path: Path, templates: dict[str, Any]) -> Path:
+    path = tmp_path / "validate.toml"
+    path.write_text(
+        config_toml(  # quotes keys such as "task.failed"
+            {
+                "cloud": {"region": "ap-southeast-1", "project_id": "0" * 32},
+                "credentials": {"kind": "aksk", "access_key": "AK" * 8, "secret_key": "SK" * 8},
+                "targets": [{"name": "t", "cluster_id": "00000000-0000-0000-0000-000000000001"}],
+                "notify": {"urls": ["console://"], "templates": templates},
+            }
+        )
+    )
+    return path
+
+
+async def test_config_validate_renders_every_template_and_names_the_broken_ones(
+    tmp_path: Path,
+) -> None:
+    tdir = tmp_path / "templates"
+    tdir.mkdir()
+    (tdir / "email_body.j2").write_text("Cluster {{ cluster }}\n{{ event.task_type.upper() }}\n")
+    (tdir / "chat_title.j2").write_text("{{ severity|upper }} {{ cluster }}")  # fine
+    broken = _validate_config(
+        tmp_path,
+        {"template_dir": str(tdir), "task.failed": {"title": "{{ target.title }}"}},
+    )
+    code, out, err = await cli("config", "validate", "--config", str(broken))
+    assert code == 2, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 2, err
+    assert any(
+        line.startswith(f"config error: template file {tdir / 'email_body.j2'}: UndefinedError")
+        and "(line 2)" in line
+        for line in lines
+    ), err
+    assert any(
+        line.startswith("config error: notify.templates.task.failed.title: UndefinedError")
+        for line in lines
+    ), err
+    (tdir / "email_body.j2").write_text("Cluster {{ cluster }}\n{{ event.task_type or '-' }}\n")
+    fixed = _validate_config(
+        tmp_path, {"template_dir": str(tdir), "task.failed": {"title": "{{ cluster }}"}}
+    )
+    code, out, err = await cli("config", "validate", "--config", str(fixed))
+    assert code == 0, err
+    assert out.startswith("config OK")
+
+
+async def test_a_template_failing_at_send_time_falls_back_and_is_delivered(
+    tmp_path: Path,
+) -> None:
+    tdir = tmp_path / "templates"
+    tdir.mkdir()
+    (tdir / "chat_body.j2").write_text("{{ event.details.no_such_key }}")
+    (tdir / "email_title.j2").write_text("{{ 1 / 0 }}")
+
+    def configure(raw: dict[str, Any]) -> None:
+        raw["notify"]["templates"] = {
+            "template_dir": str(tdir),
+            "task.failed": {"title": "{{ target.title }}"},
+            "task.started": {"body": "{{ event.no_such_field }}"},
+        }
+
+    async with running(tmp_path, ["precheck_fails"], configure=configure) as h:
+        for _ in range(4):
+            await h.step()
+        await h.settle()
+        stored = await h.daemon.store.events_with_deliveries(100)
+    states = [d.state for row in stored for d in row.deliveries]
+    assert states and set(states) == {"sent"}, states
+    assert h.webhook.bodies and h.smtp.messages
+    for body in h.webhook.bodies:
+        assert body["message"].strip(), body  # the built-in chat body
+    for msg in h.smtp.messages:
+        assert str(msg["Subject"]).startswith("["), msg["Subject"]  # the built-in title
