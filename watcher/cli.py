@@ -15,7 +15,7 @@ import click
 from watcher import config_cli, healthcheck, textsafe
 from watcher.config import Settings, load_settings
 from watcher.core.errors import ConfigError, WatcherError
-from watcher.logs import configure_logging, url_secrets
+from watcher.logs import configure_logging, register_secret, url_secrets
 from watcher.runtime import oneshot
 from watcher.runtime.daemon import Daemon
 from watcher.runtime.demo import run_demo
@@ -112,7 +112,12 @@ def events(config_path: Path | None, as_json: bool, limit: int) -> None:
 def notify_test(config_path: Path | None, extra: tuple[str, ...]) -> None:
     """Send a sample event through the configured routes; print each URL's result."""
     settings = config_cli.load_or_exit(config_path)
-    setup_logging(settings, "warning")
+    # Quiet unless the config asks for debug: then apprise's and urllib3's request lines
+    # show (redacted) what went wrong with a destination.
+    setup_logging(settings, "debug" if settings.logging.level == "debug" else "warning")
+    for url in extra:  # secrets of --notify URLs are never in the config
+        for secret in url_secrets(url):
+            register_secret(secret)
     try:
         code, text = asyncio.run(oneshot.notify_test(settings, extra))
     except ConfigError as exc:

@@ -314,3 +314,87 @@ async def test_a_template_failing_at_send_time_falls_back_and_is_delivered(
         assert body["message"].strip(), body  # the built-in chat body
     for msg in h.smtp.messages:
         assert str(msg["Subject"]).startswith("["), msg["Subject"]  # the built-in title
+
+
+# ------------------------------------------------------------------- 9: secrets stay masked
+
+# Distinctive planted tokens, one per place a notification service keeps its secret.
+PLANTED = {
+    "slack": "slack://TPLNTSLK1/BPLNTSLK2/XPLNTSLKTOKEN0000000003",
+    "slack-native": "https://hooks.slack.com/services/TPLNTHK1/BPLNTHK2/XPLNTHKTOKEN00000000003",
+    "discord": "discord://987654321098765432/PLNTDISCORDTOKEN0123456789abcdef",
+    "telegram": "tgram://987654321:PLNTTGRAMTOKENabcdefghijklmnopqrstu/12345",
+    "wecom": "wecombot://PLNTWECOMKEY0123456789",
+    "wecom-native": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=PLNTWECOMNATIVE0123456789",
+    "feishu": "feishu://PLNTFEISHUTOKEN0123456789",
+    "dingtalk": "dingtalk://PLNTDINGSECRET0123456789@PLNTDINGTOKEN0123456789",
+}
+SECRET_MARKERS = (
+    "PLNTSLK", "PLNTHK", "987654321098765432", "PLNTDISCORD", "PLNTTGRAM", "PLNTWECOM",
+    "PLNTFEISHU", "PLNTDING", "PLNTJSONPW", "PLNTJSONPATH", "PLNTJSONBEARER", "PLNTJSONKEY",
+)
+
+
+async def _refusing_proxy() -> tuple[asyncio.Server, int]:
+    """An HTTP proxy that refuses every CONNECT: cloud hosts are reached without a network,
+    and the failure path (an exception quoting the request URL) is exercised."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.read(65536)
+            writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_notify_test_with_debug_logs_never_prints_a_planted_token(tmp_path: Path) -> None:
+    hook = WebhookReceiver(fail_first=1)  # one failure: the error path is logged too
+    await hook.start()
+    proxy, proxy_port = await _refusing_proxy()
+    json_url = (
+        f"json://ops:PLNTJSONPW0123@127.0.0.1:{hook.port}/hook/PLNTJSONPATH0123456789"
+        "?+Authorization=Bearer%20PLNTJSONBEARER0123&:apikey=PLNTJSONKEY0123"
+    )
+    config = tmp_path / "notify.toml"
+    config.write_text(
+        config_toml(
+            {
+                "notify": {
+                    "urls": [
+                        {"name": name, "url": url} for name, url in PLANTED.items()
+                    ]
+                    + [{"name": "json", "url": json_url}]
+                },
+                "logging": {"level": "debug", "format": "json"},
+            }
+        )
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "HTTPS_PROXY": f"http://127.0.0.1:{proxy_port}",
+        "HTTP_PROXY": f"http://127.0.0.1:{proxy_port}",
+        "NO_PROXY": "127.0.0.1",
+    }
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *CLI, "notify-test", "--config", str(config),
+            "--notify", f"json://127.0.0.1:{hook.port}/extra/PLNTJSONPATH0123456789",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out_b, err_b = await asyncio.wait_for(proc.communicate(), 90)
+    finally:
+        proxy.close()
+        await hook.stop()
+    out, err = out_b.decode(), err_b.decode()
+    assert proc.returncode == 1, out + err  # the cloud services are unreachable here
+    assert out.count("FAILED") + out.count("ok ") == len(PLANTED) + 2, out
+    assert '"level": "debug"' in err and "urllib3" in err  # debug lines were printed
+    assert "Max retries exceeded" in err  # the failure path that quotes request URLs
+    assert hook.attempts >= 1  # the json:// URL, token path and all, was really used
+    leaked = [m for m in SECRET_MARKERS if m in out + err]
+    assert not leaked, f"planted secrets {leaked} printed:\n{out}\n{err[-4000:]}"
+    assert "sending" in err or "send" in out + err  # ordinary words are not masked
