@@ -120,6 +120,17 @@ def test_unit_has_the_required_settings() -> None:
     assert argv[1:] == ["run", "--config", "/etc/cce-upgrade-watcher/config.toml"]
 
 
+def test_file_descriptor_limit_leaves_room_beyond_the_http_connection_cap() -> None:
+    """A flooded HTTP port (every slot held) must leave descriptors for webhooks and SQLite."""
+    from watcher.http.limits import MAX_CONNECTIONS
+
+    limit = _directives(UNIT.read_text()).get("LimitNOFILE", ["missing"])[-1]
+    soft = limit.split(":", 1)[0]
+    assert soft.isdigit(), f"LimitNOFILE must be a number, not {limit!r}"
+    assert int(soft) >= 4 * MAX_CONNECTIONS
+    assert str(MAX_CONNECTIONS) in UNIT.read_text()  # the comment states the real cap
+
+
 def test_credentials_are_named_after_the_settings() -> None:
     """Each LoadCredential ID is a file name the config loader reads as a setting."""
     known = {"__".join(path) for path in schema.iter_secret_fields()} | {"credentials__access_key"}

@@ -154,9 +154,14 @@ def notify_plan(settings: Settings, extra_urls: Sequence[str] = ()) -> NotifyPla
         )
         for s in settings.silences
     ]
+    return NotifyPlan(notify_urls(settings, extra_urls), routes, silences, make_renderer(settings))
+
+
+def make_renderer(settings: Settings) -> Renderer:
+    """The Renderer for the configured overrides and template_dir (ConfigError if broken)."""
+    templates = settings.notify.templates
     overrides = {
         kind: {k: v for k, v in (("title", o.title), ("body", o.body)) if v is not None}
-        for kind, o in n.templates.kinds.items()
+        for kind, o in templates.kinds.items()
     }
-    renderer = Renderer(overrides, n.templates.template_dir)
-    return NotifyPlan(notify_urls(settings, extra_urls), routes, silences, renderer)
+    return Renderer(overrides, templates.template_dir)
