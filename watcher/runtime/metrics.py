@@ -105,6 +105,11 @@ class Metrics:
         self._scheduler_up = Gauge(
             f"{p}scheduler_up", "1 while the polling scheduler runs.", registry=registry
         )
+        self._silences = Gauge(
+            f"{p}silences_active",
+            "Silences in force now (config file and added at run time).",
+            registry=registry,
+        )
         # Current label values, so a change removes the old series instead of leaving it.
         self._phases: dict[tuple[str, str], str] = {}
         self._tasks: dict[tuple[str, str], dict[str, str]] = {}
@@ -205,6 +210,9 @@ class Metrics:
 
     def set_scheduler_up(self, up: bool) -> None:
         self._scheduler_up.set(1 if up else 0)
+
+    def set_silences_active(self, count: int) -> None:
+        self._silences.set(count)
 
 
 def _remove(metric: Gauge, *labels: str) -> None:

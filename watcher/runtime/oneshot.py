@@ -112,9 +112,10 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
     for row in rows:
         e = row.event
         late = " (observed late)" if e.observed_late else ""
+        muted = f" (silenced by {sid})" if (sid := e.details.get("silenced_by")) else ""
         lines.append(
             f"{row.seq:>6}  {e.observed_at:%Y-%m-%d %H:%M:%S}  {e.severity:<8} "
-            f"{e.kind:<26} {e.target.name}: {e.message}{late}"
+            f"{e.kind:<26} {e.target.name}: {e.message}{late}{muted}"
         )
         for d in row.deliveries:
             error = f"  ({d.last_error})" if d.last_error else ""

@@ -151,8 +151,10 @@ def notify_plan(settings: Settings, extra_urls: Sequence[str] = ()) -> NotifyPla
             cluster_id=s.cluster_id,
             workflow_id=s.workflow_id,
             kinds=tuple(s.kinds),
+            id=f"config:{i}",
+            comment=s.reason,
         )
-        for s in settings.silences
+        for i, s in enumerate(settings.silences, start=1)
     ]
     overrides = {
         kind: {k: v for k, v in (("title", o.title), ("body", o.body)) if v is not None}
