@@ -17,8 +17,8 @@ import pytest
 from tests.store.factories import T0, FakeClock, make_event
 from watcher.core.acks import Acknowledgement
 from watcher.core.events import Severity
-from watcher.notify.routing import Silence
 from watcher.core.ports import PlannedDelivery
+from watcher.notify.routing import Silence
 from watcher.store import schema
 from watcher.store.sqlite import SqliteStore
 
