@@ -92,7 +92,7 @@ def _writer_refused(request: web.Request) -> web.Response | None:
         return None
     return _error(
         403,
-        "writes need a bearer token: set http.token (CCE_WATCHER_HTTP__TOKEN) on the daemon, "
+        "writes need a bearer token: set http.token (WATCHER_HTTP__TOKEN) on the daemon, "
         "or write from the watcher's host",
     )
 
