@@ -126,6 +126,13 @@ async def test_cli_silence_mutes_a_running_daemon_and_is_recorded(tmp_path: Path
         assert shown and all(e["details"]["silenced_by"] == "1" for e in shown)
         code, out, _ = await cli(tmp_path, raw, "events")
         assert "(silenced by 1)" in out
+        async with session.get(
+            f"{http_url(h)}/api/v1/events?limit=100", headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as resp:
+            api_events = [e["data"] for e in (await resp.json())["events"]]
+        assert {
+            e["details"].get("silenced_by") for e in api_events if e["kind"] == "task.started"
+        } == {"1"}
 
         code, out, _ = await cli(tmp_path, raw, "silence", "list")
         assert code == 0 and "active" in out and "alice: planned maintenance" in out
@@ -184,6 +191,7 @@ async def test_silences_api_needs_the_token_to_write(tmp_path: Path) -> None:
             created = (await resp.json())["silence"]
         assert created["id"] == "1" and created["creator"] == "bob" and created["active"]
         assert h.daemon.ops.stored_silences  # applied at once, no refresh wait
+        assert await metric(session, h, "cce_watcher_silences_active") == 2  # with config:1
 
         async with session.get(url, headers=auth) as resp:
             listed = (await resp.json())["silences"]

@@ -15,6 +15,7 @@ says who and why). An acknowledgement ends when the workflow changes again.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -60,9 +61,14 @@ class OpsState:
         self._on_count(sum(1 for s in self.all_silences() if s.active(now)))
 
     async def run(self, period: float = REFRESH_S) -> None:
+        """Refresh forever. A failed read (the file locked past busy_timeout by another
+        process, say) keeps the last good cache and is logged; the next period retries."""
         while True:
             await asyncio.sleep(period)
-            await self.refresh()
+            try:
+                await self.refresh()
+            except sqlite3.Error as exc:
+                log.error("silences.refresh_failed", error=str(exc))
 
     def all_silences(self) -> list[routing.Silence]:
         return [*self.config_silences, *self.stored_silences]
