@@ -23,7 +23,7 @@ from watcher import config_cli
 from watcher.core.errors import WatcherError
 from watcher.notify.routing import Silence
 from watcher.opsinput import InputError, ack_from, resolve_workflow, silence_from
-from watcher.runtime.wiring import notify_plan
+from watcher.runtime.wiring import config_silences
 from watcher.store.sqlite import SqliteStore
 
 STORE_FILE = "watcher.sqlite3"  # the daemon's name for it (watcher.runtime.daemon)
@@ -148,14 +148,14 @@ def silence_add(
 def silence_list(config_path: Path | None, show_all: bool, as_json: bool) -> None:
     """Silences in force or planned (config file ones first, then stored ones)."""
     settings = config_cli.load_or_exit(config_path)
-    config_silences = notify_plan(settings).silences
+    from_config = config_silences(settings)
     now = _now()
 
     async def work(store: SqliteStore) -> list[Silence]:
         return await store.list_silences(active_at=None if show_all else now)
 
     silences = [
-        *(s for s in config_silences if show_all or s.until > now),
+        *(s for s in from_config if show_all or s.until > now),
         *_with_store(config_path, work),
     ]
     if as_json:
