@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -23,10 +24,9 @@ from watcher import config_cli
 from watcher.core.errors import WatcherError
 from watcher.notify.routing import Silence
 from watcher.opsinput import InputError, ack_from, resolve_workflow, silence_from
+from watcher.runtime.daemon import STORE_FILE
 from watcher.runtime.wiring import config_silences
 from watcher.store.sqlite import SqliteStore
-
-STORE_FILE = "watcher.sqlite3"  # the daemon's name for it (watcher.runtime.daemon)
 
 T = TypeVar("T")
 
@@ -52,11 +52,11 @@ def _with_store(config_path: Path | None, work: Callable[[SqliteStore], Awaitabl
 
     try:
         return asyncio.run(run())
-    except InputError as exc:
+    except (InputError, WatcherError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except WatcherError as exc:
-        click.echo(f"error: {exc}", err=True)
+    except sqlite3.Error as exc:
+        click.echo(f"error: state store {path}: {exc}", err=True)
         sys.exit(2)
 
 
@@ -64,7 +64,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _local(value: datetime | None) -> str:
+def _utc(value: datetime | None) -> str:
     return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -138,7 +138,7 @@ def silence_add(
     if as_json:
         click.echo(json.dumps(stored.to_json(), indent=2))
     else:
-        click.echo(f"silence {stored.id} added: {_describe(stored)} until {_local(stored.until)}")
+        click.echo(f"silence {stored.id} added: {_describe(stored)} until {_utc(stored.until)}")
 
 
 @silence.command("list")
@@ -169,8 +169,8 @@ def silence_list(config_path: Path | None, show_all: bool, as_json: bool) -> Non
     for s in silences:
         state = "active" if s.active(now) else ("planned" if s.until > now else "expired")
         click.echo(
-            f"{s.id:<10} {state:<8} {_describe(s)}  from {_local(s.starts_at)} "
-            f"until {_local(s.until)}  by {s.creator or '-'}: {s.comment}"
+            f"{s.id:<10} {state:<8} {_describe(s)}  from {_utc(s.starts_at)} "
+            f"until {_utc(s.until)}  by {s.creator or '-'}: {s.comment}"
         )
 
 
@@ -195,7 +195,7 @@ def silence_expire(config_path: Path | None, silence_id: str) -> None:
     if expired is None:
         click.echo(f"error: no silence {silence_id}", err=True)
         sys.exit(1)
-    click.echo(f"silence {expired.id} expired at {_local(expired.until)}")
+    click.echo(f"silence {expired.id} expired at {_utc(expired.until)}")
 
 
 @click.command()
@@ -220,6 +220,6 @@ def ack(
             return f"acknowledgement of {key} withdrawn"
         item = ack_from({"by": by or getpass.getuser(), "note": note, "for": duration}, key, now)
         await store.set_ack(item)
-        return f"{key} {item.text()} until {_local(item.until)}"
+        return f"{key} {item.text()} until {_utc(item.until)}"
 
     click.echo(_with_store(config_path, work))

@@ -335,3 +335,13 @@ async def _reminders(h: Harness) -> int:
 
 async def _acked(h: Harness) -> bool:
     return bool(h.daemon.ops.workflow_acks())
+
+
+async def test_cli_names_the_store_it_cannot_open(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "watcher.sqlite3").mkdir(parents=True)  # a directory where the file belongs
+    code, out, err = await cli(tmp_path, {"state_dir": str(state)}, "silence", "list")
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: state store {state / 'watcher.sqlite3'}: ")
+    code, _, err = await cli(tmp_path, {"state_dir": str(tmp_path / "s2")}, "ack", "wf-1")
+    assert code == 2 and "no watched workflow wf-1" in err

@@ -134,4 +134,3 @@ def workflow_view(
         next_poll_at=next_poll_at,
         last_error=last_error,
     ) | {"ack": ack}
-
