@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from tests.e2e.harness import free_port, running
-from tests.http.test_status_page_browser import browser  # noqa: F401 - the fixture
+from tests.http.test_status_page_browser import ARTIFACTS, browser  # noqa: F401 - the fixture
 
 TOKEN = "ops-page-token-0123456789"
 ZONE = "Asia/Shanghai"
@@ -117,6 +117,9 @@ async def test_token_prompt_ack_button_silences_stale_and_zone(
         assert await item.get_attribute("data-active") == "true"
         listed = await item.text_content()
         assert listed is not None and "kinds task.*" in listed and "bob: noisy" in listed
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "status_page_ops.png"), full_page=True)
 
         # The target starts failing: its card is stale, the header degraded.
         h.sim.add_fault("status", status=503)
