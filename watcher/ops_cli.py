@@ -117,7 +117,8 @@ def silence_add(
     comment: str,
     as_json: bool,
 ) -> None:
-    """Add a silence; every given matcher must match. Prints its id."""
+    """Add a silence; every given matcher must match (give at least one; --target '*'
+    mutes everything). Prints its id."""
     data: dict[str, Any] = {
         "target": target,
         "cluster_id": cluster_id,

@@ -116,13 +116,21 @@ def silence_from(data: Mapping[str, Any], now: datetime) -> Silence:
     ):
         raise InputError("kinds must be a list of kind globs such as task.* or workflow.reminder")
     start = _time(data, "starts_at") or now
+    labels = parse_labels(data.get("labels"))
+    matchers = (_opt(data, "target"), _opt(data, "cluster_id"), _opt(data, "workflow_id"))
+    if not any(matchers) and not labels and data.get("kinds") in (None, "", []):
+        # As with amtool: muting everything by omission is too easy a mistake.
+        raise InputError(
+            "give at least one matcher (target, cluster_id, workflow_id, kinds or labels); "
+            "to mute everything, say target '*'"
+        )
     return Silence(
         until=_end(data, max(start, now), DEFAULT_SILENCE),
         target=_opt(data, "target"),
         cluster_id=_opt(data, "cluster_id"),
         workflow_id=_opt(data, "workflow_id"),
         kinds=tuple(k.strip() for k in kinds_value) or ("*",),
-        labels=parse_labels(data.get("labels")),
+        labels=labels,
         starts_at=start,
         creator=_text(data, "creator", required=True),
         comment=_text(data, "comment", required=True),

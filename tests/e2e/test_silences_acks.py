@@ -155,8 +155,12 @@ async def test_cli_silence_mutes_a_running_daemon_and_is_recorded(tmp_path: Path
 
         code, _, err = await cli(tmp_path, raw, "silence", "expire", "42")
         assert code == 1 and "no silence 42" in err
-        code, _, err = await cli(tmp_path, raw, "silence", "add", "--for", "2x", "--comment", "c")
+        code, _, err = await cli(
+            tmp_path, raw, "silence", "add", "--kind", "*", "--for", "2x", "--comment", "c"
+        )
         assert code == 2 and "for: expected a duration" in err
+        code, _, err = await cli(tmp_path, raw, "silence", "add", "--comment", "c")
+        assert code == 2 and "give at least one matcher" in err
 
 
 async def _has_silence(h: Harness) -> bool:
@@ -231,7 +235,7 @@ async def test_without_a_token_only_loopback_clients_may_write(tmp_path: Path) -
         aiohttp.ClientSession() as session,
     ):
         await h.settle()
-        body = {"for": "10m", "creator": "carol", "comment": "test"}
+        body = {"target": "*", "for": "10m", "creator": "carol", "comment": "test"}
         async with session.post(f"http://127.0.0.1:{port}/api/v1/silences", json=body) as resp:
             assert resp.status == 201
         if address is None:

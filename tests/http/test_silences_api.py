@@ -17,7 +17,7 @@ from watcher.store.sqlite import SqliteStore
 
 TOKEN = "silences-api-token-0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-GOOD = {"creator": "eve", "comment": "why"}
+GOOD = {"target": "prod-*", "creator": "eve", "comment": "why"}
 
 
 @pytest.fixture
@@ -41,7 +41,8 @@ async def post(client: aiohttp.ClientSession, url: str, body: Any) -> tuple[int,
         (b"not json", "request body must be a JSON object"),
         (b"[1, 2]", "request body must be a JSON object"),
         (b"x" * 20000, "request body larger than 16384 bytes"),
-        ({"comment": "c"}, "creator is required"),
+        ({"target": "*", "comment": "c"}, "creator is required"),
+        ({"creator": "e", "comment": "c"}, "give at least one matcher"),
         ({**GOOD, "for": "soon"}, "for: expected a duration"),
         ({**GOOD, "for": "-5m"}, "for: expected a duration"),
         ({**GOOD, "until": "2030-01-01T10:00"}, "until needs a UTC offset"),
