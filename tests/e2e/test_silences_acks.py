@@ -22,6 +22,8 @@ import pytest
 
 from tests.e2e.harness import Harness, free_port, running
 from tests.e2e.ops_support import TOKEN, eventually, to_toml
+from watcher.config import settings_from_mapping
+from watcher.opsinput import silence_from
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -349,3 +351,17 @@ async def test_cli_names_the_store_it_cannot_open(tmp_path: Path) -> None:
     assert err.startswith(f"error: state store {state / 'watcher.sqlite3'}: ")
     code, _, err = await cli(tmp_path, {"state_dir": str(tmp_path / "s2")}, "ack", "wf-1")
     assert code == 2 and "no watched workflow wf-1" in err
+
+
+async def test_a_reload_replaces_config_silences_and_keeps_stored_ones(tmp_path: Path) -> None:
+    raw: dict[str, Any] = {}
+    async with running(tmp_path, ["clean_upgrade"], configure=with_http(TOKEN, raw)) as h:
+        await h.settle()
+        await h.daemon.ops.add_silence(
+            silence_from({"target": "*", "creator": "a", "comment": "kept"}, h.clock.now())
+        )
+        new = {**raw, "silences": [{"kinds": ["task.*"], "until": "2999-01-01T00:00:00Z"}]}
+        await h.daemon.reload(settings_from_mapping(new))
+        assert [s.id for s in h.daemon.ops.all_silences()] == ["config:1", "1"]
+        await h.daemon.reload(settings_from_mapping(raw))
+        assert [s.id for s in h.daemon.ops.all_silences()] == ["1"]
