@@ -20,7 +20,8 @@ Routes (SPEC.md section 8):
   ``silences.py``
 
 An optional bearer token protects ``/api/`` only; the probes, metrics and the page stay open
-so that orchestrators and Prometheus need no secret (the page passes ``?token=`` on).
+so that orchestrators and Prometheus need no secret (the page asks for the token and keeps
+it in the tab's sessionStorage).
 
 Shutdown (LIBRARIES.md 5.2): an ``on_shutdown`` hook, registered before the runner is set
 up, sets an ``asyncio.Event`` and closes every stream's subscription, so open SSE
