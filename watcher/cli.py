@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from watcher import config_cli, healthcheck, textsafe
+from watcher import config_cli, healthcheck, ops_cli, textsafe
 from watcher.config import Settings, load_settings
 from watcher.core.errors import ConfigError, WatcherError
 from watcher.logs import configure_logging, register_secret, url_secrets
@@ -146,6 +146,8 @@ def demo(scenario: str, extra: tuple[str, ...], speed: float, timeout: float) ->
 cli.add_command(simulate)
 cli.add_command(config_cli.config)
 cli.add_command(healthcheck.healthcheck)
+cli.add_command(ops_cli.silence)
+cli.add_command(ops_cli.ack)
 
 
 def main() -> None:

@@ -16,9 +16,12 @@ Routes (SPEC.md section 8):
 - ``GET /api/v1/events/stream``  Server-Sent Events, one CloudEvents 1.0 JSON per event,
   ``id:`` = seq, resumable with ``Last-Event-ID`` (or ``?last_event_id=``)
 - ``GET /``  the status page (self-contained HTML)
+- ``/api/v1/silences`` and ``/api/v1/acks`` (when the runtime passes ``ops``): see
+  ``silences.py``
 
 An optional bearer token protects ``/api/`` only; the probes, metrics and the page stay open
-so that orchestrators and Prometheus need no secret (the page passes ``?token=`` on).
+so that orchestrators and Prometheus need no secret (the page asks for the token and keeps
+it in the tab's sessionStorage).
 
 Shutdown (LIBRARIES.md 5.2): an ``on_shutdown`` hook, registered before the runner is set
 up, sets an ``asyncio.Event`` and closes every stream's subscription, so open SSE
@@ -44,7 +47,8 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from watcher.core.ports import Clock, Store, StoredEvent, SystemClock
-from watcher.http import limits
+from watcher.http import limits, silences
+from watcher.http.silences import OpsSource
 from watcher.http.status import StatusSource
 from watcher.runtime.feed import EventFeed, SubscriberDroppedError, Subscription
 from watcher.runtime.metrics import Metrics
@@ -106,6 +110,7 @@ def build_app(
     metrics: Metrics | None = None,
     clock: Clock | None = None,
     heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+    ops: OpsSource | None = None,
 ) -> web.Application:
     """Build the application; nothing listens until ``start_http``.
 
@@ -137,6 +142,8 @@ def build_app(
     app.router.add_get("/api/v1/workflows", _workflows)
     app.router.add_get("/api/v1/events", _events)
     app.router.add_get("/api/v1/events/stream", _stream)
+    if ops is not None:
+        silences.add_routes(app, ops, clock or SystemClock(), token_set=token is not None)
     return app
 
 

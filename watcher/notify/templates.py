@@ -148,6 +148,12 @@ def build_context(events: Sequence[Event], flavor: Flavor) -> dict[str, Any]:
         "from_version": _first(events, "from_version"),
         "to_version": _first(events, "to_version"),
         "flavor": flavor,
+        # "acknowledged by NAME: note" when an operator acknowledged the workflow
+        # (watcher.core.acks); the first message after it says so.
+        "acknowledged": next(
+            (a["text"] for e in events if isinstance(a := e.details.get("acknowledged"), dict)),
+            None,
+        ),
     }
 
 

@@ -151,6 +151,11 @@ class Metrics:
         self._scheduler_up = Gauge(
             f"{p}scheduler_up", "1 while the polling scheduler runs.", registry=registry
         )
+        self._silences = Gauge(
+            f"{p}silences_active",
+            "Silences in force now (config file and added at run time).",
+            registry=registry,
+        )
         # Current label values, so a change removes the old series instead of leaving it.
         self._phases: dict[tuple[str, str], str] = {}
         self._tasks: dict[tuple[str, str], dict[str, str]] = {}
@@ -264,6 +269,9 @@ class Metrics:
 
     def set_scheduler_up(self, up: bool) -> None:
         self._scheduler_up.set(1 if up else 0)
+
+    def set_silences_active(self, count: int) -> None:
+        self._silences.set(count)
 
     def heartbeat_sent(self, ok: bool) -> None:
         """Record one outbound heartbeat ping (the dead-man's switch) and its result."""

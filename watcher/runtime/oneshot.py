@@ -116,9 +116,10 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
     for row in rows:
         e = row.event
         late = " (observed late)" if e.observed_late else ""
+        muted = f" (silenced by {sid})" if (sid := e.details.get("silenced_by")) else ""
         lines.append(
             f"{row.seq:>6}  {e.observed_at:%Y-%m-%d %H:%M:%S}  {safe(e.severity):<8} "
-            f"{safe(e.kind):<26} {safe(e.target.name)}: {safe(e.message)}{late}"
+            f"{safe(e.kind):<26} {safe(e.target.name)}: {safe(e.message)}{late}{safe(muted)}"
         )
         for d in row.deliveries:
             error = f"  ({safe(d.last_error)})" if d.last_error else ""
