@@ -39,10 +39,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from watcher.core import advice
 from watcher.core.events import Event, Kind, Severity, TargetRef
 from watcher.core.models import (
     ACTIVE_STATUSES,
     TERMINAL_PHASES,
+    Cluster,
     Phase,
     Point,
     PreCheckTask,
@@ -52,6 +54,21 @@ from watcher.core.models import (
     Workflow,
 )
 from watcher.core.policy import Policy
+from watcher.core.wording import format_duration, percent, rolled_back
+
+__all__ = [
+    "Enrichment",
+    "Evaluation",
+    "Track",
+    "WatchState",
+    "enrichment_wanted",
+    "evaluate",
+    "evaluate_time",
+    "evaluate_vanished",
+    "format_duration",
+    "next_deadline",
+    "precheck_expiry",
+]
 
 STATE_VERSION = 1
 
@@ -67,7 +84,6 @@ _LABELS = {
     "PostCheck": "Post-check",
     "Rollback": "Rollback",
 }
-_MAX_ITEMS_IN_MESSAGE = 3
 
 
 # --------------------------------------------------------------------------- values
@@ -91,6 +107,8 @@ class Track:
     active_since: datetime | None = None
     progress: str | None = None
     attempt_seen_at: datetime | None = None
+    paused: bool = False  # the upgrade task behind the point was last seen in Pause
+    pauses: int = 0  # how many pauses of this attempt were reported (names the key)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +118,8 @@ class Track:
             "active_since": _iso(self.active_since),
             "progress": self.progress,
             "attempt_seen_at": _iso(self.attempt_seen_at),
+            "paused": self.paused,
+            "pauses": self.pauses,
         }
 
     @classmethod
@@ -111,6 +131,8 @@ class Track:
             active_since=_from_iso(data.get("active_since")),
             progress=data.get("progress"),
             attempt_seen_at=_from_iso(data.get("attempt_seen_at")),
+            paused=bool(data.get("paused", False)),
+            pauses=int(data.get("pauses", 0)),
         )
 
 
@@ -176,6 +198,7 @@ class Enrichment:
 
     precheck: PreCheckTask | None = None
     upgrade: UpgradeTask | None = None
+    cluster: Cluster | None = None  # ShowCluster after a Cluster/Rollback task failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +237,7 @@ def evaluate(
     late_since: datetime | None = None
     if now - previous.observed_at > policy.late_after:
         late_since = previous.observed_at
-    ctx = _Ctx(target, cluster_name, current, now, late_since)
+    ctx = _Ctx(target, cluster_name, current, now, late_since, since=previous.observed_at)
     fired = set(previous.fired)
     opening: list[Event] = []
     task_events: list[tuple[tuple[float, int], Event]] = []
@@ -237,7 +260,7 @@ def evaluate(
     old_phase, new_phase = previous.workflow.phase, current.phase
     if old_phase != new_phase:
         phase_seq += 1
-        event = _phase_event(ctx, old_phase, new_phase, phase_seq)
+        event = _phase_event(ctx, old_phase, new_phase, phase_seq, enrichment)
         (
             opening if event.kind in (Kind.WORKFLOW_STARTED, Kind.WORKFLOW_RESUMED) else closing
         ).append(event)
@@ -356,23 +379,6 @@ def next_deadline(state: WatchState, now: datetime, policy: Policy) -> datetime 
     return min(moments) if moments else None
 
 
-def format_duration(seconds: float | timedelta) -> str:
-    """Render a duration for people: ``45s``, ``9m 5s``, ``2h 5m``, ``3d 4h``."""
-    if isinstance(seconds, timedelta):
-        seconds = seconds.total_seconds()
-    total = max(0, int(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    if minutes:
-        return f"{minutes}m {secs}s" if secs else f"{minutes}m"
-    return f"{secs}s"
-
-
 # --------------------------------------------------------------------------- context
 
 
@@ -384,6 +390,16 @@ class _Ctx:
     now: datetime
     late_since: datetime | None
     as_of: datetime | None = None
+    # When the previous snapshot was taken: a change found now happened after it, so no
+    # transition line may show an earlier time (None on first sight and for time rules).
+    since: datetime | None = None
+
+    def cloud_time(self, moment: datetime | None) -> datetime:
+        """A cloud timestamp for a transition line, kept within (previous poll, now]."""
+        if moment is None:
+            return self.now
+        moment = min(moment, self.now)
+        return max(moment, self.since) if self.since is not None else moment
 
     def event(
         self,
@@ -399,14 +415,15 @@ class _Ctx:
         ended_at: datetime | None = None,
         expires_at: datetime | None = None,
         details: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
     ) -> Event:
+        """Build an event; ``at`` is when its fact happened (default: see ``_occurred``).
+
+        "Observed late" is not written into the message: the templates render it once
+        from ``late_since`` (watcher.core.wording.late_note).
+        """
         wf = self.workflow
         info: dict[str, Any] = dict(details or {})
-        if self.late_since is not None:
-            message += (
-                f" (observed late: happened between {_clock(self.late_since, self.now)}"
-                f" and {_clock(self.now, self.now)})"
-            )
         if self.as_of is not None:
             message += f" (as of the last snapshot, {_clock(self.as_of, self.now)})"
             info["as_of"] = _iso(self.as_of)
@@ -430,7 +447,26 @@ class _Ctx:
             expires_at=expires_at if expires_at else (point.expires_at if point else None),
             late_since=self.late_since,
             details=info,
+            occurred_at=(
+                min(at, self.now)
+                if at is not None
+                else self.cloud_time(_occurred(point, new_status, self.now))
+            ),
         )
+
+
+def _occurred(point: Point | None, status: str | None, now: datetime) -> datetime:
+    """A transition's cloud time: the start for Running/Queuing, the end for Success/Failed.
+
+    Anything else (and a missing stamp) is the observation time; a cloud time after the
+    observation (clock skew) is capped at it.
+    """
+    if point is not None and point.status == status:
+        if status in _ACTIVE and point.started_at is not None:
+            return min(point.started_at, now)
+        if status in _FINAL_STATUSES and point.ended_at is not None:
+            return min(point.ended_at, now)
+    return now
 
 
 # --------------------------------------------------------------------------- first sight
@@ -477,9 +513,15 @@ def _detected(ctx: _Ctx, state: WatchState, policy: Policy, enrichment: Enrichme
     }
     severity = Severity.FAILURE if phase == Phase.PENDING else Severity.INFO
     versions = _versions(wf)
-    if phase == Phase.PENDING:
+    if rolled_back(wf):
+        severity = Severity.WARNING
+        head = f"Found upgrade {versions} rolled back; the cluster runs {_from(wf)} again"
+    elif phase == Phase.PENDING:
         head = f"Found upgrade {versions} failed: {_failed_summary(wf)}"
         details["failed_tasks"] = [_point_json(p) for p in failed]
+        details["next_step"] = advice.task_next_step(failed[0].task_type if failed else None)
+        if any(p.task_type == TaskType.ROLLBACK for p in failed):
+            details["critical"] = True
     elif phase == Phase.RUNNING:
         if active:
             p = active[0]
@@ -516,10 +558,12 @@ def _detected(ctx: _Ctx, state: WatchState, policy: Policy, enrichment: Enrichme
             if severity.rank < Severity.WARNING.rank:
                 severity = Severity.WARNING
     if pre is not None and pre.status == TaskStatus.FAILED:
-        items = _failed_items(pre, enrichment)
-        if items is not None:
+        task = _precheck_for(pre, enrichment)
+        if task is not None:
+            items = advice.failed_item_dicts(task)
             details["failed_items"] = items
-            notes.append(_items_text(items))
+            notes.append(advice.items_text(items, task.message))
+            details["next_step"] = advice.precheck_next_step(items)
     message = head + ("; " + "; ".join(notes) if notes else "")
     cluster = wf.point(TaskType.CLUSTER)
     progress = state.tracks.get(TaskType.CLUSTER.value, Track()).progress
@@ -534,6 +578,7 @@ def _detected(ctx: _Ctx, state: WatchState, policy: Policy, enrichment: Enrichme
         new_status=phase,
         expires_at=expires,
         details=details,
+        at=now,
     )
 
 
@@ -579,10 +624,9 @@ def _point_step(
         ),
         progress=_progress_for(cur, enrichment) or track.progress,
         attempt_seen_at=track.attempt_seen_at,
+        paused=track.paused,
+        pauses=track.pauses,
     )
-    if reason is None and cs == ps:
-        return [], new_track
-
     events: list[Event] = []
     uid, task = _esc(ctx.workflow.uid), _esc(cur.task_id or "-")
     base = f"{uid}:task:{_esc(slot)}:a{new_track.attempt}:{task}"
@@ -590,6 +634,9 @@ def _point_step(
     common: dict[str, Any] = {"slot": slot, "attempt": new_track.attempt}
     if new_track.progress is not None and cur.task_type == TaskType.CLUSTER:
         common["progress"] = new_track.progress
+    new_track = _pause_step(ctx, cur, new_track, base, common, enrichment, fired, events)
+    if reason is None and cs == ps:
+        return events, new_track
 
     if reason is not None and ps == TaskStatus.FAILED and not is_new_point:
         key = f"{base}:retried"
@@ -637,20 +684,35 @@ def _point_step(
         if cur.task_type == TaskType.ROLLBACK:
             message = f"Rollback started: the cluster is being rolled back{in_vers}"
         if "progress" in details:
-            message += f", progress {details['progress']}"
+            message += f", progress {_pct(details['progress'])}"
     elif cs == TaskStatus.SUCCESS:
         kind, severity = Kind.TASK_SUCCEEDED, Severity.SUCCESS
         took = f" in {format_duration(duration)}" if duration is not None else ""
         message = f"{label} succeeded{took}{in_vers}"
+        if cur.task_type == TaskType.ROLLBACK:
+            # The upgrade did not happen: good news for the cluster, not for the upgrade.
+            severity = Severity.WARNING
+            message += f": the cluster runs {ctx.workflow.cluster_version or '?'} again"
     else:  # Failed
         kind, severity = Kind.TASK_FAILED, Severity.FAILURE
         took = f" after {format_duration(duration)}" if duration is not None else ""
         message = f"{label} Failed{took}{in_vers}"
+        details["next_step"] = advice.task_next_step(cur.task_type)
         if cur.task_type == TaskType.PRECHECK:
-            items = _failed_items(cur, enrichment)
-            if items is not None:
+            task = _precheck_for(cur, enrichment)
+            if task is not None:
+                items = advice.failed_item_dicts(task)
                 details["failed_items"] = items
-                message += f": {_items_text(items)}"
+                if task.message:
+                    details["precheck_message"] = task.message
+                message += f": {advice.items_text(items, task.message)}"
+                details["next_step"] = advice.precheck_next_step(items)
+        if cur.task_type == TaskType.ROLLBACK:
+            details["critical"] = True
+        trouble = _cluster_trouble(cur, enrichment)
+        if trouble:
+            details["cluster_trouble"] = trouble
+            message += f"; {trouble}"
     if duration is not None and cs in _FINAL_STATUSES:
         details["duration_s"] = duration
     events.append(
@@ -669,6 +731,70 @@ def _point_step(
     return events, new_track
 
 
+def _pause_step(
+    ctx: _Ctx,
+    cur: Point,
+    track: Track,
+    base: str,
+    common: Mapping[str, Any],
+    enrichment: Enrichment,
+    fired: set[str],
+    events: list[Event],
+) -> Track:
+    """``task.paused`` once per pause of the upgrade task (the point itself stays Running:
+    the workflow's point enum has no Pause, the upgrade task's has, CCE_API.md 1.4)."""
+    task = enrichment.upgrade
+    if (
+        task is None
+        or cur.task_type != TaskType.CLUSTER
+        or (task.uid and cur.task_id and task.uid != cur.task_id)
+    ):
+        return track
+    if task.phase != "Pause":
+        return replace(track, paused=False) if track.paused else track
+    if track.paused:
+        return track
+    track = replace(track, paused=True, pauses=track.pauses + 1)
+    key = f"{base}:paused:{track.pauses}"
+    if key in fired:
+        return track
+    progress = _pct(task.progress)
+    at = f" at {progress}" if progress else ""
+    events.append(
+        ctx.event(
+            key,
+            Kind.TASK_PAUSED,
+            Severity.WARNING,
+            f"{_label(cur.task_type)} paused{at} ({_versions(ctx.workflow)}): "
+            "it stays paused until someone continues it",
+            point=cur,
+            old_status=cur.status,
+            new_status="Pause",
+            details={
+                **common,
+                "upgrade_phase": task.phase,
+                "next_step": "Continue the upgrade in the CCE console when ready, "
+                "or find out who paused it.",
+            },
+            at=ctx.now,
+        )
+    )
+    fired.add(key)
+    return track
+
+
+def _pct(progress: Any) -> str:
+    """Progress for people ("45%"); the raw string when it is not a number."""
+    return percent(progress) or str(progress)
+
+
+def _cluster_trouble(point: Point, enrichment: Enrichment) -> str | None:
+    cluster = enrichment.cluster
+    if cluster is None or point.task_type not in {TaskType.CLUSTER, TaskType.ROLLBACK}:
+        return None
+    return cluster.trouble
+
+
 def _task_id(point: Point | None) -> str | None:
     return point.task_id if point else None
 
@@ -676,16 +802,47 @@ def _task_id(point: Point | None) -> str | None:
 # --------------------------------------------------------------------------- phase
 
 
-def _phase_event(ctx: _Ctx, old: str | None, new: str | None, seq: int) -> Event:
+def _phase_event(
+    ctx: _Ctx, old: str | None, new: str | None, seq: int, enrichment: Enrichment
+) -> Event:
     wf = ctx.workflow
     key = f"{_esc(wf.uid)}:phase:{seq}:{_esc(new or '-')}"
     vers = _versions(wf)
     details: dict[str, Any] = {"phase_seq": seq}
     span = _workflow_span(wf)
+    if new in (Phase.PENDING, Phase.SUCCESS) and rolled_back(wf):
+        # After a successful rollback CCE leaves the workflow Pending (or ends it): either
+        # way the story is "rolled back", not a fresh failure and never a success.
+        rollback = [p for p in wf.points if p.task_type == TaskType.ROLLBACK][-1]
+        return ctx.event(
+            key,
+            Kind.WORKFLOW_ROLLED_BACK,
+            Severity.WARNING,
+            f"Upgrade {vers} rolled back; the cluster runs {_from(wf)} again",
+            point=rollback,
+            old_status=old,
+            new_status=new,
+            details={
+                **details,
+                "next_step": "Find out why the upgrade failed before you start it again.",
+            },
+            at=ctx.cloud_time(rollback.ended_at),
+        )
     if new == Phase.PENDING:
         failed = [p for p in wf.points if p.status == TaskStatus.FAILED]
         details["failed_tasks"] = [_point_json(p) for p in failed]
-        focus = failed[0] if failed else None
+        focus = failed[-1] if failed else None
+        ends = [p.ended_at for p in failed if p.ended_at]
+        if focus is not None:
+            details["next_step"] = advice.task_next_step(focus.task_type)
+            if focus.task_type == TaskType.PRECHECK:
+                task = _precheck_for(focus, enrichment)
+                if task is not None:
+                    details["next_step"] = advice.precheck_next_step(
+                        advice.failed_item_dicts(task)
+                    )
+        if any(p.task_type == TaskType.ROLLBACK for p in failed):
+            details["critical"] = True
         return ctx.event(
             key,
             Kind.WORKFLOW_FAILED,
@@ -695,6 +852,7 @@ def _phase_event(ctx: _Ctx, old: str | None, new: str | None, seq: int) -> Event
             old_status=old,
             new_status=new,
             details=details,
+            at=ctx.cloud_time(max(ends)) if ends else ctx.now,
         )
     if new == Phase.SUCCESS:
         took = ""
@@ -713,6 +871,7 @@ def _phase_event(ctx: _Ctx, old: str | None, new: str | None, seq: int) -> Event
             started_at=started,
             ended_at=ended,
             details=details,
+            at=ctx.cloud_time(ended),
         )
     if new == Phase.CANCEL:
         return ctx.event(
@@ -734,6 +893,7 @@ def _phase_event(ctx: _Ctx, old: str | None, new: str | None, seq: int) -> Event
             new_status=new,
             started_at=span[0] if span else None,
             details=details,
+            at=ctx.cloud_time(_first_start(wf)),
         )
     if new == Phase.RUNNING and old not in _TERMINAL and old is not None:
         active = [p for p in wf.points if p.status in _ACTIVE]
@@ -752,6 +912,7 @@ def _phase_event(ctx: _Ctx, old: str | None, new: str | None, seq: int) -> Event
             old_status=old,
             new_status=new,
             details=details,
+            at=ctx.cloud_time(active[0].started_at if active else None),
         )
     return ctx.event(
         key,
@@ -774,6 +935,15 @@ def _failed_summary(wf: Workflow) -> str:
         took = f" after {format_duration(duration)}" if duration is not None else ""
         parts.append(f"{_label(p.task_type)} Failed{took}")
     return ", ".join(parts)
+
+
+def _from(wf: Workflow) -> str:
+    return wf.cluster_version or "the old version"
+
+
+def _first_start(wf: Workflow) -> datetime | None:
+    starts = [p.started_at for p in wf.points if p.started_at]
+    return min(starts) if starts else None
 
 
 def _pending_base(wf: Workflow, now: datetime) -> datetime:
@@ -888,6 +1058,8 @@ class _Reminder:
 def _reminder(state: WatchState, policy: Policy) -> _Reminder | None:
     if state.workflow.phase != Phase.PENDING or state.pending_since is None:
         return None
+    if rolled_back(state.workflow):
+        return None  # the cluster runs the old version again: nothing is left failing
     prefix = f"{_esc(state.workflow.uid)}:reminder:{state.phase_seq}:"
     return _Reminder(
         state.pending_since, policy.repeat_interval, prefix, _max_k(state.fired, prefix)
@@ -939,7 +1111,14 @@ def _time_rules(
                         f"{_clock(since, now)}): retry, roll back or cancel it",
                         point=failed[0] if failed else None,
                         new_status=wf.phase,
-                        details={"reminder": k, "pending_since": _iso(since)},
+                        details={
+                            "reminder": k,
+                            "pending_since": _iso(since),
+                            "next_step": advice.task_next_step(
+                                failed[-1].task_type if failed else None
+                            ),
+                        },
+                        at=since + k * reminder.repeat,
                     )
                 )
     return events, frozenset(fired)
@@ -969,6 +1148,7 @@ def _precheck_event(ctx: _Ctx, state: WatchState, m: _Milestone) -> Event:
         new_status=pre.status if pre else None,
         expires_at=expires,
         details=details,
+        at=m.at,  # the due time: expiry minus the lead, or the expiry itself
     )
 
 
@@ -992,7 +1172,8 @@ def _stall_event(ctx: _Ctx, state: WatchState, stall: _Periodic, key: str, polic
         message += " (no start time from the cloud; counted from when the watcher saw it)"
     if track.progress is not None and point.task_type == TaskType.CLUSTER:
         details["progress"] = track.progress
-        message += f", progress {track.progress}"
+        message += f", progress {_pct(track.progress)}"
+    k = int(details["repeat"])
     return ctx.event(
         key,
         Kind.TASK_STALLED,
@@ -1002,6 +1183,7 @@ def _stall_event(ctx: _Ctx, state: WatchState, stall: _Periodic, key: str, polic
         new_status=point.status,
         started_at=stall.base,
         details=details,
+        at=stall.first + (k - 1) * stall.repeat,  # when this stall notice fell due
     )
 
 
@@ -1116,34 +1298,11 @@ def _progress_for(point: Point, enrichment: Enrichment) -> str | None:
     return task.progress
 
 
-def _failed_items(point: Point, enrichment: Enrichment) -> list[dict[str, Any]] | None:
+def _precheck_for(point: Point, enrichment: Enrichment) -> PreCheckTask | None:
     task = enrichment.precheck
     if task is None or (task.uid and point.task_id and task.uid != point.task_id):
         return None
-    return [
-        {"name": i.name, "level": i.level, "message": i.message, "node": i.node}
-        for i in task.failed_items
-    ]
-
-
-def _items_text(items: list[dict[str, Any]]) -> str:
-    if not items:
-        return "no failed check item reported"
-    shown = []
-    for item in items[:_MAX_ITEMS_IN_MESSAGE]:
-        text = str(item.get("name") or "unnamed check")
-        if item.get("level"):
-            text += f" ({item['level']})"
-        if item.get("node"):
-            text += f" on {item['node']}"
-        if item.get("message"):
-            text += f": {item['message']}"
-        shown.append(text)
-    more = len(items) - len(shown)
-    noun = "check" if len(items) == 1 else "checks"
-    return (
-        f"{len(items)} {noun} failed: " + "; ".join(shown) + (f"; and {more} more" if more else "")
-    )
+    return task
 
 
 def _point_json(p: Point) -> dict[str, Any]:
