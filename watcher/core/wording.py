@@ -82,10 +82,10 @@ def line_time(event: Event) -> datetime:
     """
     if event.occurred_at is not None:
         return event.occurred_at
+    if event.ended_at is not None:
+        return min(event.ended_at, event.observed_at)
     if event.new_status in {TaskStatus.RUNNING, TaskStatus.QUEUING} and event.started_at:
         return min(event.started_at, event.observed_at)
-    if event.new_status in {TaskStatus.SUCCESS, TaskStatus.FAILED} and event.ended_at:
-        return min(event.ended_at, event.observed_at)
     return event.observed_at
 
 
