@@ -44,13 +44,13 @@ def test_countdown_and_expired_verdict() -> None:
     ahead = summarize(_waiting(NOW + timedelta(minutes=15)), target=TARGET, now=NOW)
     assert ahead["precheck_expires_in_s"] == 900
     assert not needs_attention(ahead)
-    assert "expires in 15m 0s" in format_text(ahead)
+    assert "expires in 15m" in format_text(ahead)
     past = summarize(_waiting(NOW - timedelta(minutes=2)), target=TARGET, now=NOW)
     assert needs_attention(past)
     assert "EXPIRED 2m 0s ago" in format_text(past)
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(None, "-"), (5, "5s"), (61, "1m 1s"),
-                                               (7380, "2h 3m"), (-120, "-2m 0s")])
+                                               (7380, "2h 3m"), (-120, "-2m")])
 def test_human_duration(seconds: float | None, text: str) -> None:
     assert human_duration(seconds) == text

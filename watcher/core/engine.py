@@ -338,7 +338,8 @@ def enrichment_wanted(previous: WatchState | None, current: Workflow) -> frozens
 
     ``"precheck"`` (ShowPreCheck) when the PreCheck point is Failed with a known task ID and
     was not already Failed with that task and start time; ``"upgrade"``
-    (ShowUpgradeClusterTask) while the Cluster point is Queuing/Running with a task ID.
+    (ShowUpgradeClusterTask) while the Cluster point is Queuing/Running with a task ID;
+    ``"cluster"`` (ShowCluster) when a Cluster or Rollback point newly Failed.
     """
     wanted: set[str] = set()
     prev_wf = previous.workflow if previous and previous.workflow.uid == current.uid else None
@@ -354,6 +355,21 @@ def enrichment_wanted(previous: WatchState | None, current: Workflow) -> frozens
     cluster = current.point(TaskType.CLUSTER)
     if cluster is not None and cluster.status in _ACTIVE and cluster.task_id:
         wanted.add("upgrade")
+    # ShowCluster after a Cluster or Rollback task newly failed: its status.reason and
+    # status.message say what state the failure left the cluster in.
+    for point in current.points:
+        if point.task_type in {TaskType.CLUSTER, TaskType.ROLLBACK} and (
+            point.status == TaskStatus.FAILED
+        ):
+            if prev_wf is None:
+                continue  # first sight: the summary does not report the cluster's state
+            old = prev_wf.point(point.task_type)
+            if old is None or (old.status, old.task_id, old.started_at) != (
+                point.status,
+                point.task_id,
+                point.started_at,
+            ):
+                wanted.add("cluster")
     return frozenset(wanted)
 
 
@@ -699,13 +715,13 @@ def _point_step(
         message = f"{label} Failed{took}{in_vers}"
         details["next_step"] = advice.task_next_step(cur.task_type)
         if cur.task_type == TaskType.PRECHECK:
-            task = _precheck_for(cur, enrichment)
-            if task is not None:
-                items = advice.failed_item_dicts(task)
+            pre_task = _precheck_for(cur, enrichment)
+            if pre_task is not None:
+                items = advice.failed_item_dicts(pre_task)
                 details["failed_items"] = items
-                if task.message:
-                    details["precheck_message"] = task.message
-                message += f": {advice.items_text(items, task.message)}"
+                if pre_task.message:
+                    details["precheck_message"] = pre_task.message
+                message += f": {advice.items_text(items, pre_task.message)}"
                 details["next_step"] = advice.precheck_next_step(items)
         if cur.task_type == TaskType.ROLLBACK:
             details["critical"] = True

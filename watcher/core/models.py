@@ -236,15 +236,13 @@ def risk_summary(raw: Any) -> str | None:
         parts.append(f"deprecated API {url}" + (f" called by {caller}" if caller else ""))
     if len(apis) > _MAX_RISKS:
         parts.append(f"{len(apis) - _MAX_RISKS} more deprecated API calls")
-    nodes = [_text(_dict(r).get("NodeID")) for r in _list(source.get("nodeRisks"))]
-    nodes = [n for n in nodes if n]
+    nodes = [n for r in _list(source.get("nodeRisks")) if (n := _text(_dict(r).get("NodeID")))]
     if nodes:
         shown = ", ".join(nodes[:_MAX_RISKS])
         more = f" and {len(nodes) - _MAX_RISKS} more" if len(nodes) > _MAX_RISKS else ""
         parts.append(f"node{'s' if len(nodes) > 1 else ''} {shown}{more}")
     addons = [_dict(r) for r in _list(source.get("addonRisks"))]
-    names = [_text(a.get("alias")) or _text(a.get("addonTemplateName")) for a in addons]
-    names = [n for n in names if n]
+    names = [n for a in addons if (n := _text(a.get("alias")) or _text(a.get("addonTemplateName")))]
     if names:
         parts.append(f"addon{'s' if len(names) > 1 else ''} {', '.join(names[:_MAX_RISKS])}")
     configs = [_dict(r) for r in _list(source.get("configurationRisks"))]

@@ -14,6 +14,7 @@ from watcher.core.console import DEFAULT_CONSOLE_URL
 from watcher.core.events import Event
 from watcher.notify.routing import NotifyUrl, Route
 
+
 @dataclass(frozen=True, slots=True)
 class Links:
     """Console template plus runbooks per target name and per route."""

@@ -20,6 +20,7 @@ from watcher.config import Settings, Target
 from watcher.core.events import Event, TargetRef
 from watcher.core.ports import PlannedDelivery, RenderedMessage
 from watcher.notify import routing
+from watcher.notify.links import Links
 from watcher.notify.targets import NotifyUrl, build_urls
 from watcher.notify.templates import Renderer
 
@@ -141,6 +142,7 @@ def notify_plan(settings: Settings, extra_urls: Sequence[str] = ()) -> NotifyPla
             labels=dict(r.labels),
             tags=frozenset(r.tags),
             exclude_kinds=tuple(r.exclude_kinds),
+            runbook_url=r.runbook_url,
         )
         for r in n.routes
     ]
@@ -158,5 +160,10 @@ def notify_plan(settings: Settings, extra_urls: Sequence[str] = ()) -> NotifyPla
         kind: {k: v for k, v in (("title", o.title), ("body", o.body)) if v is not None}
         for kind, o in n.templates.kinds.items()
     }
-    renderer = Renderer(overrides, n.templates.template_dir)
+    links = Links(
+        console_template=n.console_url or None,
+        target_runbooks={t.name: t.runbook_url for t in settings.targets if t.runbook_url},
+        routes=tuple(routes),
+    )
+    renderer = Renderer(overrides, n.templates.template_dir, links=links)
     return NotifyPlan(notify_urls(settings, extra_urls), routes, silences, renderer)
