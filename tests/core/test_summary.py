@@ -47,7 +47,7 @@ def test_countdown_and_expired_verdict() -> None:
     assert "expires in 15m" in format_text(ahead)
     past = summarize(_waiting(NOW - timedelta(minutes=2)), target=TARGET, now=NOW)
     assert needs_attention(past)
-    assert "EXPIRED 2m 0s ago" in format_text(past)
+    assert "EXPIRED 2m ago" in format_text(past)
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(None, "-"), (5, "5s"), (61, "1m 1s"),
