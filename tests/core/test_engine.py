@@ -509,8 +509,8 @@ def test_failed_precheck_names_its_failed_items() -> None:
         },
     ]
     assert task_failed.message == (
-        "Pre-check task Failed after 2m: 2 checks failed: NodeOS [Fatal] on node-1: "
-        "EulerOS 2.5 unsupported; DeprecatedAPI [Warning]: v1beta1 used"
+        "Pre-check task Failed after 2m: 2 checks failed: NodeOS [Fatal] on node-1; "
+        "DeprecatedAPI [Warning]"
     )
     assert engine.enrichment_wanted(result.state, failed) == frozenset()
 

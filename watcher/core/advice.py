@@ -57,13 +57,25 @@ def item_text(item: Mapping[str, Any]) -> str:
     return text
 
 
+def _item_short(item: Mapping[str, Any]) -> str:
+    """``NodeOSCheck [Exception] on node-1``: the line names the items; the message lists
+    each in full (item_text) under it, so the text is not said twice."""
+    text = str(item.get("name") or "unnamed check")
+    tag = item.get("kind") or item.get("level")
+    if tag:
+        text += f" [{tag}]"
+    if item.get("node"):
+        text += f" on {item['node']}"
+    return text
+
+
 def items_text(items: Sequence[Mapping[str, Any]], task_message: str | None = None) -> str:
     """A one-line summary of the failed items, or the task's own message when it has none."""
     if not items:
         if task_message:
             return f"the pre-check reports: {task_message}"
         return "no failed check item reported"
-    shown = [item_text(i) for i in items[:MAX_ITEMS_IN_MESSAGE]]
+    shown = [_item_short(i) for i in items[:MAX_ITEMS_IN_MESSAGE]]
     more = len(items) - len(shown)
     noun = "check" if len(items) == 1 else "checks"
     return (
@@ -82,7 +94,8 @@ def precheck_next_step(items: Sequence[Mapping[str, Any]] | None) -> str:
         parts.append(f"fix {', '.join(must)} (must be fixed)")
     if may:
         parts.append(f"fix or confirm and skip {', '.join(may)} (risks)")
-    return f"{'; '.join(parts)}; then run the pre-check again.".capitalize()
+    text = f"{'; '.join(parts)}; then run the pre-check again."
+    return text[0].upper() + text[1:]  # not str.capitalize(): item names keep their case
 
 
 def task_next_step(task_type: str | None) -> str:
