@@ -142,3 +142,20 @@ def test_observed_late_is_a_note_not_part_of_the_text() -> None:
         assert "observed late" not in event.message
         note = late_note(event)
         assert note is not None and note.count("observed late") == 1
+
+
+def test_a_workflow_first_seen_paused_says_so_once() -> None:
+    paused = Enrichment(upgrade=UpgradeTask(uid="cl", phase="Pause", progress="40.00"))
+    running = wf("Running", PRE_OK, CL_RUN)
+    first = engine.evaluate(None, running, at(0), POLICY, target=TARGET, enrichment=paused)
+    assert "the upgrade task is paused at 40%" in first.events[0].message
+    again = engine.evaluate(
+        first.state, running, at(1), POLICY, target=TARGET, enrichment=paused
+    )
+    assert again.events == ()  # not news: the summary said it
+    resumed = Enrichment(upgrade=UpgradeTask(uid="cl", phase="Running", progress="41.00"))
+    moving = engine.evaluate(again.state, running, at(2), POLICY, target=TARGET, enrichment=resumed)
+    paused_again = engine.evaluate(
+        moving.state, running, at(3), POLICY, target=TARGET, enrichment=paused
+    )
+    assert [e.kind for e in paused_again.events] == ["task.paused"]  # a new pause is news

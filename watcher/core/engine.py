@@ -501,6 +501,8 @@ def _first_sight(
         progress = _progress_for(point, enrichment)
         active_since = now if point.status in _ACTIVE and point.started_at is None else None
         tracks[slot] = Track(1, point.task_id, point.started_at, active_since, progress)
+        if _paused(point, enrichment):  # the summary says so; the pause is not news later
+            tracks[slot] = replace(tracks[slot], paused=True, pauses=1)
     pending_since = _pending_base(wf, now) if wf.phase == Phase.PENDING else None
     # The summary covers the current statuses: entering one of them again within the same
     # attempt (Running -> Pause -> Running) is not news.
@@ -580,9 +582,14 @@ def _detected(ctx: _Ctx, state: WatchState, policy: Policy, enrichment: Enrichme
             details["failed_items"] = items
             notes.append(advice.items_text(items, task.message))
             details["next_step"] = advice.precheck_next_step(items)
-    message = head + ("; " + "; ".join(notes) if notes else "")
     cluster = wf.point(TaskType.CLUSTER)
-    progress = state.tracks.get(TaskType.CLUSTER.value, Track()).progress
+    cluster_track = state.tracks.get(TaskType.CLUSTER.value, Track())
+    if cluster is not None and cluster.status in _ACTIVE and cluster_track.paused:
+        pct = percent(cluster_track.progress)
+        notes.append("the upgrade task is paused" + (f" at {pct}" if pct else ""))
+        details["paused"] = True
+    message = head + ("; " + "; ".join(notes) if notes else "")
+    progress = cluster_track.progress
     if cluster is not None and cluster.status in _ACTIVE and progress is not None:
         details["progress"] = progress
     return ctx.event(
@@ -760,11 +767,7 @@ def _pause_step(
     """``task.paused`` once per pause of the upgrade task (the point itself stays Running:
     the workflow's point enum has no Pause, the upgrade task's has, CCE_API.md 1.4)."""
     task = enrichment.upgrade
-    if (
-        task is None
-        or cur.task_type != TaskType.CLUSTER
-        or (task.uid and cur.task_id and task.uid != cur.task_id)
-    ):
+    if task is None or not _same_upgrade_task(cur, task):
         return track
     if task.phase != "Pause":
         return replace(track, paused=False) if track.paused else track
@@ -797,6 +800,22 @@ def _pause_step(
     )
     fired.add(key)
     return track
+
+
+def _same_upgrade_task(point: Point, task: UpgradeTask) -> bool:
+    if point.task_type != TaskType.CLUSTER:
+        return False
+    return not (task.uid and point.task_id and task.uid != point.task_id)
+
+
+def _paused(point: Point, enrichment: Enrichment) -> bool:
+    task = enrichment.upgrade
+    return (
+        task is not None
+        and point.status in _ACTIVE
+        and _same_upgrade_task(point, task)
+        and task.phase == "Pause"
+    )
 
 
 def _pct(progress: Any) -> str:
