@@ -54,3 +54,40 @@ def test_countdown_and_expired_verdict() -> None:
                                                (7380, "2h 3m"), (-120, "-2m")])
 def test_human_duration(seconds: float | None, text: str) -> None:
     assert human_duration(seconds) == text
+
+
+def test_people_read_failed_for_pending_and_the_raw_phase_stays(
+    seed_workflow_raw: dict[str, Any],
+) -> None:
+    summary = summarize(
+        Workflow.from_api(seed_workflow_raw),
+        target=TARGET,
+        now=NOW,
+        console_url="https://console.example/c",
+    )
+    assert (summary["state"], summary["phase"]) == ("Failed", "Pending")
+    text = format_text(summary)
+    assert "Failed (phase Pending)" in text
+    assert "console: https://console.example/c" in text
+
+
+def test_a_rolled_back_workflow_needs_no_attention_and_a_paused_one_says_so() -> None:
+    from tests.core.strategies import pt, wf
+
+    rolled = wf(
+        "Pending",
+        pt("Cluster", "Failed", "cl", start=1, end=2),
+        pt("Rollback", "Success", "rb", start=3, end=4),
+    )
+    summary = summarize(rolled, target=TARGET, now=NOW)
+    assert summary["state"] == "Rolled back" and not needs_attention(summary)
+    failed_rollback = wf(
+        "Pending",
+        pt("Cluster", "Failed", "cl", start=1, end=2),
+        pt("Rollback", "Failed", "rb", start=3, end=4),
+    )
+    assert needs_attention(summarize(failed_rollback, target=TARGET, now=NOW))
+    running = wf("Running", pt("Cluster", "Running", "cl", start=1))
+    paused = summarize(running, target=TARGET, now=NOW, progress="45.00", paused=True)
+    assert (paused["progress_percent"], paused["paused"]) == ("45%", True)
+    assert "Running (phase Running)  PAUSED  progress 45%" in format_text(paused)
