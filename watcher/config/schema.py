@@ -36,6 +36,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from watcher.cloud import endpoints
 from watcher.config.durations import Duration
+from watcher.core.console import DEFAULT_CONSOLE_URL, template_problems
 from watcher.core.events import Kind, Severity, TargetRef
 from watcher.core.policy import Policy, PollPolicy
 
@@ -143,6 +144,15 @@ def _lower_tags(value: tuple[str, ...]) -> tuple[str, ...]:
 Tags = Annotated[StrList, AfterValidator(_lower_tags)]
 
 
+def _runbook(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+RunbookUrl = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_runbook)]
+
+
 # ----------------------------------------------------------------------------------- [cloud]
 
 
@@ -236,6 +246,7 @@ class Target(_Section):
         default_factory=dict
     )
     display_name: str | None = Field(default=None, max_length=200)
+    runbook_url: RunbookUrl | None = None
 
     @model_validator(mode="after")
     def _workflow_id(self) -> Target:
@@ -423,6 +434,7 @@ class Route(_Section):
     targets: StrList = ("*",)
     labels: dict[str, str] = Field(default_factory=dict)
     tags: Tags = ()
+    runbook_url: RunbookUrl | None = None
 
     @field_validator("min_severity", mode="before")
     @classmethod
@@ -509,6 +521,19 @@ class NotifySettings(_Section):
     retry_cap_s: float = Field(default=600.0, gt=0)
     routes: tuple[Route, ...] = ()
     templates: TemplatesSettings = TemplatesSettings()
+    # The workflow's page in the cloud console; {region} {project_id} {cluster_id}
+    # {workflow_id}. Set "" to leave the link out.
+    console_url: str = Field(default=DEFAULT_CONSOLE_URL, max_length=1000)
+
+    @field_validator("console_url")
+    @classmethod
+    def _console_url(cls, value: str) -> str:
+        found = template_problems(value)
+        if found:
+            raise ValueError("; ".join(found))
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// or http://")
+        return value
 
     @field_validator("urls", mode="before")
     @classmethod

@@ -272,6 +272,7 @@ class Daemon:
             health=target_health,
             display_name=display,
             state=engine.WatchState.from_json(data) if data else None,
+            console_template=self.settings.notify.console_url or None,
         )
         self.watches[key] = watch
         self.scheduler.add(key, self._job(watch), first_delay=first_delay)
@@ -330,6 +331,7 @@ class Daemon:
             summary["phase"] or "unknown",
             {p["task_type"]: p["status"] or "None" for p in summary["points"]},
             summary["precheck_expires_in_s"],
+            state=summary["state"],
         )
 
     async def _pump_feed(self) -> None:

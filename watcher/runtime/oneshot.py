@@ -17,9 +17,11 @@ import aiohttp
 from watcher import textsafe
 from watcher.cloud.http import make_session
 from watcher.config import Settings
+from watcher.core.console import workflow_url
 from watcher.core.errors import WatcherError
 from watcher.core.models import TERMINAL_PHASES, Workflow
 from watcher.core.summary import format_text, needs_attention, summarize
+from watcher.core.wording import plural
 from watcher.notify.sender import AppriseSender
 from watcher.notify.templates import sample_event
 from watcher.runtime.daemon import STORE_FILE
@@ -53,7 +55,8 @@ async def check(settings: Settings, *, as_json: bool) -> tuple[int, str]:
                     workflows = tuple(w for w in listed if w.phase not in TERMINAL_PHASES)
                     workflows = workflows or listed[:1]
                 try:
-                    cluster_name = (await client.show_cluster(target.cluster_id, api=api)).name
+                    cluster = await client.show_cluster(target.cluster_id, api=api)
+                    cluster_name = cluster.display_name
                 except WatcherError:
                     cluster_name = None
             except WatcherError as exc:
@@ -66,6 +69,13 @@ async def check(settings: Settings, *, as_json: bool) -> tuple[int, str]:
                     now=now,
                     display_name=target.display_name,
                     cluster_name=cluster_name,
+                    console_url=workflow_url(
+                        settings.notify.console_url or None,
+                        ref.region,
+                        ref.project_id,
+                        ref.cluster_id,
+                        w.uid,
+                    ),
                 )
                 for w in workflows
             ]
@@ -123,9 +133,8 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
         )
         for d in row.deliveries:
             error = f"  ({safe(d.last_error)})" if d.last_error else ""
-            lines.append(
-                f"{'':>8}-> {safe(d.url_key)}: {safe(d.state)}, {d.attempts} attempts{error}"
-            )
+            tries = plural(d.attempts, "attempt")
+            lines.append(f"{'':>8}-> {safe(d.url_key)}: {safe(d.state)}, {tries}{error}")
     return "\n".join(lines) or "no events yet"
 
 
