@@ -132,10 +132,23 @@ def notify_test(config_path: Path | None, extra: tuple[str, ...]) -> None:
 )
 @click.option("--notify", "extra", multiple=True, help="Also send to this apprise URL.")
 @click.option("--speed", default=1.0, show_default=True, help="Scenario seconds per second.")
-@click.option("--timeout", default=90.0, show_default=True, help="Give up after seconds.")
-def demo(scenario: str, extra: tuple[str, ...], speed: float, timeout: float) -> None:
-    """Run the simulator and the daemon together: a scripted upgrade, end to end."""
-    sys.exit(asyncio.run(run_demo(scenario, extra, speed=speed, timeout_s=timeout)))
+@click.option("--timeout", default=120.0, show_default=True, help="Give up after seconds.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve the status page on this loopback port [default: a free one].",
+)
+def demo(
+    scenario: str, extra: tuple[str, ...], speed: float, timeout: float, port: int | None
+) -> None:
+    """Run the simulator and the daemon together: a scripted upgrade, end to end.
+
+    Ends when the scenario's timeline is done and every notification is delivered.
+    """
+    sys.exit(
+        asyncio.run(run_demo(scenario, extra, speed=speed, timeout_s=timeout, http_port=port))
+    )
 
 
 cli.add_command(simulate)
