@@ -31,7 +31,7 @@ idle_s = 90
 def test_example_config_loads_with_secret_file(secrets_dir: Path) -> None:
     (secrets_dir / "credentials__secret_key").write_text(SK + "\n")
     settings = load_settings(EXAMPLE, env={}, secrets_dirs=[secrets_dir])
-    assert [t.name for t in settings.targets] == ["prod-eu", "staging"]
+    assert [t.name for t in settings.targets] == ["prod-sg", "staging-hk"]
     assert [t.kind for t in settings.targets] == ["workflow", "cluster"]
     assert settings.targets[1].project_id == settings.cloud.project_id
     assert settings.credentials.effective_kind == "aksk"
