@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from watcher import config_cli, healthcheck
+from watcher import config_cli, healthcheck, routes_cli
 from watcher.config import Settings, load_settings
 from watcher.core.errors import ConfigError, WatcherError
 from watcher.logs import configure_logging, url_secrets
@@ -108,13 +108,36 @@ def events(config_path: Path | None, as_json: bool, limit: int) -> None:
 
 @cli.command("notify-test")
 @CONFIG_OPTION
-@click.option("--notify", "extra", multiple=True, help="An extra apprise URL to test.")
-def notify_test(config_path: Path | None, extra: tuple[str, ...]) -> None:
-    """Send a sample event through the configured routes; print each URL's result."""
+@click.option(
+    "--notify", "extra", multiple=True, help="Send to this apprise URL directly (no routes)."
+)
+@routes_cli.event_options
+def notify_test(
+    config_path: Path | None,
+    extra: tuple[str, ...],
+    kind: str | None,
+    severity: str | None,
+    target: str | None,
+    labels: tuple[str, ...],
+) -> None:
+    """Send a sample event through the configured routes; print each URL's result.
+
+    --kind/--severity/--target/--label shape the event, so real routes can be exercised;
+    --notify URL sends to that URL only, bypassing routes.
+    """
+    from watcher.runtime.route_check import routed_event  # noqa: PLC0415
+
     settings = config_cli.load_or_exit(config_path)
     setup_logging(settings, "warning")
     try:
-        code, text = asyncio.run(oneshot.notify_test(settings, extra))
+        event = routed_event(
+            settings,
+            kind=kind,
+            severity=severity,
+            target=target,
+            labels=routes_cli.parse_labels(labels),
+        )
+        code, text = asyncio.run(oneshot.notify_test(settings, extra, event))
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(f"config error: {problem}", err=True)
@@ -154,6 +177,7 @@ def demo(
 cli.add_command(simulate)
 cli.add_command(config_cli.config)
 cli.add_command(healthcheck.healthcheck)
+cli.add_command(routes_cli.routes)
 
 
 def main() -> None:

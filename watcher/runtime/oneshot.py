@@ -15,8 +15,9 @@ from typing import Any
 import aiohttp
 
 from watcher.cloud.http import make_session
-from watcher.config import Settings
+from watcher.config import Settings, mask_url
 from watcher.core.errors import WatcherError
+from watcher.core.events import Event
 from watcher.core.models import TERMINAL_PHASES, Workflow
 from watcher.core.summary import format_text, needs_attention, summarize
 from watcher.notify.sender import AppriseSender
@@ -122,19 +123,33 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
     return "\n".join(lines) or "no events yet"
 
 
-async def notify_test(settings: Settings, extra_urls: tuple[str, ...] = ()) -> tuple[int, str]:
-    """Send a sample event through the configured routes; one result line per URL."""
+async def notify_test(
+    settings: Settings, extra_urls: tuple[str, ...] = (), event: Event | None = None
+) -> tuple[int, str]:
+    """Send a sample event; one result line per URL, by its configured name, masked.
+
+    Without ``extra_urls`` the event goes through the configured routes and silences;
+    ``extra_urls`` (``--notify``) are sent to directly, bypassing routes.
+    """
+    direct = bool(extra_urls)
     plan = notify_plan(settings, extra_urls)
-    ref = target_ref(settings.targets[0]) if settings.targets else None
-    event = sample_event(ref) if ref else sample_event()
-    planned = {d.url_key for d in plan.plan([event], event.observed_at)}
+    if event is None:
+        ref = target_ref(settings.targets[0]) if settings.targets else None
+        event = sample_event(ref) if ref else sample_event()
+    if direct:
+        extra = plan.urls[len(plan.urls) - len(extra_urls) :]
+        urls, planned = extra, {u.key for u in extra}
+    else:
+        urls = plan.urls
+        planned = {d.url_key for d in plan.plan([event], event.observed_at)}
     render = plan.render_for_urls()
     lines: list[str] = []
     ok_all = True
-    with AppriseSender(plan.urls) as sender:
-        for url in plan.urls:
+    with AppriseSender(urls) as sender:
+        for url in urls:
+            shown = f"{url.key} ({mask_url(url.url)})"
             if url.key not in planned:
-                lines.append(f"skipped {url.display}: no route sends {event.kind} here")
+                lines.append(f"skipped {shown}: no route sends {event.kind} here")
                 continue
             message = render(url.key, [event])
             result = await sender.send(
@@ -142,9 +157,9 @@ async def notify_test(settings: Settings, extra_urls: tuple[str, ...] = ()) -> t
             )
             ok_all &= result.ok
             lines.append(
-                f"{'ok' if result.ok else 'FAILED'} {url.display}"
+                f"{'ok' if result.ok else 'FAILED'} {shown}"
                 + (f": {result.error}" if result.error else "")
             )
-    if not plan.urls:
+    if not urls:
         return 2, "no notification URLs configured"
     return (0 if ok_all else 1), "\n".join(lines)
