@@ -17,6 +17,7 @@ from watcher.config import Settings, load_settings
 from watcher.core.errors import ConfigError, WatcherError
 from watcher.logs import configure_logging, url_secrets
 from watcher.runtime import oneshot
+from watcher.runtime.check_progress import CheckProgress
 from watcher.runtime.daemon import Daemon
 from watcher.runtime.demo import run_demo
 from watcher.simulator.command import simulate
@@ -75,20 +76,34 @@ def run(config_path: Path | None) -> None:
 @cli.command()
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def check(config_path: Path | None, as_json: bool) -> None:
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Give up after this many seconds in total (retries included).",
+)
+def check(config_path: Path | None, as_json: bool, timeout_s: float) -> None:
     """Poll every target once and print each workflow.
 
     Exit 0: fine or in progress; 1: a workflow failed (Pending) or a pre-check expired;
-    2: configuration, credential or API error.
+    2: configuration, credential or API error. A failed or slow attempt gets a line on
+    stderr as it happens; a failed check ends with the host, attempts and time taken.
     """
     settings = config_cli.load_or_exit(config_path, require_targets=True)
     setup_logging(settings, "error")
+    progress = CheckProgress(say=lambda line: click.echo(line, err=True))
     try:
-        code, text = asyncio.run(oneshot.check(settings, as_json=as_json))
+        code, text = asyncio.run(
+            oneshot.check(settings, as_json=as_json, timeout_s=timeout_s, progress=progress)
+        )
     except WatcherError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     click.echo(text)
+    if code == 2 and progress.attempts:
+        click.echo(progress.summary(), err=True)
     sys.exit(code)
 
 

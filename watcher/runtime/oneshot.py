@@ -7,55 +7,69 @@ credential or API error).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
+from watcher.cloud.client import Api, CceClient
 from watcher.cloud.http import make_session
-from watcher.config import Settings, mask_url
+from watcher.config import Settings, Target, mask_url
 from watcher.core.errors import WatcherError
 from watcher.core.events import Event
 from watcher.core.models import TERMINAL_PHASES, Workflow
 from watcher.core.summary import format_text, needs_attention, summarize
 from watcher.notify.sender import AppriseSender
 from watcher.notify.templates import sample_event
+from watcher.runtime.check_progress import CheckProgress
 from watcher.runtime.daemon import STORE_FILE
 from watcher.runtime.watch import api_of
 from watcher.runtime.wiring import CloudClients, notify_plan, target_ref
 from watcher.store.sqlite import SqliteStore
 
 
-async def check(settings: Settings, *, as_json: bool) -> tuple[int, str]:
-    """Poll every target once; return (exit code, text to print)."""
+async def check(
+    settings: Settings,
+    *,
+    as_json: bool,
+    timeout_s: float | None = None,
+    progress: CheckProgress | None = None,
+) -> tuple[int, str]:
+    """Poll every target once; return (exit code, text to print).
+
+    ``timeout_s`` bounds the whole check (each request gets at most that long, too);
+    ``progress`` hears about every attempt (watcher.runtime.check_progress).
+    """
     now = datetime.now(UTC)
     summaries: list[dict[str, Any]] = []
     errors: list[str] = []
+    request_s = min(settings.cloud.timeout_s, timeout_s or settings.cloud.timeout_s)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s if timeout_s else None
     async with make_session(
         ca_file=settings.cloud.ca_file,
-        timeout=aiohttp.ClientTimeout(total=settings.cloud.timeout_s),
+        timeout=aiohttp.ClientTimeout(total=request_s, connect=min(5.0, request_s)),
     ) as session:
-        clients = CloudClients(settings, session)
+        clients = CloudClients(
+            settings, session, on_response=progress.response if progress else None
+        )
         for target in settings.targets:
             ref = target_ref(target)
             client = clients.for_target(target)
             api = api_of(ref)
             try:
-                if target.workflow_id:
-                    workflows: tuple[Workflow, ...] = (
-                        await client.show_workflow(target.cluster_id, target.workflow_id, api=api),
-                    )
-                else:
-                    listed = await client.list_workflows(target.cluster_id, api=api)
-                    # The running ones, or else the newest: what an on-call engineer asks.
-                    workflows = tuple(w for w in listed if w.phase not in TERMINAL_PHASES)
-                    workflows = workflows or listed[:1]
-                try:
-                    cluster_name = (await client.show_cluster(target.cluster_id, api=api)).name
-                except WatcherError:
-                    cluster_name = None
+                async with asyncio.timeout_at(deadline):
+                    workflows, cluster_name = await _check_one(client, target, api)
+            except TimeoutError:
+                errors.append(
+                    f"{target.name}: no answer within --timeout {timeout_s:g} s"
+                    f" ({URL(client.endpoint).host})"
+                )
+                continue
             except WatcherError as exc:
                 errors.append(f"{target.name}: {exc}")
                 continue
@@ -76,6 +90,26 @@ async def check(settings: Settings, *, as_json: bool) -> tuple[int, str]:
     if not summaries and not errors:
         parts.append("no workflows found")
     return code, "\n\n".join(parts)
+
+
+async def _check_one(
+    client: CceClient, target: Target, api: Api
+) -> tuple[tuple[Workflow, ...], str | None]:
+    """One target's workflows (the running ones, or else the newest) and cluster name."""
+    if target.workflow_id:
+        workflows: tuple[Workflow, ...] = (
+            await client.show_workflow(target.cluster_id, target.workflow_id, api=api),
+        )
+    else:
+        listed = await client.list_workflows(target.cluster_id, api=api)
+        # The running ones, or else the newest: what an on-call engineer asks.
+        workflows = tuple(w for w in listed if w.phase not in TERMINAL_PHASES)
+        workflows = workflows or listed[:1]
+    try:
+        cluster_name = (await client.show_cluster(target.cluster_id, api=api)).name
+    except WatcherError:
+        cluster_name = None
+    return workflows, cluster_name
 
 
 async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
