@@ -207,3 +207,19 @@ def test_says_when_no_config_file_was_found(tmp_path: Path) -> None:
     assert result.stderr.startswith("config note: no config file found")
     assert "/etc/cce-upgrade-watcher/config.toml does not exist" in result.stderr
     assert result.exit_code == 0, result.output
+
+
+def test_the_example_names_agree_with_their_regions(secrets_dir: Path) -> None:
+    """A newcomer copies the example: its names and display names must not contradict the
+    region ids (ap-southeast-1 is Hong Kong, not Singapore)."""
+    from tests.config._support import EXAMPLE  # noqa: PLC0415
+    from watcher.cloud.endpoints import KNOWN_REGIONS  # noqa: PLC0415
+    from watcher.config import load_settings  # noqa: PLC0415
+
+    (secrets_dir / "credentials__secret_key").write_text("sk-0001")
+    settings = load_settings(EXAMPLE, env={}, secrets_dirs=[secrets_dir])
+    codes = {"Singapore": "sg", "Hong Kong": "hk"}
+    for target in settings.targets:
+        place = KNOWN_REGIONS[target.region]
+        assert target.display_name and place in target.display_name, target.name
+        assert target.name.endswith("-" + codes[place]), target.name
