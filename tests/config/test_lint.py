@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.config._support import EXAMPLE
 from tests.config.test_show_and_cli import isolated_env
+from watcher.cloud.endpoints import KNOWN_REGIONS
+from watcher.config import load_settings
 from watcher.config_cli import config
 
 CLUSTER = "b4b9e60f-8aa2-11ee-af09-0255ac10004f"
@@ -212,10 +215,6 @@ def test_says_when_no_config_file_was_found(tmp_path: Path) -> None:
 def test_the_example_names_agree_with_their_regions(secrets_dir: Path) -> None:
     """A newcomer copies the example: its names and display names must not contradict the
     region ids (ap-southeast-1 is Hong Kong, not Singapore)."""
-    from tests.config._support import EXAMPLE  # noqa: PLC0415
-    from watcher.cloud.endpoints import KNOWN_REGIONS  # noqa: PLC0415
-    from watcher.config import load_settings  # noqa: PLC0415
-
     (secrets_dir / "credentials__secret_key").write_text("sk-0001")
     settings = load_settings(EXAMPLE, env={}, secrets_dirs=[secrets_dir])
     codes = {"Singapore": "sg", "Hong Kong": "hk"}
