@@ -222,3 +222,25 @@ def test_the_example_names_agree_with_their_regions(secrets_dir: Path) -> None:
         place = KNOWN_REGIONS[target.region]
         assert target.display_name and place in target.display_name, target.name
         assert target.name.endswith("-" + codes[place]), target.name
+
+
+def test_an_unknown_key_gets_the_closest_known_one(write_toml: Callable[[str], Path]) -> None:
+    text = base(extra='[polling]\nactiv_s = 3\n[[notify.routes]]\nkind = ["task.*"]\n')
+    text = text.replace("cluster_id =", "cluster_idd =", 1).replace(
+        'name = "prod"', f'name = "prod"\ncluster_id = "{CLUSTER}"'
+    )
+    result = validate(write_toml, text, WATCHER_POLLNG__ACTIVE_S="3")
+    assert result.exit_code == 2
+    lines = errors(result)
+    assert (
+        "config error: polling.activ_s: unknown key (env WATCHER_POLLING__ACTIV_S);"
+        " did you mean 'active_s'?" in lines
+    )
+    assert (
+        "config error: targets.0.cluster_idd: unknown key (env WATCHER_TARGETS as JSON);"
+        " did you mean 'cluster_id'?" in lines
+    )
+    assert any(line.startswith("config error: notify.routes.0.kind:") and
+               line.endswith("did you mean 'kinds'?") for line in lines)
+    assert any(line.startswith("config error: pollng: unknown key (env WATCHER_POLLNG__ACTIVE_S)")
+               and line.endswith("did you mean 'polling'?") for line in lines)
