@@ -50,7 +50,7 @@ async def test_a_hanging_api_is_cut_off_by_the_total_timeout(tmp_path: Path) -> 
         code, out, err = await run_check(config, "--timeout", "2")
         took = time.monotonic() - started
     assert code == 2
-    assert took < 6  # not 3 attempts x 5 s x 2 calls
+    assert took < 12  # process start included; without --timeout: 3 attempts x 5 s, at least
     assert "no answer within --timeout 2 s" in out
     match = last_line(err)
     assert match.group(1).startswith("127.0.0.1:")

@@ -24,6 +24,7 @@ from watcher.core.events import Event
 from watcher.core.models import TERMINAL_PHASES, Workflow
 from watcher.core.summary import format_text, needs_attention, summarize
 from watcher.notify.sender import AppriseSender
+from watcher.notify.targets import build_urls
 from watcher.notify.templates import sample_event
 from watcher.runtime.check_progress import CheckProgress
 from watcher.runtime.daemon import STORE_FILE
@@ -165,18 +166,17 @@ async def notify_test(
     Without ``extra_urls`` the event goes through the configured routes and silences;
     ``extra_urls`` (``--notify``) are sent to directly, bypassing routes.
     """
-    direct = bool(extra_urls)
-    plan = notify_plan(settings, extra_urls)
+    plan = notify_plan(settings)
     if event is None:
         ref = target_ref(settings.targets[0]) if settings.targets else None
         event = sample_event(ref) if ref else sample_event()
-    if direct:
-        extra = plan.urls[len(plan.urls) - len(extra_urls) :]
-        urls, planned = extra, {u.key for u in extra}
+    if extra_urls:  # direct: only these URLs, every one of them
+        urls = build_urls(list(extra_urls), where="--notify")
+        planned = {u.key for u in urls}
     else:
         urls = plan.urls
         planned = {d.url_key for d in plan.plan([event], event.observed_at)}
-    render = plan.render_for_urls()
+    render = plan.renderer.for_urls(urls)
     lines: list[str] = []
     ok_all = True
     with AppriseSender(urls) as sender:
