@@ -23,11 +23,19 @@ import pytest
 from aiohttp import web
 
 from tests.e2e.harness import WebhookReceiver, free_port, running
-from tests.e2e.ops_support import eventually, get_json, to_toml
+from tests.e2e.ops_support import (
+    DaemonFactory,
+    daemon_config,
+    eventually,
+    get_json,
+    to_toml,
+    wait_healthy,
+)
 from watcher.config import settings_from_mapping
 from watcher.config.masking import render_masked
 from watcher.runtime import daemon as daemon_module
 from watcher.runtime.daemon import STORE_FILE
+from watcher.simulator import start_simulator
 from watcher.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.timeout(90)
@@ -452,3 +460,39 @@ def test_an_unwritable_empty_state_dir_exits_2(tmp_path: Path) -> None:
     finally:
         _umount(disk)
     assert_one_clear_line(result, str(disk / "state" / STORE_FILE), "writable")
+
+
+@pytest.mark.timeout(150)
+async def test_the_real_daemon_survives_a_full_disk_and_pages_about_it(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    """`run` as a subprocess: polls, commits and sends keep failing on the full disk; the
+    process stays up, pages once, says why in /readyz, and pages again when it recovers."""
+    hook = WebhookReceiver()
+    await hook.start()
+    factory = DaemonFactory(tmp_path)
+    try:
+        async with start_simulator(scenarios=["clean_upgrade"], autoplay=False) as sim:
+            config = daemon_config(
+                sim, state_dir=small_disk / "state", port=free_port(), notify_urls=[hook.url]
+            )
+            daemon = factory.spawn(config)
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+                await wait_healthy(http, daemon)
+                await until(lambda: any("Found upgrade" in t for t in messages(hook, "")))
+                filler = fill(small_disk)
+                for _ in range(3):  # state changes while full: their commits fail
+                    await sim.step()
+                await until(lambda: messages(hook, "cannot write its state store"), timeout=20)
+                status, body = await get_json(http, f"{daemon.url}/readyz")
+                assert status == 503 and "disk is full" in " ".join(body["reasons"]), body
+                await asyncio.sleep(2)
+                assert daemon.running(), daemon.log_text()[-3000:]
+                filler.unlink()
+                await until(lambda: messages(hook, "works again"), timeout=60)
+                assert daemon.running(), daemon.log_text()[-3000:]
+                assert len(messages(hook, "cannot write its state store")) == 1
+                await until(lambda: any("succeeded" in t for t in messages(hook, "")), 30)
+    finally:
+        factory.close()
+        await hook.stop()
