@@ -434,10 +434,8 @@ class Daemon:
                 conf = self.settings.heartbeat  # re-read: a reload may change it
                 if conf.url is not None:
                     healthy, why = self.healthy()
-                    ready, reasons = self.ready()
-                    reason = (
-                        None if healthy and ready else "; ".join([why] if not healthy else reasons)
-                    )
+                    _, reasons = self.ready()
+                    reason = "; ".join(([] if healthy else [why]) + reasons) or None
                     if reason is None:
                         beat = Heartbeat(
                             conf.url.get_secret_value(),
