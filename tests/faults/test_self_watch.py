@@ -31,6 +31,7 @@ from tests.e2e.ops_support import (
     to_toml,
     wait_healthy,
 )
+from tests.faults.disk import fill, mount_tmpfs, umount
 from watcher.config import settings_from_mapping
 from watcher.config.masking import render_masked
 from watcher.runtime import daemon as daemon_module
@@ -51,51 +52,6 @@ def fast_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Check the store 5x a second and declare recovery after 1 s (production: 5 s, 30 s)."""
     monkeypatch.setattr(daemon_module, "SELF_CHECK_S", 0.2)
     monkeypatch.setattr(daemon_module, "STORE_RECOVER_AFTER", timedelta(seconds=1))
-
-
-def _mount_tmpfs(where: Path, options: str) -> str | None:
-    """Mount a tmpfs; None when done, else why it cannot be (not root, no mount)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        return "mounting a tmpfs needs root and mount(8)"
-    where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return None if done.returncode == 0 else f"cannot mount a tmpfs: {done.stderr.strip()}"
-
-
-def _umount(where: Path) -> None:
-    subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 1 MB file system (tmpfs) to fill up; skipped where it cannot be mounted."""
-    disk = tmp_path / "disk"
-    why = _mount_tmpfs(disk, "size=1m")
-    if why is not None:
-        pytest.skip(why)
-    try:
-        yield disk
-    finally:
-        _umount(disk)
-
-
-def fill(disk: Path) -> Path:
-    """Write a file until the file system is full; return it (delete it to free the disk)."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_CREAT | os.O_WRONLY, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return filler
 
 
 def messages(hook: WebhookReceiver, needle: str) -> list[str]:
@@ -425,7 +381,7 @@ def test_a_damaged_state_file_exits_2_with_one_clear_line(
 def read_only_state(tmp_path: Path) -> Iterator[Path]:
     """A state directory holding a good store, then remounted read-only (a real EROFS)."""
     disk = tmp_path / "ro"
-    why = _mount_tmpfs(disk, "size=4m")
+    why = mount_tmpfs(disk, "size=4m")
     if why is not None:
         pytest.skip(why)
     try:
@@ -437,7 +393,7 @@ def read_only_state(tmp_path: Path) -> Iterator[Path]:
             pytest.skip("cannot remount the tmpfs read-only")
         yield disk
     finally:
-        _umount(disk)
+        umount(disk)
 
 
 @pytest.mark.parametrize("command", ["run", "events"])
@@ -452,13 +408,13 @@ def test_a_read_only_state_dir_exits_2_naming_the_path_and_the_fix(
 
 def test_an_unwritable_empty_state_dir_exits_2(tmp_path: Path) -> None:
     disk = tmp_path / "ro-empty"
-    why = _mount_tmpfs(disk, "size=1m,ro")
+    why = mount_tmpfs(disk, "size=1m,ro")
     if why is not None:
         pytest.skip(why)
     try:
         result = cli("run", "--config", str(write_config(tmp_path, disk / "state")))
     finally:
-        _umount(disk)
+        umount(disk)
     assert_one_clear_line(result, str(disk / "state" / STORE_FILE), "writable")
 
 

@@ -88,7 +88,7 @@ class SqliteStore:
         self._path = path
         self._clock = clock
         self._identity = _identity(path)
-        self._write_failure: str | None = None  # the latest failed write since self_check()
+        self._failure: str | None = None  # the latest store failure since self_check()
 
     @classmethod
     async def open(
@@ -158,19 +158,25 @@ class SqliteStore:
         except sqlite3.IntegrityError:
             raise  # a bug in a caller, not a sick store
         except sqlite3.DatabaseError as exc:  # full, unwritable, damaged
-            self._write_failure = str(describe(self._path, exc))
+            self._failure = str(describe(self._path, exc))
             raise
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction, so multi-query reads see one consistent snapshot."""
         conn = self._connection()
-        conn.execute("BEGIN")
         try:
-            yield conn
-        finally:
-            if conn.in_transaction:
-                conn.execute("COMMIT")
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:  # a damaged page found by a read
+            self._failure = str(describe(self._path, exc))
+            raise
 
     # -- states -------------------------------------------------------------------------
 
@@ -579,7 +585,8 @@ class SqliteStore:
         """One line saying why the store cannot commit now, or None when it can.
 
         Checks the file's identity, then writes a tiny probe row, then reports any write
-        that failed since the previous call (a poll commit on a full disk, say).
+        or multi-query read that failed since the previous call (a poll commit on a full
+        disk, a damaged page met by the outbox).
         """
         if self._conn is None:
             return "the store is closed"
@@ -594,7 +601,7 @@ class SqliteStore:
                     )
             except sqlite3.Error as exc:
                 problem = str(describe(self._path, exc))
-        failure, self._write_failure = self._write_failure, None
+        failure, self._failure = self._failure, None
         return problem or failure
 
     async def close(self) -> None:
