@@ -42,6 +42,11 @@ def test_events_carry_reason_severity_and_stable_keys() -> None:
     assert "disk is full" in failed.message and failed.details["reason"] == "disk is full"
     assert state.failing and state.reason == "disk is full"
     assert Event.from_dict(failed.to_dict()) == failed
+    named, _ = selfhealth.observe(
+        selfhealth.StoreHealth(), T0, "disk is full", recover_after=AFTER, host="vm-7"
+    )
+    assert named[0].message.startswith("The watcher on vm-7 cannot write its state store")
+    assert named[0].dedup_key == failed.dedup_key
     recovered = selfhealth.store_recovered(T0, T0 + timedelta(minutes=3))
     assert recovered.severity is Severity.SUCCESS and "3 min" in recovered.message
     assert recovered.dedup_key != failed.dedup_key

@@ -106,7 +106,7 @@ async def test_a_full_disk_pages_directly_then_is_recorded_once_the_disk_has_roo
         assert len(messages(h.webhook, "cannot write its state store")) == 1
 
         filler.unlink()
-        await until(lambda: messages(h.webhook, "works again"))
+        await until(lambda: messages(h.webhook, "can write its state store again"))
         await until(lambda: h.daemon.store_health.failing is False)
         assert (await probe(port, "/readyz"))[0] == 200
         kinds = [s.event.kind for s in await h.stored()]
@@ -115,7 +115,7 @@ async def test_a_full_disk_pages_directly_then_is_recorded_once_the_disk_has_roo
         assert kinds.count("watcher.store_recovered") == 1
         assert kinds.index("watcher.store_failed") < kinds.index("watcher.store_recovered")
         assert len(messages(h.webhook, "cannot write its state store")) == 1
-        assert len(messages(h.webhook, "works again")) == 1
+        assert len(messages(h.webhook, "can write its state store again")) == 1
 
 
 @pytest.mark.usefixtures("fast_checks")
@@ -445,7 +445,7 @@ async def test_the_real_daemon_survives_a_full_disk_and_pages_about_it(
                 await asyncio.sleep(2)
                 assert daemon.running(), daemon.log_text()[-3000:]
                 filler.unlink()
-                await until(lambda: messages(hook, "works again"), timeout=60)
+                await until(lambda: messages(hook, "can write its state store again"), timeout=60)
                 assert daemon.running(), daemon.log_text()[-3000:]
                 assert len(messages(hook, "cannot write its state store")) == 1
                 await until(lambda: any("succeeded" in t for t in messages(hook, "")), 30)

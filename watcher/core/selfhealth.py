@@ -33,36 +33,48 @@ class StoreHealth:
 
 
 def observe(
-    prev: StoreHealth, now: datetime, problem: str | None, *, recover_after: timedelta
+    prev: StoreHealth,
+    now: datetime,
+    problem: str | None,
+    *,
+    recover_after: timedelta,
+    host: str = "",
 ) -> tuple[list[Event], StoreHealth]:
-    """Fold one check into the state; return the events to send and the new state."""
+    """Fold one check into the state; return the events to send and the new state.
+
+    ``host`` names the machine in the messages: several watchers may page one channel.
+    """
     if problem is not None:
         if prev.failing_since is None:
             new = StoreHealth(failing_since=now, reason=problem)
-            return [store_failed(problem, now)], new
+            return [store_failed(problem, now, host)], new
         return [], StoreHealth(failing_since=prev.failing_since, reason=problem)
     if prev.failing_since is None:
         return [], prev
     good_since = prev.good_since or now
     if now - good_since < recover_after:
         return [], StoreHealth(prev.failing_since, prev.reason, good_since)
-    return [store_recovered(prev.failing_since, now)], StoreHealth()
+    return [store_recovered(prev.failing_since, now, host)], StoreHealth()
 
 
-def store_failed(reason: str, since: datetime) -> Event:
+def _who(host: str) -> str:
+    return f"The watcher on {host}" if host else "The watcher"
+
+
+def store_failed(reason: str, since: datetime, host: str = "") -> Event:
     return Event(
         dedup_key=f"watcher:store:failed:{_stamp(since)}",
         kind=str(Kind.STORE_FAILED),
         severity=Severity.FAILURE,
         target=SELF,
         observed_at=since,
-        message=f"The watcher cannot write its state store: {reason}",
+        message=f"{_who(host)} cannot write its state store: {reason}",
         started_at=since,
-        details={"reason": reason},
+        details={"reason": reason, "host": host} if host else {"reason": reason},
     )
 
 
-def store_recovered(since: datetime, now: datetime) -> Event:
+def store_recovered(since: datetime, now: datetime, host: str = "") -> Event:
     minutes = max(0, round((now - since).total_seconds() / 60))
     return Event(
         dedup_key=f"watcher:store:recovered:{_stamp(since)}",
@@ -70,7 +82,7 @@ def store_recovered(since: datetime, now: datetime) -> Event:
         severity=Severity.SUCCESS,
         target=SELF,
         observed_at=now,
-        message=f"The watcher's state store works again (after about {minutes} min)",
+        message=f"{_who(host)} can write its state store again (after about {minutes} min)",
         started_at=since,
         ended_at=now,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import sqlite3
 import time
 from collections import OrderedDict
@@ -383,7 +384,11 @@ class Daemon:
             problem = f"store self-check failed: {type(exc).__name__}"
         was_failing = self.store_health.failing
         events, self.store_health = selfhealth.observe(
-            self.store_health, self.clock.now(), problem, recover_after=self.store_recover_after
+            self.store_health,
+            self.clock.now(),
+            problem,
+            recover_after=self.store_recover_after,
+            host=socket.gethostname(),
         )
         self._store_ok = not self.store_health.failing
         if self.store_health.failing and not was_failing:
@@ -589,6 +594,9 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if len(self.self_alerts) and hasattr(self, "store") and not self.store_health.failing:
+            with contextlib.suppress(Exception):  # best effort: keep them in `events`
+                await self.self_alerts.record(self.store)
         sender: AppriseSender | None = getattr(self, "sender", None)
         if sender is not None:
             sender.close()

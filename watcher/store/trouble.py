@@ -20,7 +20,7 @@ class StoreError(WatcherError):
 
     def __init__(self, message: str, *, kind: str) -> None:
         super().__init__(message)
-        self.kind = kind  # "unwritable", "full", "damaged", "io"
+        self.kind = kind  # "unwritable", "full", "damaged", "locked", "io"
 
 
 def describe(path: Path, exc: BaseException) -> StoreError:
@@ -58,6 +58,12 @@ def describe(path: Path, exc: BaseException) -> StoreError:
             f"state file {path} is damaged or not a watcher database ({detail}); restore it "
             "from a backup, or move it aside to start with an empty store",
             kind="damaged",
+        )
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"state file {path} is locked by another process ({detail}); run one watcher "
+            "per state_dir, and close any sqlite3 shell holding a write transaction on it",
+            kind="locked",
         )
     return StoreError(
         f"state file {path}: {detail}; check the file system holding {where}", kind="io"
