@@ -38,6 +38,7 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.credentials.password,
         settings.credentials.security_token,
         settings.http.token,
+        settings.heartbeat.url,
     ]
     secrets = [v.get_secret_value() for v in values if v is not None]
     for url in settings.notify.urls:

@@ -648,6 +648,34 @@ def split_host_port(value: str) -> tuple[str, int]:
     return host, port
 
 
+class HeartbeatSettings(_Section):
+    """An optional dead-man's switch: a plain http(s) request every ``interval_s`` seconds
+    while polls and the store are healthy (healthchecks.io, Uptime Kuma push, Cronitor...).
+    The service pages someone when the pings stop. The URL is a secret (it holds a token)."""
+
+    url: SecretStr | None = None
+    interval_s: float = Field(default=60.0, ge=1, le=86400)
+    method: Literal["GET", "POST"] = "GET"
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if not re.match(r"^https?://[^/\s?#]+", text) or any(c.isspace() for c in text):
+            raise ValueError(
+                "expected a plain http:// or https:// URL, e.g. https://hc-ping.com/<uuid>"
+            )
+        return SecretStr(text)
+
+
 class LoggingSettings(_Section):
     """Log level and renderer (auto: JSON unless stderr is a terminal)."""
 
@@ -692,6 +720,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     silences: tuple[Silence, ...] = ()
     http: HttpSettings = HttpSettings()
+    heartbeat: HeartbeatSettings = HeartbeatSettings()
     logging: LoggingSettings = LoggingSettings()
 
     _config_path: Path | None = PrivateAttr(default=None)

@@ -60,6 +60,8 @@ class Kind(StrEnum):
     TARGET_UNREACHABLE = "watcher.target_unreachable"
     TARGET_RECOVERED = "watcher.target_recovered"
     AUTH_FAILED = "watcher.auth_failed"
+    STORE_FAILED = "watcher.store_failed"
+    STORE_RECOVERED = "watcher.store_recovered"
     TEST = "watcher.test"
 
 

@@ -130,6 +130,7 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
     path = Path(settings.state_dir) / STORE_FILE
     if not path.exists():
         raise WatcherError(f"no state store at {path}: has the daemon run yet?")
+    # open() and events_with_deliveries() raise StoreError (path and fix) on a damaged file.
     store = await SqliteStore.open(path)
     try:
         rows = await store.events_with_deliveries(limit)
