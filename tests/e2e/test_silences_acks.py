@@ -348,7 +348,7 @@ async def test_cli_names_the_store_it_cannot_open(tmp_path: Path) -> None:
     (state / "watcher.sqlite3").mkdir(parents=True)  # a directory where the file belongs
     code, out, err = await cli(tmp_path, {"state_dir": str(state)}, "silence", "list")
     assert code == 2 and out == ""
-    assert err.startswith(f"error: state store {state / 'watcher.sqlite3'}: ")
+    assert err.startswith(f"error: state file {state / 'watcher.sqlite3'}: ")
     code, _, err = await cli(tmp_path, {"state_dir": str(tmp_path / "s2")}, "ack", "wf-1")
     assert code == 2 and "no watched workflow wf-1" in err
 
