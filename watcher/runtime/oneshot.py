@@ -98,6 +98,7 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
                             "url": d.url_key,
                             "state": d.state,
                             "attempts": d.attempts,
+                            "maybe_delivered": d.maybe_delivered,
                             "last_error": d.last_error,
                             "sent_at": d.sent_at.isoformat() if d.sent_at else None,
                         }
@@ -118,7 +119,9 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
         )
         for d in row.deliveries:
             error = f"  ({d.last_error})" if d.last_error else ""
-            lines.append(f"{'':>8}-> {d.url_key}: {d.state}, {d.attempts} attempts{error}")
+            # Attempts that got no answer in time: the service may have had it already.
+            maybe = f", {d.maybe_delivered} maybe delivered" if d.maybe_delivered else ""
+            lines.append(f"{'':>8}-> {d.url_key}: {d.state}, {d.attempts} attempts{maybe}{error}")
     return "\n".join(lines) or "no events yet"
 
 
