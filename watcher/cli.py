@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 
-from watcher import config_cli, healthcheck
+from watcher import config_cli, healthcheck, ops_cli, textsafe
 from watcher.config import Settings, load_settings
 from watcher.core.errors import ConfigError, WatcherError
-from watcher.logs import configure_logging, url_secrets
+from watcher.logs import configure_logging, register_secret, url_secrets
 from watcher.runtime import oneshot
 from watcher.runtime.daemon import Daemon
 from watcher.runtime.demo import run_demo
@@ -68,7 +68,7 @@ def run(config_path: Path | None) -> None:
     try:
         asyncio.run(daemon.run_forever())
     except WatcherError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {textsafe.inert(exc)}", err=True)
         sys.exit(2)
 
 
@@ -86,7 +86,7 @@ def check(config_path: Path | None, as_json: bool) -> None:
     try:
         code, text = asyncio.run(oneshot.check(settings, as_json=as_json))
     except WatcherError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {textsafe.inert(exc)}", err=True)
         sys.exit(2)
     click.echo(text)
     sys.exit(code)
@@ -102,7 +102,7 @@ def events(config_path: Path | None, as_json: bool, limit: int) -> None:
     try:
         click.echo(asyncio.run(oneshot.events(settings, limit=limit, as_json=as_json)))
     except WatcherError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {textsafe.inert(exc)}", err=True)
         sys.exit(2)
 
 
@@ -112,12 +112,17 @@ def events(config_path: Path | None, as_json: bool, limit: int) -> None:
 def notify_test(config_path: Path | None, extra: tuple[str, ...]) -> None:
     """Send a sample event through the configured routes; print each URL's result."""
     settings = config_cli.load_or_exit(config_path)
-    setup_logging(settings, "warning")
+    # Quiet unless the config asks for debug: then apprise's and urllib3's request lines
+    # show (redacted) what went wrong with a destination.
+    setup_logging(settings, "debug" if settings.logging.level == "debug" else "warning")
+    for url in extra:  # secrets of --notify URLs are never in the config
+        for secret in url_secrets(url):
+            register_secret(secret)
     try:
         code, text = asyncio.run(oneshot.notify_test(settings, extra))
     except ConfigError as exc:
         for problem in exc.problems:
-            click.echo(f"config error: {problem}", err=True)
+            click.echo(f"config error: {textsafe.inert(problem)}", err=True)
         sys.exit(2)
     click.echo(text)
     sys.exit(code)
@@ -141,6 +146,8 @@ def demo(scenario: str, extra: tuple[str, ...], speed: float, timeout: float) ->
 cli.add_command(simulate)
 cli.add_command(config_cli.config)
 cli.add_command(healthcheck.healthcheck)
+cli.add_command(ops_cli.silence)
+cli.add_command(ops_cli.ack)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """The ``config`` command group (validate, show) and ``load_or_exit`` for other commands.
 
 A bad configuration is exit status 2 with one ``config error: <key>: <problem> (env ...)``
-line per problem on stderr (SPEC.md 7). Nothing printed here ever contains a secret: problems
+line per problem on stderr (SPEC.md 7); ``validate`` also renders every template against sample
+events of every kind. Nothing printed here ever contains a secret: problems
 are built without input values and ``show`` goes through ``watcher.config.masking``.
 """
 
@@ -14,7 +15,7 @@ import click
 
 from watcher.config import Settings, load_settings, render_masked
 from watcher.core.errors import ConfigError
-from watcher.runtime.wiring import notify_urls
+from watcher.runtime.wiring import make_renderer, notify_urls
 
 EXIT_CONFIG = 2
 
@@ -57,8 +58,12 @@ def validate(config_path: Path | None) -> None:
     settings = load_or_exit(config_path, require_targets=True)
     try:  # the schema only checks that a URL has a scheme; ask apprise itself
         notify_urls(settings)
+        renderer = make_renderer(settings)
     except ConfigError as exc:
         _fail(exc.problems)
+    # A template that parses can still fail on real events: render each one now.
+    if broken := renderer.check():
+        _fail(broken)
     urls = len(settings.notify.urls)
     files = len(settings.notify.apprise_config)
     message = (

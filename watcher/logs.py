@@ -9,7 +9,8 @@ can quote a URL, and a token can sit in a query string (LIBRARIES.md 1.13, 4.1, 
 Redaction runs twice: in the shared chain (so structlog events and foreign stdlib records are
 masked before anything else sees them) and once more after the exception renderer, because a
 traceback or an exception message is only turned into text at the end of the pipeline.
-Tracebacks never carry local variables.
+Tracebacks never carry local variables. On the console renderer, which prints values raw,
+strings are also made inert (watcher.textsafe): a cluster name cannot drive the terminal.
 
 `configure_logging` is meant to run once, first thing in `main()`: structlog caches a logger on
 its first use, so processors configured later do not reach loggers already used. The renderer
@@ -33,6 +34,7 @@ from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, ExcInfo, Processor, WrappedLogger
 
 from watcher import redact as redact_rules
+from watcher import textsafe
 
 __all__ = [
     "MASK",
@@ -143,6 +145,14 @@ def _redact_final(_logger: WrappedLogger, _method: str, event_dict: EventDict) -
     return _redact_event(event_dict, stringify=True)
 
 
+def _inert_console(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Console lines print values raw (JSON escapes them): make cloud text inert there."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and not key.startswith("_"):
+            event_dict[key] = textsafe.inert(value, multiline=key == "exception")
+    return event_dict
+
+
 def _redacted_traceback(sio: TextIO, exc_info: ExcInfo) -> None:
     """ConsoleRenderer's exception formatter: a plain traceback (no locals), redacted."""
     buf = StringIO()
@@ -193,6 +203,7 @@ def configure_logging(
     else:
         final += [
             _redact_final,
+            _inert_console,
             structlog.dev.ConsoleRenderer(
                 colors=_isatty(out), exception_formatter=_redacted_traceback
             ),

@@ -59,6 +59,27 @@ class TestInline:
 
 
 class TestBuildUrls:
+    @pytest.mark.parametrize(
+        ("url", "token"),
+        [
+            ("json://127.0.0.1:8080/hook/AbCdEf0123456789", "AbCdEf0123456789"),
+            ("https://hooks.slack.com/services/T01ABC/B02DEF/XyZ0123456789abc", "XyZ0123456789abc"),
+            (
+                "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=0123abcd-4567",
+                "0123abcd-4567",
+            ),
+        ],
+    )
+    def test_path_tokens_are_secret_but_plain_words_and_hosts_are_not(
+        self, url: str, token: str
+    ) -> None:
+        parsed = targets.parse_url(url)
+        assert token in parsed.secrets
+        assert token not in parsed.display
+        assert not parsed.secrets & {"send", "services", "hook", "cgi-bin", "webhook"}
+        assert not parsed.secrets & {"hooks.slack.com", "qyapi.weixin.qq.com", "127.0.0.1:8080"}
+        assert parsed.redact(f"failed sending to {url}").startswith("failed sending to ")
+
     def test_strings_and_tables(self) -> None:
         urls = targets.build_urls(
             [

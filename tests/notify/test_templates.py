@@ -127,6 +127,51 @@ class TestOverrides:
         assert logs[0]["kind"] == "task.failed"
 
 
+class TestFailSafe:
+    """A template that fails at send time falls back; ``check()`` finds it beforehand."""
+
+    @pytest.mark.parametrize("part", ["title", "body"])
+    def test_failing_template_dir_file_falls_back_to_the_built_in(
+        self, tmp_path: Path, part: str
+    ) -> None:
+        (tmp_path / f"chat_{part}.j2").write_text("ok\n{{ event.no_such_field }}")
+        renderer = Renderer(template_dir=tmp_path)
+        with capture_logs() as logs:
+            msg = renderer.render([CLUSTER_FAILED], "chat")
+        assert msg == Renderer().render([CLUSTER_FAILED], "chat")
+        (warning,) = logs
+        assert warning["event"] == "notify.template_failed"
+        assert warning["template"] == f"template file {tmp_path / f'chat_{part}.j2'}"
+        assert "(line 2)" in warning["error"]
+
+    def test_failing_override_falls_back_to_a_working_template_dir_file(
+        self, tmp_path: Path
+    ) -> None:
+        (tmp_path / "chat_title.j2").write_text("dir {{ cluster }}")
+        renderer = Renderer({"task.*": {"title": "{{ nope }}"}}, template_dir=tmp_path)
+        with capture_logs():
+            assert renderer.render([CLUSTER_FAILED], "chat").title == "dir prod-cluster"
+
+    def test_check_passes_the_defaults_and_working_templates(self, tmp_path: Path) -> None:
+        (tmp_path / "email_body.j2").write_text("{{ cluster }} {{ event.task_type or '-' }}")
+        assert Renderer().check() == []
+        assert Renderer({"task.*": {"title": "{{ event.kind }}"}}, tmp_path).check() == []
+
+    def test_check_names_each_broken_template_once(self, tmp_path: Path) -> None:
+        # Fails only on some kinds and some events: a sparse event has no task_type.
+        (tmp_path / "email_body.j2").write_text("{{ event.task_type.lower() }}")
+        renderer = Renderer(
+            {"precheck.*": {"title": "{{ event.details.failed_items[0].name }}"}},
+            template_dir=tmp_path,
+        )
+        problems = renderer.check()
+        assert len(problems) == 2, problems
+        title, body = sorted(problems, key=lambda p: not p.startswith("notify."))
+        assert title.startswith("notify.templates.precheck.*.title: UndefinedError")
+        assert body.startswith(f"template file {tmp_path / 'email_body.j2'}: ")
+        assert "(line 1)" in body
+
+
 class TestForUrls:
     def test_each_url_gets_its_flavor(self) -> None:
         render = Renderer().for_urls(

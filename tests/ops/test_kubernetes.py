@@ -121,3 +121,14 @@ def test_resources(watcher_container: dict[str, Any]) -> None:
     resources = watcher_container["resources"]
     assert resources["requests"] == {"cpu": "50m", "memory": "64Mi"}
     assert resources["limits"]["memory"] == "128Mi"
+
+
+def test_the_sidecar_leaves_the_applications_rollout_alone(
+    docs: dict[str, dict[str, Any]], watcher_container: dict[str, Any]
+) -> None:
+    """Adding the watcher must not change how the application's Deployment rolls out: no
+    `strategy` (Kubernetes' default RollingUpdate stays), so the state cannot be a
+    ReadWriteOnce claim that two overlapping pods would need."""
+    assert "strategy" not in docs["Deployment"]["spec"]
+    state = _mounts(docs, watcher_container)["/var/lib/cce-upgrade-watcher"]
+    assert "emptyDir" in state

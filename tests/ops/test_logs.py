@@ -203,6 +203,21 @@ def test_console_format_is_readable_and_redacted() -> None:
         json.loads(text.splitlines()[0])
 
 
+def test_console_lines_make_cloud_text_inert() -> None:
+    out = _Tty()
+    logs.configure_logging(fmt="console", stream=out)
+    structlog.get_logger("t").warning(
+        "poll.failed", cluster="prod\x1b]0;pwned\x07\x1b[2J\u202eevil\nfake line", n=1
+    )
+    logging.getLogger("apprise").warning("name: %s", "a\rb\x1b[31mc")
+    text = out.getvalue()
+    plain = text.replace("\x1b[", "")  # the renderer's own colours on a TTY
+    assert "pwned" not in text and "\x07" not in text and "\u202e" not in text
+    assert "prod" in plain and "evil fake line" in plain
+    assert "\r" not in text
+    assert "[2J" not in text and "]0;" not in text
+
+
 @pytest.mark.parametrize(("stream", "is_json"), [(io.StringIO(), True), (_Tty(), False)])
 def test_auto_picks_json_unless_the_stream_is_a_terminal(
     stream: io.StringIO, is_json: bool

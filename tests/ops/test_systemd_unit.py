@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from watcher.config import loader, schema
+from watcher.notify.sender import APP_URL
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "deploy" / "systemd" / "cce-upgrade-watcher.service"
@@ -119,6 +120,17 @@ def test_unit_has_the_required_settings() -> None:
     assert argv[1:] == ["run", "--config", "/etc/cce-upgrade-watcher/config.toml"]
 
 
+def test_file_descriptor_limit_leaves_room_beyond_the_http_connection_cap() -> None:
+    """A flooded HTTP port (every slot held) must leave descriptors for webhooks and SQLite."""
+    from watcher.http.limits import MAX_CONNECTIONS
+
+    limit = _directives(UNIT.read_text()).get("LimitNOFILE", ["missing"])[-1]
+    soft = limit.split(":", 1)[0]
+    assert soft.isdigit(), f"LimitNOFILE must be a number, not {limit!r}"
+    assert int(soft) >= 4 * MAX_CONNECTIONS
+    assert str(MAX_CONNECTIONS) in UNIT.read_text()  # the comment states the real cap
+
+
 def test_credentials_are_named_after_the_settings() -> None:
     """Each LoadCredential ID is a file name the config loader reads as a setting."""
     known = {"__".join(path) for path in schema.iter_secret_fields()} | {"credentials__access_key"}
@@ -162,3 +174,15 @@ def test_readme_installs_the_binary_where_execstart_looks() -> None:
         assert (REPO / example).is_file(), f"the README installs {example}, which does not exist"
     for step in ("systemctl enable --now", "journalctl -u", "systemctl reload", "LoadCredential"):
         assert step in readme
+
+
+def test_documentation_points_at_the_readme() -> None:
+    """`systemctl help cce-upgrade-watcher` and `systemctl status` lead to the project README
+    first, then the install notes; both files exist in this repository."""
+    (value,) = _directives(UNIT.read_text())["Documentation"]
+    uris = value.split()
+    prefix = f"{APP_URL}/blob/main/"
+    assert uris[0] == f"{prefix}README.md"
+    for uri in uris:
+        assert uri.startswith(prefix), uri
+        assert (REPO / uri.removeprefix(prefix)).is_file(), uri

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.store.factories import T0, FakeClock, make_event
+from watcher.core.acks import Acknowledgement
 from watcher.core.events import Severity
 from watcher.core.ports import PlannedDelivery
+from watcher.notify.routing import Silence
 from watcher.store import schema
 from watcher.store.sqlite import SqliteStore
 
@@ -307,20 +309,47 @@ async def test_events_with_deliveries_lists_each_events_delivery_states(
     assert [r.event.dedup_key for r in await store.events_with_deliveries(limit=1)] == ["c"]
 
 
-async def test_silences_add_list_remove(store: SqliteStore) -> None:
-    s1 = await store.add_silence({"cluster": "prod-*"}, T0 + timedelta(hours=1), "maintenance")
-    s2 = await store.add_silence({"kinds": ["task.*"]}, T0 - timedelta(hours=1))
+async def test_silences_add_list_expire_remove(store: SqliteStore) -> None:
+    s1 = await store.add_silence(
+        Silence(
+            until=T0 + timedelta(hours=1),
+            target="prod-*",
+            labels={"env": "prod"},
+            starts_at=T0 - timedelta(minutes=5),
+            creator="alice",
+            comment="maintenance",
+        )
+    )
+    s2 = await store.add_silence(Silence(until=T0 - timedelta(hours=1), kinds=("task.*",)))
     assert [s.id for s in await store.list_silences()] == [s1.id, s2.id]
     (active,) = await store.list_silences(active_at=T0)
     assert active == s1
-    assert (active.matcher, active.reason, active.created_at) == (
-        {"cluster": "prod-*"},
+    assert (active.target, dict(active.labels), active.creator, active.comment) == (
+        "prod-*",
+        {"env": "prod"},
+        "alice",
         "maintenance",
-        T0,
     )
-    assert await store.remove_silence(s1.id) is True
-    assert await store.remove_silence(s1.id) is False
+    assert (active.created_at, active.starts_at) == (T0, T0 - timedelta(minutes=5))
+    expired = await store.expire_silence(int(s1.id or 0), T0)
+    assert expired is not None and expired.until == T0
+    assert await store.list_silences(active_at=T0) == []
+    assert await store.expire_silence(999, T0) is None
+    assert await store.remove_silence(int(s1.id or 0)) is True
+    assert await store.remove_silence(int(s1.id or 0)) is False
     assert [s.id for s in await store.list_silences()] == [s2.id]
+
+
+async def test_acks_replace_end_and_list(store: SqliteStore) -> None:
+    ack = Acknowledgement("t/wf-1", "alice", "on it", T0, T0 + timedelta(hours=2))
+    await store.set_ack(ack)
+    assert await store.list_acks(active_at=T0) == [ack]
+    assert await store.end_ack("t/wf-1", T0 + timedelta(minutes=1)) is True
+    assert await store.end_ack("t/wf-1", T0 + timedelta(minutes=1)) is False
+    assert await store.list_acks(active_at=T0 + timedelta(minutes=2)) == []
+    again = Acknowledgement("t/wf-1", "bob", "", T0 + timedelta(minutes=3), T0 + timedelta(hours=1))
+    await store.set_ack(again)
+    assert await store.list_acks() == [again]
 
 
 async def test_health_round_trips_and_survives_reopen(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from watcher.core.acks import Acknowledgement
 from watcher.core.events import Event, Kind, Severity, TargetRef
 from watcher.core.models import (
     ACTIVE_STATUSES,
@@ -198,8 +199,11 @@ def evaluate(
     target: TargetRef,
     cluster_name: str | None = None,
     enrichment: Enrichment | None = None,
+    ack: Acknowledgement | None = None,
 ) -> Evaluation:
     """Diff a new snapshot against the previous state and apply the time rules.
+
+    While ``ack`` is in force, reminders and repeated stall notices fire without an event.
 
     ``previous=None`` (or a state of another workflow uid) is first sight: one
     ``workflow.detected`` summary, and every time rule already due is marked as fired
@@ -254,7 +258,7 @@ def evaluate(
         pending_since=pending_since,
         vanished=False,
     )
-    timed, fired_after = _time_rules(state, ctx, policy, silent=False)
+    timed, fired_after = _time_rules(state, ctx, policy, silent=False, ack=ack)
     events = [*opening, *(e for _, e in sorted(task_events, key=lambda x: x[0])), *closing, *timed]
     state = replace(state, fired=_prune(fired_after, state))
     return Evaluation(_unique(events, previous.fired), state)
@@ -267,6 +271,7 @@ def evaluate_time(
     *,
     target: TargetRef,
     cluster_name: str | None = None,
+    ack: Acknowledgement | None = None,
 ) -> Evaluation:
     """Apply only the time rules to the last snapshot (no new one could be fetched).
 
@@ -277,7 +282,7 @@ def evaluate_time(
     now = _utc(now)
     as_of = previous.observed_at if now - previous.observed_at > policy.late_after else None
     ctx = _Ctx(target, cluster_name, previous.workflow, now, None, as_of=as_of)
-    events, fired = _time_rules(previous, ctx, policy, silent=False)
+    events, fired = _time_rules(previous, ctx, policy, silent=False, ack=ack)
     state = replace(previous, fired=_prune(fired, previous))
     return Evaluation(_unique(events, previous.fired), state)
 
@@ -895,13 +900,20 @@ def _reminder(state: WatchState, policy: Policy) -> _Reminder | None:
 
 
 def _time_rules(
-    state: WatchState, ctx: _Ctx, policy: Policy, *, silent: bool
+    state: WatchState,
+    ctx: _Ctx,
+    policy: Policy,
+    *,
+    silent: bool,
+    ack: Acknowledgement | None = None,
 ) -> tuple[list[Event], frozenset[str]]:
     """Events of every time rule newly due at ``ctx.now``, and the fired set after them.
 
-    ``silent`` (first sight) marks what is due as fired without emitting it.
+    ``silent`` (first sight) marks what is due as fired without emitting it; an ``ack`` in
+    force does the same for reminders and stall notices after the first.
     """
     now, wf = ctx.now, state.workflow
+    acked = ack is not None and ack.in_force(now)
     fired = set(state.fired)
     events: list[Event] = []
 
@@ -917,7 +929,7 @@ def _time_rules(
         if k >= 1 and k > stall.k_fired:
             key = f"{stall.prefix}{k}"
             fired.add(key)
-            if not silent:
+            if not silent and not (acked and k >= 2):
                 events.append(_stall_event(ctx, state, stall, key, policy))
 
     reminder = _reminder(state, policy)
@@ -926,7 +938,7 @@ def _time_rules(
         if k >= 1 and k > reminder.k_fired:
             key = f"{reminder.prefix}{k}"
             fired.add(key)
-            if not silent:
+            if not silent and not acked:
                 failed = [p for p in wf.points if p.status == TaskStatus.FAILED]
                 since = reminder.since
                 events.append(

@@ -16,9 +16,12 @@ Routes (SPEC.md section 8):
 - ``GET /api/v1/events/stream``  Server-Sent Events, one CloudEvents 1.0 JSON per event,
   ``id:`` = seq, resumable with ``Last-Event-ID`` (or ``?last_event_id=``)
 - ``GET /``  the status page (self-contained HTML)
+- ``/api/v1/silences`` and ``/api/v1/acks`` (when the runtime passes ``ops``): see
+  ``silences.py``
 
 An optional bearer token protects ``/api/`` only; the probes, metrics and the page stay open
-so that orchestrators and Prometheus need no secret (the page passes ``?token=`` on).
+so that orchestrators and Prometheus need no secret (the page asks for the token and keeps
+it in the tab's sessionStorage).
 
 Shutdown (LIBRARIES.md 5.2): an ``on_shutdown`` hook, registered before the runner is set
 up, sets an ``asyncio.Event`` and closes every stream's subscription, so open SSE
@@ -32,6 +35,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final
@@ -43,6 +47,8 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from watcher.core.ports import Clock, Store, StoredEvent, SystemClock
+from watcher.http import limits, silences
+from watcher.http.silences import OpsSource
 from watcher.http.status import StatusSource
 from watcher.runtime.feed import EventFeed, SubscriberDroppedError, Subscription
 from watcher.runtime.metrics import Metrics
@@ -56,6 +62,8 @@ _REPLAY_PAGE: Final = 500
 _REPLAY_FROM_EMPTY: Final = 10_000
 _STORE_TIMEOUT_S: Final = 2.0
 _SSE_RETRY_MS: Final = 2000
+MAX_CURSOR: Final = 2**63 - 1  # SQLite's largest INTEGER: every seq fits
+_COUNT: Final = re.compile(r"-?[0-9]{1,25}")  # ASCII only; longer is rejected before int()
 CLOUDEVENT_TYPE_PREFIX: Final = "com.huaweicloud.cce.upgrade."
 CLOUDEVENT_SOURCE_PREFIX: Final = "cce-upgrade-watcher/"
 
@@ -102,6 +110,7 @@ def build_app(
     metrics: Metrics | None = None,
     clock: Clock | None = None,
     heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+    ops: OpsSource | None = None,
 ) -> web.Application:
     """Build the application; nothing listens until ``start_http``.
 
@@ -133,6 +142,8 @@ def build_app(
     app.router.add_get("/api/v1/workflows", _workflows)
     app.router.add_get("/api/v1/events", _events)
     app.router.add_get("/api/v1/events/stream", _stream)
+    if ops is not None:
+        silences.add_routes(app, ops, clock or SystemClock(), token_set=token is not None)
     return app
 
 
@@ -154,12 +165,32 @@ class HttpServer:
         await self.runner.cleanup()
 
 
-async def start_http(app: web.Application, host: str, port: int) -> HttpServer:
-    """Listen on host:port (0 picks a free port) in the running loop."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2, handle_signals=False)
+async def start_http(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    header_timeout_s: float = limits.HEADER_TIMEOUT_S,
+    max_connections: int = limits.MAX_CONNECTIONS,
+) -> HttpServer:
+    """Listen on host:port (0 picks a free port) in the running loop.
+
+    A connection must send a complete request within ``header_timeout_s`` (and may idle
+    that long between requests); at most ``max_connections`` are open at once (limits.py).
+    """
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=2,
+        handle_signals=False,
+        keepalive_timeout=header_timeout_s,
+    )
     await runner.setup()
+    if runner.server is None:  # setup() always makes one; narrows the type
+        raise RuntimeError("aiohttp runner has no server after setup()")
+    limits.cap_connections(runner.server, max_connections)
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, backlog=limits.ACCEPT_BACKLOG)
         await site.start()
     except BaseException:
         await runner.cleanup()
@@ -312,12 +343,24 @@ def _int_param(request: web.Request, name: str, default: int, *, minimum: int) -
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _bad_request(f"{name} must be an integer") from None
+    value = parse_count(raw, name)
     if value < minimum:
         raise _bad_request(f"{name} must be at least {minimum}")
+    return value
+
+
+def parse_count(raw: str, name: str) -> int:
+    """A cursor or count from a client: plain ASCII digits that fit SQLite's INTEGER.
+
+    ``int()`` alone would take ``" 1_0"``, ``"+5"`` and non-ASCII digits, and a value past
+    2**63-1 fails in SQLite with OverflowError: a 500, or a broken SSE stream.
+    """
+    text = raw.strip()
+    if _COUNT.fullmatch(text) is None:
+        raise _bad_request(f"{name} must be an integer between 0 and {MAX_CURSOR}")
+    value = int(text)
+    if value > MAX_CURSOR:
+        raise _bad_request(f"{name} must be an integer between 0 and {MAX_CURSOR}")
     return value
 
 
@@ -357,10 +400,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     resume_after: int | None = None
     if last_id:
-        try:
-            resume_after = int(last_id)
-        except ValueError:
-            raise _bad_request("Last-Event-ID must be an event seq") from None
+        resume_after = parse_count(last_id, "Last-Event-ID")
         if resume_after < 0:
             raise _bad_request("Last-Event-ID must not be negative")
 

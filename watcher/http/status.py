@@ -25,7 +25,9 @@ strings with offset)::
       "points": [{"task_type", "task_id", "status", "started_at", "ended_at",
                   "expires_at", "duration_s"}],   # in the API's order; duration of a running
                                                   # task counts up to "now"
-      "lines": [{"start", "end", "critical"}]     # edges by task type
+      "lines": [{"start", "end", "critical"}],    # edges by task type
+      "ack": {"workflow_key", "by", "note", "created_at", "until", "ended_at"} | null
+                                       # an operator's acknowledgement in force
     }
 """
 
@@ -96,6 +98,7 @@ class WorkflowView(TypedDict):
     precheck_expires_in_s: float | None
     points: list[PointView]
     lines: list[LineView]
+    ack: dict[str, Any] | None
 
 
 WORKFLOW_VIEW_KEYS = frozenset(WorkflowView.__annotations__)
@@ -113,10 +116,12 @@ def workflow_view(
     observed_at: datetime | None = None,
     next_poll_at: datetime | None = None,
     last_error: str | None = None,
+    ack: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build one workflows-list entry from core models (pure; ``now`` drives countdowns).
 
-    The shape is built by watcher.core.summary, which `check --json` shares.
+    The shape is built by watcher.core.summary, which `check --json` shares; ``ack`` is
+    the acknowledgement in force (``Acknowledgement.to_json()``), if any.
     """
     return summarize(
         workflow,
@@ -128,5 +133,4 @@ def workflow_view(
         observed_at=observed_at,
         next_poll_at=next_poll_at,
         last_error=last_error,
-    )
-
+    ) | {"ack": ack}

@@ -16,6 +16,8 @@ from apprise import NotifyFormat
 from apprise.decorators import notify
 from apprise.manager_plugins import NotificationManager
 
+from watcher import textsafe
+
 SCHEME = "console"
 
 _lock = threading.Lock()
@@ -23,7 +25,10 @@ _lock = threading.Lock()
 
 def _print(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
     """Print one notification; runs in one of apprise's worker threads."""
-    tag = f"[{notify_type.upper()}]"
+    tag = f"[{textsafe.inert(notify_type).upper()}]"
+    # The text carries cloud strings: inert here too, whatever rendered it (LIBRARIES 1.10).
+    title = textsafe.inert(title)
+    body = textsafe.inert(body, multiline=True)
     # Our default titles already start with the severity tag; do not print it twice.
     lines = [title if title.startswith(tag) else f"{tag} {title}".rstrip()]
     if body:

@@ -42,6 +42,7 @@ from apprise import AppriseResultStatus, NotifyFormat, NotifyType
 from watcher.core.errors import ConfigError
 from watcher.core.events import Severity
 from watcher.core.ports import RenderedMessage, SendResult
+from watcher.logs import register_secret
 from watcher.notify import console
 from watcher.notify.redact import RedactingFilter
 from watcher.notify.targets import NotifyUrl
@@ -121,6 +122,10 @@ class AppriseSender:
             secrets.add(url.url)
         self._filter = RedactingFilter(secrets)
         self._install_filter()
+        # Also the process-wide registry: a URL's token can reach any logger (requests,
+        # urllib3.connection, an exception message logged by the dispatcher).
+        for secret in secrets:
+            register_secret(secret)
         self._entries: dict[str, _Entry] = {}
         problems: list[str] = []
         for url in urls:

@@ -37,6 +37,13 @@ _EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _AUTH_WORDS = frozenset({"bearer", "basic", "token", "digest"})
 _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://")
+# URL parts that are never secret: lowercase words ("send", "cgi-bin") and DNS names or
+# addresses ("qyapi.weixin.qq.com", "127.0.0.1"). A native webhook URL keeps such parts
+# that apprise's normalised form drops; registering them would mask "send" in every log.
+_PUBLIC_PART = re.compile(r"[a-z][a-z-]*|[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?")
+# A path segment or value that looks like a token even where apprise prints it in clear
+# (a generic json:// webhook's path): 8+ characters mixing digits or capitals in.
+_TOKEN_LIKE = re.compile(r"(?=.*[0-9A-Z])[A-Za-z0-9_~.+=-]{8,}")
 
 
 log = logging.getLogger(__name__)
@@ -139,7 +146,9 @@ def _secrets_of(url: str, masked: str) -> frozenset[str]:
             candidates.append(value)
     for candidate in candidates:
         plain = unquote(candidate)
-        if len(plain) >= redact.MIN_SECRET_LEN and plain not in masked_plain:
+        if len(plain) < redact.MIN_SECRET_LEN or _PUBLIC_PART.fullmatch(plain):
+            continue  # "send", "services", "hooks.slack.com": masking them hides nothing
+        if plain not in masked_plain or _TOKEN_LIKE.fullmatch(plain):
             found.add(candidate)
     expanded: set[str] = set()
     for secret in found:

@@ -3,9 +3,12 @@
 One message per workflow per poll per URL: ``render()`` turns a small timeline of events
 into one RenderedMessage titled by the most severe of them. Two default flavors ship as
 package files (``templates/{chat,email}_{title,body}.j2``): compact for chat, fuller for
-e-mail. Users may override the title and body per event kind in the config; overrides are
-compiled once at load, so a syntax error is a config error, and an override that fails at
-render time falls back to the default with a warning instead of losing the notification.
+e-mail. Users may override the title and body per event kind in the config, or replace the
+defaults with files of the same names in ``template_dir``. Everything is compiled once at
+load (a syntax error is a config error), ``check()`` renders every template against sample
+events of every kind for ``config validate``, and a template that still fails at send time
+falls back (override, then template_dir file, then built-in) with a warning: a broken
+template never costs a notification.
 
 The output is plain TEXT (autoescape off): the sender passes ``NotifyFormat.TEXT`` and
 apprise escapes it for HTML services. API-derived strings are still untrusted, so every
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -27,6 +30,7 @@ import jinja2
 import structlog
 from jinja2.sandbox import SandboxedEnvironment
 
+from watcher import textsafe
 from watcher.core.errors import ConfigError
 from watcher.core.events import Event, Kind, Severity, TargetRef, most_severe
 from watcher.core.ports import RenderedMessage
@@ -37,22 +41,22 @@ log = structlog.get_logger(__name__)
 MAX_TITLE_LEN = 250  # apprise's title limit for most services (LIBRARIES.md 1.4)
 PARTS = ("title", "body")
 
-# C0/C1 controls except tab and newline, DEL, and the bidi embedding/override/isolate marks.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f]")
 _BLANK_RUN = re.compile(r"\n{3,}")
 
 
 def strip_controls(text: str) -> str:
-    """``text`` without control characters (newlines and tabs are kept; CR is dropped)."""
-    return _CONTROL.sub("", text)
+    """``text`` made inert (watcher.textsafe); newlines and tabs are kept, CR is dropped."""
+    return textsafe.inert(text, multiline=True)
 
 
 def _finalize(value: Any) -> Any:
+    # Every interpolated value is one inert line: a cluster name holding "\nSubject: x"
+    # cannot forge a line (or a header-like line in an e-mail body).
     if value is None:
         return ""
-    if isinstance(value, str):
-        return strip_controls(value)
-    return value
+    if isinstance(value, int | float):
+        return value
+    return textsafe.inert(value)
 
 
 def fmt_datetime(value: datetime | None) -> str:
@@ -144,6 +148,12 @@ def build_context(events: Sequence[Event], flavor: Flavor) -> dict[str, Any]:
         "from_version": _first(events, "from_version"),
         "to_version": _first(events, "to_version"),
         "flavor": flavor,
+        # "acknowledged by NAME: note" when an operator acknowledged the workflow
+        # (watcher.core.acks); the first message after it says so.
+        "acknowledged": next(
+            (a["text"] for e in events if isinstance(a := e.details.get("acknowledged"), dict)),
+            None,
+        ),
     }
 
 
@@ -193,15 +203,22 @@ class Renderer:
         where: str = "notify.templates",
     ) -> None:
         self._env = make_environment(template_dir)
+        self._where = where
         problems: list[str] = []
+        # The package's own templates: the last resort when a user's template fails.
+        builtin_env = make_environment(None)
+        self._builtin: dict[tuple[Flavor, str], jinja2.Template] = {}
         self._defaults: dict[tuple[Flavor, str], jinja2.Template] = {}
         for flavor in FLAVORS:
             for part in PARTS:
                 name = f"{flavor}_{part}.j2"
+                self._builtin[(flavor, part)] = builtin_env.get_template(name)
                 try:
                     self._defaults[(flavor, part)] = self._env.get_template(name)
                 except jinja2.TemplateError as exc:
-                    problems.append(f"{where}: template file {name}: {_describe(exc)}")
+                    problems.append(
+                        f"{where}: template file {_file_of(exc, name)}: {_describe(exc)}"
+                    )
         self._overrides: dict[str, _Override] = {}
         for kind, parts in (overrides or {}).items():
             compiled = self._compile_override(kind, parts, where, problems)
@@ -242,21 +259,69 @@ class Renderer:
                 return override
         return None
 
+    def _candidates(
+        self, part: str, flavor: Flavor, kind: str, override: _Override | None
+    ) -> list[tuple[str, jinja2.Template]]:
+        """The templates to try for one part, in order, each with a label for messages.
+
+        A user's override, then the default (a ``template_dir`` file when there is one),
+        then the built-in template, which is never skipped.
+        """
+        found: list[tuple[str, jinja2.Template]] = []
+        template = getattr(override, part) if override is not None else None
+        if template is not None:
+            found.append((f"{self._where}.{self._pattern_for(kind)}.{part}", template))
+        default = self._defaults[(flavor, part)]
+        builtin = self._builtin[(flavor, part)]
+        if default is not builtin and default.filename != builtin.filename:
+            found.append((f"template file {default.filename}", default))
+        found.append((f"built-in template {flavor}_{part}.j2", builtin))
+        return found
+
+    def _pattern_for(self, kind: str) -> str:
+        if kind in self._overrides:
+            return kind
+        return next((p for p in self._overrides if fnmatchcase(kind, p)), kind)
+
     def _render_part(
         self, part: str, flavor: Flavor, context: dict[str, Any], override: _Override | None
     ) -> str:
-        template = getattr(override, part) if override is not None else None
-        if template is not None:
+        *users, (_, builtin) = self._candidates(part, flavor, context["kind"], override)
+        for label, template in users:
             try:
                 return str(template.render(context))
-            except Exception as exc:  # any user-template failure falls back to the default
+            except Exception as exc:  # any user-template failure falls back, never loses
                 log.warning(
                     "notify.template_failed",
+                    template=label,
                     kind=context["kind"],
                     part=part,
-                    error=_describe(exc),
+                    error=_describe(exc, template),
+                    fallback="next template",
                 )
-        return str(self._defaults[(flavor, part)].render(context))
+        return str(builtin.render(context))
+
+    def check(self) -> list[str]:
+        """Render every configured template against sample events of every kind.
+
+        One line per broken template (its override key or file, and the first error), for
+        ``config validate``; at send time the same failure would fall back to the built-in.
+        """
+        problems: dict[str, str] = {}
+        for events in sample_timelines():
+            kind = headline(events).kind
+            override = self._override_for(kind)
+            for flavor in FLAVORS:
+                context = build_context(events, flavor)
+                for part in PARTS:
+                    for label, template in self._candidates(part, flavor, kind, override):
+                        if label in problems:
+                            continue
+                        try:
+                            template.render(context)
+                        except Exception as exc:  # reported, not raised: list them all
+                            problems[label] = f"{label}: {_describe(exc, template)} (kind {kind})"
+        return list(problems.values())
 
     def render(self, events: Sequence[Event], flavor: Flavor = "chat") -> RenderedMessage:
         """One message for ``events`` (one workflow, one poll), titled by the loudest."""
@@ -290,10 +355,68 @@ class Renderer:
         return render
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, template: jinja2.Template | None = None) -> str:
+    """One line: the error and, when known, the template line it happened on."""
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return f"{exc.message} (line {exc.lineno})"
-    return f"{type(exc).__name__}: {exc}"
+    text = textsafe.inert(f"{type(exc).__name__}: {exc}")
+    line = _template_line(exc, template)
+    return f"{text} (line {line})" if line else text
+
+
+def _template_line(exc: BaseException, template: jinja2.Template | None) -> int | None:
+    """The template line of a render error: Jinja rewrites its traceback frames so that
+    they carry the template's file name (``<template>`` for strings) and line."""
+    if template is None:
+        return None
+    names = {template.filename or "<template>", "<template>"}
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename in names:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _file_of(exc: jinja2.TemplateError, name: str) -> str:
+    return getattr(exc, "filename", None) or name
+
+
+def sample_timelines() -> list[list[Event]]:
+    """Sample events of every kind, full and sparse, alone and after another event.
+
+    The sparse one has only the required fields (a template must cope with None); the
+    full one carries failed check items, an expiry and a late observation.
+    """
+    base = sample_event(now=datetime(2024, 5, 1, 10, 0, tzinfo=UTC))
+    out: list[list[Event]] = []
+    for kind in Kind:
+        severity = Severity.FAILURE if "fail" in kind or "unreach" in kind else Severity.WARNING
+        full = replace(
+            base,
+            kind=str(kind),
+            severity=severity,
+            dedup_key=f"sample:{kind}",
+            expires_at=base.observed_at + timedelta(minutes=30),
+            late_since=base.observed_at - timedelta(minutes=5),
+            details={
+                "failed_items": [
+                    {"name": "NodeOSCheck", "node": "192.168.0.21", "message": "unsupported OS"},
+                    "DeprecatedAPICheck",
+                ]
+            },
+        )
+        sparse = Event(
+            dedup_key=f"sample-sparse:{kind}",
+            kind=str(kind),
+            severity=Severity.INFO,
+            target=replace(base.target, labels={}),
+            observed_at=base.observed_at,
+            message=f"{kind} (sample)",
+        )
+        out += [[full], [sparse], [sparse, full]]
+    return out
 
 
 def sample_event(target: TargetRef | None = None, now: datetime | None = None) -> Event:

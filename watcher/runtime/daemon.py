@@ -35,6 +35,7 @@ from watcher.runtime import sdnotify
 from watcher.runtime.budget import HostBudget
 from watcher.runtime.feed import EventFeed
 from watcher.runtime.metrics import Metrics
+from watcher.runtime.ops import OpsState
 from watcher.runtime.scheduler import PollScheduler
 from watcher.runtime.watch import (
     CloudSource,
@@ -117,6 +118,9 @@ class Daemon:
         )
         self.clients = self._make_clients(settings)
         self.notify = notify_plan(settings, self.extra_urls)
+        self.ops = OpsState(self.store, self.clock, on_count=self.metrics.set_silences_active)
+        self.ops.config_silences = list(self.notify.silences)
+        await self.ops.refresh()
         self.sender = AppriseSender(
             self.notify.urls, storage_path=Path(settings.state_dir) / "apprise"
         )
@@ -124,6 +128,7 @@ class Daemon:
         self.ctx = self._make_context(settings, self.notify)
         self._spawn(self._run_dispatcher(), "dispatcher")
         self._spawn(self._pump_feed(), "feed")
+        self._spawn(self.ops.run(), "silences")
         if settings.http.enabled:
             token = settings.http.token.get_secret_value() if settings.http.token else None
             app = build_app(
@@ -134,6 +139,7 @@ class Daemon:
                 token=token,
                 metrics=self.metrics,
                 clock=self.clock,
+                ops=self.ops,
             )
             self.http = await start_http(app, settings.http.host, settings.http.port)
             log.info("http.listening", url=self.http.url)
@@ -170,7 +176,7 @@ class Daemon:
     def _make_context(self, settings: Settings, plan: NotifyPlan) -> WatchContext:
         return WatchContext(
             store=self.store,
-            plan=plan.plan,
+            plan=self.ops.planner(plan.urls, plan.routes),
             policy=settings.policy.to_policy(),
             poll=settings.polling.to_poll_policy(),
             clock=self.clock,
@@ -178,6 +184,7 @@ class Daemon:
             on_polled=self._polled,
             unreachable_after=settings.polling.unreachable_after,
             max_backoff_s=settings.polling.max_backoff_s,
+            ops=self.ops,
         )
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -285,6 +292,8 @@ class Daemon:
 
     def _finish(self, watch: WorkflowWatch) -> None:
         self.watches.pop(watch.key, None)
+        if watch.target.name not in self.discoveries:  # a workflow target: nothing left to poll
+            self.metrics.forget_target(watch.target.name)
         self.finished[watch.key] = watch
         while len(self.finished) > FINISHED_SHOWN:
             self.finished.popitem(last=False)
@@ -300,6 +309,7 @@ class Daemon:
         if discovery is not None:
             self.scheduler.remove(discovery.key)
         self.healths.pop(name, None)
+        self.metrics.forget_target(name)
 
     # -- commits, feed, metrics ----------------------------------------------------------
 
@@ -389,7 +399,12 @@ class Daemon:
     def workflows(self) -> list[dict[str, Any]]:
         now = self.clock.now()
         watches = [*self.finished.values(), *self.watches.values()]
-        return [s for w in watches if (s := w.summary(now)) is not None]
+        acks = self.ops.workflow_acks()
+        return [
+            s | {"ack": ack.to_json() if (ack := acks.get(w.key)) else None}
+            for w in watches
+            if (s := w.summary(now)) is not None
+        ]
 
     # -- control ---------------------------------------------------------------------------
 
@@ -422,6 +437,8 @@ class Daemon:
                 discovery.client = self.clients.for_target(discovery.target)
         self._swap_dispatcher(sender, plan)
         self.notify = plan
+        self.ops.config_silences = list(plan.silences)
+        await self.ops.refresh()
         self.ctx = self._make_context(new, plan)
         old_targets = {t.name: t for t in old.targets}
         new_targets = {t.name: t for t in new.targets}

@@ -9,15 +9,25 @@ Label cardinality is bounded on purpose: phases and task statuses are open strin
 cloud, so the per-workflow gauges keep exactly one series per (workflow, phase) and per
 (workflow, task, status). When a value changes, the old series is removed, not left at 0,
 and ``forget_workflow`` drops every series of a workflow that is no longer watched.
+
+The per-target ``target_up`` and ``target_last_success_timestamp_seconds`` gauges and the
+heartbeat gauge exist for alerting (deploy/prometheus/): a series that is absent means "not
+watched" or "not configured", never "failing", so no alert fires for what nobody asked for.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import platform
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from watcher import __version__
 
 PREFIX = "cce_watcher_"
 
@@ -27,14 +37,50 @@ DeliveryResult = Literal["sent", "failed", "dead"]
 _POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
 _API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
 _UNKNOWN = "unknown"
+# Poll results that prove the target answered as expected ("gone" is a clean 404).
+_REACHED = frozenset({"ok", "gone"})
 
 
 class Metrics:
     """Every metric the daemon exports, registered on one CollectorRegistry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, wall_clock: Callable[[], float] = time.time
+    ) -> None:
         self.registry = registry
+        # Unix time for *_timestamp_seconds: Prometheus compares them with its own time().
+        self._wall_clock = wall_clock
         p = PREFIX
+        build = Gauge(
+            f"{p}build_info",
+            "Always 1; the labels say which version runs on which Python.",
+            ["version", "python"],
+            registry=registry,
+        )
+        build.labels(version=__version__, python=platform.python_version()).set(1)
+        self._target_up = Gauge(
+            f"{p}target_up",
+            "1 when the last poll of the target succeeded, 0 when it failed.",
+            ["target"],
+            registry=registry,
+        )
+        self._target_last_success = Gauge(
+            f"{p}target_last_success_timestamp_seconds",
+            "Unix time of the last successful poll of the target.",
+            ["target"],
+            registry=registry,
+        )
+        self._heartbeats = Counter(
+            f"{p}heartbeats",
+            "Outbound heartbeat pings, by result (ok, failed); none without a heartbeat URL.",
+            ["result"],
+            registry=registry,
+        )
+        self._heartbeat_last_success = _UnsetGauge(
+            f"{p}heartbeat_last_success_timestamp_seconds",
+            "Unix time of the last heartbeat ping that succeeded; absent until one did.",
+            registry,
+        )
         self._polls = Counter(
             f"{p}polls",
             "Polls finished, by target and result.",
@@ -112,6 +158,11 @@ class Metrics:
         self._scheduler_up = Gauge(
             f"{p}scheduler_up", "1 while the polling scheduler runs.", registry=registry
         )
+        self._silences = Gauge(
+            f"{p}silences_active",
+            "Silences in force now (config file and added at run time).",
+            registry=registry,
+        )
         # Current label values, so a change removes the old series instead of leaving it.
         self._phases: dict[tuple[str, str], str] = {}
         self._tasks: dict[tuple[str, str], dict[str, str]] = {}
@@ -120,9 +171,22 @@ class Metrics:
     # -- polling and the cloud API -------------------------------------------------------
 
     def poll_finished(self, target: str, result: PollResult | str, seconds: float) -> None:
-        """Count one finished poll and record how long it took."""
+        """Count one finished poll, record how long it took and whether the target is up."""
+        # The auth series exists at 0 from the first poll on, so that increase() in the
+        # CceWatcherAuthFailed alert sees the very first refused poll (0 -> 1).
+        self._polls.labels(target=target, result="auth")
         self._polls.labels(target=target, result=result).inc()
         self._poll_seconds.labels(target=target).observe(max(0.0, seconds))
+        reached = result in _REACHED
+        self._target_up.labels(target=target).set(1 if reached else 0)
+        if reached:
+            self._target_last_success.labels(target=target).set(self._wall_clock())
+
+    def forget_target(self, target: str) -> None:
+        """Drop a target's up/last-success series: it is no longer polled (removed, or its
+        one workflow finished), so "no successful poll" must not fire for it."""
+        _remove(self._target_up, target)
+        _remove(self._target_last_success, target)
 
     def api_response(
         self,
@@ -216,6 +280,42 @@ class Metrics:
 
     def set_scheduler_up(self, up: bool) -> None:
         self._scheduler_up.set(1 if up else 0)
+
+    def set_silences_active(self, count: int) -> None:
+        self._silences.set(count)
+
+    def heartbeat_sent(self, ok: bool) -> None:
+        """Record one outbound heartbeat ping (the dead-man's switch) and its result."""
+        self._heartbeats.labels(result="ok" if ok else "failed").inc()
+        if ok:
+            self._heartbeat_last_success.set(self._wall_clock())
+
+
+class _UnsetGauge(Collector):
+    """A label-less gauge with no sample until it is first set.
+
+    prometheus-client's Gauge always exports a value (0 before any set), which an alert on
+    ``time() - gauge`` would read as "last success in 1970" on a daemon without the feature.
+    """
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._value: float | None = None
+        registry.register(self)
+
+    def set(self, value: float) -> None:
+        self._value = value
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Registers the name, so a clash with another metric fails at start, not at scrape.
+        yield GaugeMetricFamily(self._name, self._documentation)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._name, self._documentation)
+        if self._value is not None:
+            family.add_metric([], self._value)
+        yield family
 
 
 def _remove(metric: Gauge, *labels: str) -> None:

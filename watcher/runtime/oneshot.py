@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from watcher import textsafe
 from watcher.cloud.http import make_session
 from watcher.config import Settings
 from watcher.core.errors import WatcherError
@@ -71,7 +72,9 @@ async def check(settings: Settings, *, as_json: bool) -> tuple[int, str]:
     code = 2 if errors else (1 if any(needs_attention(s) for s in summaries) else 0)
     if as_json:
         return code, json.dumps({"workflows": summaries, "errors": errors}, indent=2)
-    parts = [format_text(s) for s in summaries] + [f"error: {e}" for e in errors]
+    # Cloud strings are untrusted: one inert line each (JSON above escapes them already).
+    parts = [format_text(textsafe.inert_tree(s)) for s in summaries]
+    parts += [f"error: {textsafe.inert(e)}" for e in errors]
     if not summaries and not errors:
         parts.append("no workflows found")
     return code, "\n\n".join(parts)
@@ -109,19 +112,24 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
             ],
             indent=2,
         )
+    safe = textsafe.inert  # stored text came from the cloud or from a remote service
     lines = []
     for row in rows:
         e = row.event
         late = " (observed late)" if e.observed_late else ""
+        muted = f" (silenced by {sid})" if (sid := e.details.get("silenced_by")) else ""
         lines.append(
-            f"{row.seq:>6}  {e.observed_at:%Y-%m-%d %H:%M:%S}  {e.severity:<8} "
-            f"{e.kind:<26} {e.target.name}: {e.message}{late}"
+            f"{row.seq:>6}  {e.observed_at:%Y-%m-%d %H:%M:%S}  {safe(e.severity):<8} "
+            f"{safe(e.kind):<26} {safe(e.target.name)}: {safe(e.message)}{late}{safe(muted)}"
         )
         for d in row.deliveries:
-            error = f"  ({d.last_error})" if d.last_error else ""
+            error = f"  ({safe(d.last_error)})" if d.last_error else ""
             # Attempts that got no answer in time: the service may have had it already.
             maybe = f", {d.maybe_delivered} maybe delivered" if d.maybe_delivered else ""
-            lines.append(f"{'':>8}-> {d.url_key}: {d.state}, {d.attempts} attempts{maybe}{error}")
+            lines.append(
+                f"{'':>8}-> {safe(d.url_key)}: {safe(d.state)}, {d.attempts} attempts"
+                f"{maybe}{error}"
+            )
     return "\n".join(lines) or "no events yet"
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import structlog
 
@@ -41,6 +41,9 @@ from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import Clock, PlannedDelivery, Store
 from watcher.core.summary import summarize
 from watcher.runtime import budget
+
+if TYPE_CHECKING:
+    from watcher.runtime.ops import OpsState
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +87,8 @@ class WatchContext:
     unreachable_after: int = 5
     max_backoff_s: float = 600.0
     rand: Callable[[], float] = random.random
+    # Run-time silences and acknowledgements (None: none, as in `check`).
+    ops: OpsState | None = None
 
 
 def error_kind(exc: BaseException) -> str:
@@ -123,6 +128,8 @@ class TargetHealth:
         if changed:
             await ctx.store.save_kv(f"health/{self.target.name}", new.to_json())
         if events:
+            if ctx.ops is not None:
+                events = tuple(ctx.ops.annotate(f"{self.target.name}/_target", events, now))
             stored = await ctx.store.commit_poll(
                 f"{self.target.name}/_target", None, events, ctx.plan(events, now)
             )
@@ -208,6 +215,7 @@ class WorkflowWatch:
             target=self.target,
             cluster_name=self.cluster_name,
             enrichment=enrichment,
+            ack=ctx.ops.ack_for(self.key, now) if ctx.ops is not None else None,
         )
         await self._commit(ctx, result, now)
         self._last_workflow = workflow
@@ -243,10 +251,14 @@ class WorkflowWatch:
 
     async def _commit(self, ctx: WatchContext, result: engine.Evaluation, now: datetime) -> None:
         events = list(result.events)
+        if ctx.ops is not None and events:
+            events = ctx.ops.annotate(self.key, events, now)
         stored = await ctx.store.commit_poll(
             self.key, result.state.to_json(), events, ctx.plan(events, now) if events else []
         )
         self.state = result.state
+        if ctx.ops is not None and stored:
+            await ctx.ops.committed(self.key, stored, now)
         if stored:
             for event in stored:
                 log.info(

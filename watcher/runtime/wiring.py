@@ -137,6 +137,22 @@ class NotifyPlan:
         return self.renderer.for_urls(self.urls)
 
 
+def config_silences(settings: Settings) -> list[routing.Silence]:
+    """The config file's ``[[silences]]``, named ``config:1``, ``config:2``, ..."""
+    return [
+        routing.Silence(
+            until=s.until,
+            target=s.target,
+            cluster_id=s.cluster_id,
+            workflow_id=s.workflow_id,
+            kinds=tuple(s.kinds),
+            id=f"config:{i}",
+            comment=s.reason,
+        )
+        for i, s in enumerate(settings.silences, start=1)
+    ]
+
+
 def notify_plan(settings: Settings, extra_urls: Sequence[str] = ()) -> NotifyPlan:
     n = settings.notify
     routes = [
@@ -150,19 +166,15 @@ def notify_plan(settings: Settings, extra_urls: Sequence[str] = ()) -> NotifyPla
         )
         for r in n.routes
     ]
-    silences = [
-        routing.Silence(
-            until=s.until,
-            target=s.target,
-            cluster_id=s.cluster_id,
-            workflow_id=s.workflow_id,
-            kinds=tuple(s.kinds),
-        )
-        for s in settings.silences
-    ]
+    silences = config_silences(settings)
+    return NotifyPlan(notify_urls(settings, extra_urls), routes, silences, make_renderer(settings))
+
+
+def make_renderer(settings: Settings) -> Renderer:
+    """The Renderer for the configured overrides and template_dir (ConfigError if broken)."""
+    templates = settings.notify.templates
     overrides = {
         kind: {k: v for k, v in (("title", o.title), ("body", o.body)) if v is not None}
-        for kind, o in n.templates.kinds.items()
+        for kind, o in templates.kinds.items()
     }
-    renderer = Renderer(overrides, n.templates.template_dir)
-    return NotifyPlan(notify_urls(settings, extra_urls), routes, silences, renderer)
+    return Renderer(overrides, templates.template_dir)

@@ -102,13 +102,36 @@ _V1 = (
 )
 
 _V2 = (
+    # Silences added at run time (CLI, API): when they start and who added them. ``reason``
+    # is the comment. Expiring one sets ``until`` to now, so the history stays listed.
+    "ALTER TABLE silences ADD COLUMN starts_at TEXT",
+    "ALTER TABLE silences ADD COLUMN creator TEXT NOT NULL DEFAULT ''",
+    # At most one acknowledgement per workflow: a new one replaces the previous.
+    # ``ended_at`` is set when the workflow changed after it (it then no longer applies).
+    """
+    CREATE TABLE acks (
+        workflow_key TEXT PRIMARY KEY,
+        by           TEXT NOT NULL,
+        note         TEXT NOT NULL DEFAULT '',
+        created_at   TEXT NOT NULL,
+        until        TEXT NOT NULL,
+        ended_at     TEXT
+    )
+    """,
+)
+
+_V3 = (
     # Attempts of a delivery whose outcome is unknown: the request was sent and no answer
     # came within the send timeout, so the service may have the message ("maybe
     # delivered"). Shown by `events`, so a duplicate at the receiver can be explained.
     "ALTER TABLE deliveries ADD COLUMN maybe_delivered INTEGER NOT NULL DEFAULT 0",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2))
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, _V1),
+    Migration(2, _V2),
+    Migration(3, _V3),
+)
 
 LATEST_VERSION = MIGRATIONS[-1].version
 

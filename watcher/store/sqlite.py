@@ -1,8 +1,8 @@
 """The durable state of one watcher process in a single SQLite file (SPEC.md sections 4, 9).
 
 It implements ``watcher.core.ports.Store``: workflow snapshots, events with unique dedup keys
-(their ``seq`` is the feed cursor), and the delivery outbox, plus silences and a small
-key-value table for target health.
+(their ``seq`` is the feed cursor), and the delivery outbox, plus silences, acknowledgements
+and a small key-value table for target health.
 
 Threading decision: the stdlib ``sqlite3`` module is used directly on the event loop thread.
 Every method runs one short transaction (sub-millisecond under WAL with synchronous=NORMAL:
@@ -29,25 +29,16 @@ import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from watcher.core.acks import Acknowledgement
 from watcher.core.events import Event
 from watcher.core.ports import Clock, Delivery, PlannedDelivery, StoredEvent, SystemClock
+from watcher.notify.routing import Silence
 from watcher.store import schema
-
-
-@dataclass(frozen=True, slots=True)
-class Silence:
-    """A stored silence: matcher JSON (interpreted by the rules, opaque here) and its end."""
-
-    id: int
-    matcher: dict[str, Any]
-    until: datetime
-    reason: str
-    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,44 +430,109 @@ class SqliteStore:
         ]
 
     # -- silences -----------------------------------------------------------------------
+    # The production model is watcher.notify.routing.Silence; the store gives it its id.
 
-    async def add_silence(
-        self, matcher: Mapping[str, Any], until: datetime, reason: str = ""
-    ) -> Silence:
+    async def add_silence(self, silence: Silence) -> Silence:
+        """Store a silence (its ``id`` and ``created_at`` are ignored); return it with both."""
         now = self._clock.now()
         with self._write() as conn:
             cur = conn.execute(
-                "INSERT INTO silences (matcher, until, reason, created_at) VALUES (?, ?, ?, ?)",
-                (_dumps(dict(matcher)), _ts(until), reason, _ts(now)),
+                "INSERT INTO silences (matcher, until, reason, created_at, starts_at, creator) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    _dumps(silence.matcher()),
+                    _ts(silence.until),
+                    silence.comment,
+                    _ts(now),
+                    None if silence.starts_at is None else _ts(silence.starts_at),
+                    silence.creator,
+                ),
             )
         if cur.lastrowid is None:  # pragma: no cover - sqlite3 always sets it after an INSERT
             raise RuntimeError("INSERT returned no row id")
-        return Silence(
-            id=cur.lastrowid,
-            matcher=dict(matcher),
-            until=_dt(_ts(until)),
-            reason=reason,
+        return replace(
+            silence,
+            id=str(cur.lastrowid),
+            until=_dt(_ts(silence.until)),
+            starts_at=None if silence.starts_at is None else _dt(_ts(silence.starts_at)),
             created_at=_dt(_ts(now)),
         )
 
     async def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
-        """All silences by id, or only those still in force at ``active_at``."""
-        sql = "SELECT id, matcher, until, reason, created_at FROM silences"
+        """All silences by id, or only those not yet ended at ``active_at`` (including
+        those that start later: a planned maintenance is listed before it begins)."""
+        sql = "SELECT id, matcher, until, reason, created_at, starts_at, creator FROM silences"
         args: tuple[Any, ...] = ()
         if active_at is not None:
             sql += " WHERE until > ?"
             args = (_ts(active_at),)
         rows = self._connection().execute(sql + " ORDER BY id", args).fetchall()
-        return [
-            Silence(id=i, matcher=dict(json.loads(m)), until=_dt(u), reason=r, created_at=_dt(c))
-            for i, m, u, r, c in rows
-        ]
+        return [_silence(row) for row in rows]
+
+    async def expire_silence(self, silence_id: int, now: datetime) -> Silence | None:
+        """End a silence now (it stays listed, expired); None if there is no such id.
+        Expiring an already ended one leaves its end as it was."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE silences SET until = ? WHERE id = ? AND until > ?",
+                (_ts(now), silence_id, _ts(now)),
+            )
+            row = conn.execute(
+                "SELECT id, matcher, until, reason, created_at, starts_at, creator "
+                "FROM silences WHERE id = ?",
+                (silence_id,),
+            ).fetchone()
+        return None if row is None else _silence(row)
 
     async def remove_silence(self, silence_id: int) -> bool:
         """Delete a silence; False if there was none with this id."""
         with self._write() as conn:
             cur = conn.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
         return cur.rowcount == 1
+
+    # -- acknowledgements ---------------------------------------------------------------
+
+    async def set_ack(self, ack: Acknowledgement) -> None:
+        """Acknowledge a workflow, replacing any earlier acknowledgement of it."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO acks (workflow_key, by, note, created_at, until, ended_at) "
+                "VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT (workflow_key) DO UPDATE SET "
+                "by = excluded.by, note = excluded.note, created_at = excluded.created_at, "
+                "until = excluded.until, ended_at = NULL",
+                (ack.workflow_key, ack.by, ack.note, _ts(ack.created_at), _ts(ack.until)),
+            )
+
+    async def end_ack(self, workflow_key: str, now: datetime) -> bool:
+        """Mark the workflow's acknowledgement ended (it changed again, or was withdrawn);
+        False if none was in force."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE acks SET ended_at = ? WHERE workflow_key = ? AND ended_at IS NULL "
+                "AND until > ?",
+                (_ts(now), workflow_key, _ts(now)),
+            )
+        return cur.rowcount == 1
+
+    async def list_acks(self, *, active_at: datetime | None = None) -> list[Acknowledgement]:
+        """Every acknowledgement, or only those in force at ``active_at``."""
+        sql = "SELECT workflow_key, by, note, created_at, until, ended_at FROM acks"
+        args: tuple[Any, ...] = ()
+        if active_at is not None:
+            sql += " WHERE ended_at IS NULL AND until > ?"
+            args = (_ts(active_at),)
+        rows = self._connection().execute(sql + " ORDER BY workflow_key", args).fetchall()
+        return [
+            Acknowledgement(
+                workflow_key=k, by=b, note=n, created_at=_dt(c), until=_dt(u), ended_at=_opt_dt(e)
+            )
+            for k, b, n, c, u, e in rows
+        ]
+
+    async def workflow_keys(self) -> list[str]:
+        """The keys of every workflow with a stored state (to resolve ``ack WORKFLOW``)."""
+        rows = self._connection().execute("SELECT workflow_key FROM states").fetchall()
+        return sorted(r[0] for r in rows)
 
     # -- target health ------------------------------------------------------------------
 
@@ -547,6 +603,24 @@ def _prepare_file(file: Path) -> Path:
         fd = os.open(file, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
     return file
+
+
+def _silence(row: Sequence[Any]) -> Silence:
+    silence_id, matcher, until, reason, created_at, starts_at, creator = row
+    m = dict(json.loads(matcher))
+    return Silence(
+        until=_dt(until),
+        target=m.get("target"),
+        cluster_id=m.get("cluster_id"),
+        workflow_id=m.get("workflow_id"),
+        kinds=tuple(m.get("kinds") or ("*",)),
+        labels={str(k): str(v) for k, v in (m.get("labels") or {}).items()},
+        starts_at=_opt_dt(starts_at),
+        id=str(silence_id),
+        creator=creator,
+        comment=reason,
+        created_at=_dt(created_at),
+    )
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -1,0 +1,167 @@
+"""Silences and acknowledgements from an operator's words: CLI options and API JSON.
+
+Why this module exists: ``silence add`` / ``ack`` and ``POST /api/v1/silences`` /
+``POST /api/v1/acks`` must accept the same fields with the same rules and the same error
+messages, so both parse here. Errors are ``InputError`` naming the field; rejected values
+are not echoed (a pasted secret must not reach a log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from watcher.config.durations import DURATION_HINT, parse_duration
+from watcher.core.acks import Acknowledgement
+from watcher.notify.routing import Silence
+
+MAX_TEXT = 500  # creator, comment, note: a sentence, not a document
+DEFAULT_SILENCE = timedelta(hours=2)
+DEFAULT_ACK = timedelta(hours=2)
+
+
+class InputError(ValueError):
+    """A field an operator gave is missing or wrong; the message names the field."""
+
+
+def _text(data: Mapping[str, Any], name: str, *, required: bool = False) -> str:
+    value = data.get(name)
+    if value is None or value == "":
+        if required:
+            raise InputError(f"{name} is required")
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string")
+    if len(value) > MAX_TEXT:
+        raise InputError(f"{name} is longer than {MAX_TEXT} characters")
+    return value.strip()
+
+
+def _opt(data: Mapping[str, Any], name: str) -> str | None:
+    return _text(data, name) or None
+
+
+def _time(data: Mapping[str, Any], name: str) -> datetime | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be an ISO 8601 time with offset, e.g. 2026-05-01T22:00Z")
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(
+            f"{name} must be an ISO 8601 time with offset, e.g. 2026-05-01T22:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        raise InputError(f"{name} needs a UTC offset (e.g. Z or +08:00)")
+    return parsed.astimezone(UTC)
+
+
+def _duration(data: Mapping[str, Any], name: str) -> timedelta | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        duration = parse_duration(value)
+    except ValueError:
+        raise InputError(f"{name}: {DURATION_HINT}") from None
+    if duration <= timedelta(0):
+        raise InputError(f"{name} must be positive")
+    return duration
+
+
+def _end(
+    data: Mapping[str, Any], start: datetime, default: timedelta, *, end_key: str = "until"
+) -> datetime:
+    end = _time(data, end_key)
+    duration = _duration(data, "for")
+    if end is not None and duration is not None:
+        raise InputError(f"give either {end_key} or for, not both")
+    if end is None:
+        end = start + (duration or default)
+    if end <= start:
+        raise InputError(f"{end_key} must be after the start")
+    return end
+
+
+def parse_labels(items: Sequence[str] | Mapping[str, Any] | None) -> dict[str, str]:
+    """``["env=prod", ...]`` (CLI) or ``{"env": "prod"}`` (JSON) to a dict."""
+    if not items:
+        return {}
+    if isinstance(items, Mapping):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in items.items()):
+            raise InputError("labels must map strings to strings")
+        return dict(items)
+    out: dict[str, str] = {}
+    for item in items:
+        if not isinstance(item, str):
+            raise InputError("labels must map strings to strings")
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError("labels are given as key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def silence_from(data: Mapping[str, Any], now: datetime) -> Silence:
+    """A new silence from JSON-like fields: target, cluster_id, workflow_id, kinds, labels,
+    starts_at, until or for (default 2h), creator (required), comment (required)."""
+    kinds_value = data.get("kinds") or ["*"]
+    if isinstance(kinds_value, str):
+        kinds_value = [k for k in kinds_value.split(",") if k.strip()]
+    if not isinstance(kinds_value, list | tuple) or not all(
+        isinstance(k, str) for k in kinds_value
+    ):
+        raise InputError("kinds must be a list of kind globs such as task.* or workflow.reminder")
+    start = _time(data, "starts_at") or now
+    labels = parse_labels(data.get("labels"))
+    matchers = (_opt(data, "target"), _opt(data, "cluster_id"), _opt(data, "workflow_id"))
+    if not any(matchers) and not labels and data.get("kinds") in (None, "", []):
+        # As with amtool: muting everything by omission is too easy a mistake.
+        raise InputError(
+            "give at least one matcher (target, cluster_id, workflow_id, kinds or labels); "
+            "to mute everything, say target '*'"
+        )
+    return Silence(
+        until=_end(data, max(start, now), DEFAULT_SILENCE),
+        target=_opt(data, "target"),
+        cluster_id=_opt(data, "cluster_id"),
+        workflow_id=_opt(data, "workflow_id"),
+        kinds=tuple(k.strip() for k in kinds_value) or ("*",),
+        labels=labels,
+        starts_at=start,
+        creator=_text(data, "creator", required=True),
+        comment=_text(data, "comment", required=True),
+    )
+
+
+def ack_from(data: Mapping[str, Any], workflow_key: str, now: datetime) -> Acknowledgement:
+    """An acknowledgement from fields: by (required), note, until or for (default 2h)."""
+    return Acknowledgement(
+        workflow_key=workflow_key,
+        by=_text(data, "by", required=True),
+        note=_text(data, "note"),
+        created_at=now,
+        until=_end(data, now, DEFAULT_ACK),
+    )
+
+
+def resolve_workflow(keys: Sequence[str], given: str) -> str:
+    """The stored workflow key ``TARGET/UID`` that ``given`` names (the key itself or the
+    workflow id alone when only one target has it)."""
+    given = given.strip()
+    if given in keys:
+        return given
+    matches = [k for k in keys if k.rsplit("/", 1)[-1] == given and not given.startswith("_")]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise InputError(
+            f"workflow id {given} is watched on several targets; give one of: " + ", ".join(matches)
+        )
+    raise InputError(
+        f"no watched workflow {given}; give a workflow id or TARGET/WORKFLOW_ID as listed by "
+        "/api/v1/workflows"
+    )
