@@ -12,11 +12,12 @@ from pathlib import Path
 
 import click
 
-from watcher import config_cli, healthcheck, ops_cli, textsafe
+from watcher import config_cli, healthcheck, ops_cli, routes_cli, textsafe
 from watcher.config import Settings, load_settings
 from watcher.core.errors import ConfigError, WatcherError
 from watcher.logs import configure_logging, register_secret, url_secrets
 from watcher.runtime import oneshot
+from watcher.runtime.check_progress import CheckProgress
 from watcher.runtime.daemon import Daemon
 from watcher.runtime.demo import run_demo
 from watcher.simulator.command import simulate
@@ -37,6 +38,7 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.credentials.password,
         settings.credentials.security_token,
         settings.http.token,
+        settings.heartbeat.url,
     ]
     secrets = [v.get_secret_value() for v in values if v is not None]
     for url in settings.notify.urls:
@@ -75,20 +77,34 @@ def run(config_path: Path | None) -> None:
 @cli.command()
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def check(config_path: Path | None, as_json: bool) -> None:
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Give up after this many seconds in total (retries included).",
+)
+def check(config_path: Path | None, as_json: bool, timeout_s: float) -> None:
     """Poll every target once and print each workflow.
 
     Exit 0: fine or in progress; 1: a workflow failed (Pending) or a pre-check expired;
-    2: configuration, credential or API error.
+    2: configuration, credential or API error. A failed or slow attempt gets a line on
+    stderr as it happens; a failed check ends with the host, attempts and time taken.
     """
     settings = config_cli.load_or_exit(config_path, require_targets=True)
     setup_logging(settings, "error")
+    progress = CheckProgress(say=lambda line: click.echo(line, err=True))
     try:
-        code, text = asyncio.run(oneshot.check(settings, as_json=as_json))
+        code, text = asyncio.run(
+            oneshot.check(settings, as_json=as_json, timeout_s=timeout_s, progress=progress)
+        )
     except WatcherError as exc:
         click.echo(f"error: {textsafe.inert(exc)}", err=True)
         sys.exit(2)
     click.echo(text)
+    if code == 2 and progress.attempts:
+        click.echo(progress.summary(), err=True)
     sys.exit(code)
 
 
@@ -108,9 +124,25 @@ def events(config_path: Path | None, as_json: bool, limit: int) -> None:
 
 @cli.command("notify-test")
 @CONFIG_OPTION
-@click.option("--notify", "extra", multiple=True, help="An extra apprise URL to test.")
-def notify_test(config_path: Path | None, extra: tuple[str, ...]) -> None:
-    """Send a sample event through the configured routes; print each URL's result."""
+@click.option(
+    "--notify", "extra", multiple=True, help="Send to this apprise URL directly (no routes)."
+)
+@routes_cli.event_options
+def notify_test(
+    config_path: Path | None,
+    extra: tuple[str, ...],
+    kind: str | None,
+    severity: str | None,
+    target: str | None,
+    labels: tuple[str, ...],
+) -> None:
+    """Send a sample event through the configured routes; print each URL's result.
+
+    --kind/--severity/--target/--label shape the event, so real routes can be exercised;
+    --notify URL sends to that URL only, bypassing routes.
+    """
+    from watcher.runtime.route_check import routed_event  # noqa: PLC0415
+
     settings = config_cli.load_or_exit(config_path)
     # Quiet unless the config asks for debug: then apprise's and urllib3's request lines
     # show (redacted) what went wrong with a destination.
@@ -119,7 +151,14 @@ def notify_test(config_path: Path | None, extra: tuple[str, ...]) -> None:
         for secret in url_secrets(url):
             register_secret(secret)
     try:
-        code, text = asyncio.run(oneshot.notify_test(settings, extra))
+        event = routed_event(
+            settings,
+            kind=kind,
+            severity=severity,
+            target=target,
+            labels=routes_cli.parse_labels(labels),
+        )
+        code, text = asyncio.run(oneshot.notify_test(settings, extra, event))
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(f"config error: {textsafe.inert(problem)}", err=True)
@@ -137,10 +176,23 @@ def notify_test(config_path: Path | None, extra: tuple[str, ...]) -> None:
 )
 @click.option("--notify", "extra", multiple=True, help="Also send to this apprise URL.")
 @click.option("--speed", default=1.0, show_default=True, help="Scenario seconds per second.")
-@click.option("--timeout", default=90.0, show_default=True, help="Give up after seconds.")
-def demo(scenario: str, extra: tuple[str, ...], speed: float, timeout: float) -> None:
-    """Run the simulator and the daemon together: a scripted upgrade, end to end."""
-    sys.exit(asyncio.run(run_demo(scenario, extra, speed=speed, timeout_s=timeout)))
+@click.option("--timeout", default=120.0, show_default=True, help="Give up after seconds.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve the status page on this loopback port [default: a free one].",
+)
+def demo(
+    scenario: str, extra: tuple[str, ...], speed: float, timeout: float, port: int | None
+) -> None:
+    """Run the simulator and the daemon together: a scripted upgrade, end to end.
+
+    Ends when the scenario's timeline is done and every notification is delivered.
+    """
+    sys.exit(
+        asyncio.run(run_demo(scenario, extra, speed=speed, timeout_s=timeout, http_port=port))
+    )
 
 
 cli.add_command(simulate)
@@ -148,6 +200,7 @@ cli.add_command(config_cli.config)
 cli.add_command(healthcheck.healthcheck)
 cli.add_command(ops_cli.silence)
 cli.add_command(ops_cli.ack)
+cli.add_command(routes_cli.routes)
 
 
 def main() -> None:

@@ -8,12 +8,16 @@ are built without input values and ``show`` goes through ``watcher.config.maskin
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
-from watcher.config import Settings, load_settings, render_masked
+from watcher.config import DEFAULT_CONFIG_PATH, Settings, load_settings, render_masked
+from watcher.config import lint as config_lint
+from watcher.config.loader import CONFIG_ENV, resolve_config_path
 from watcher.core.errors import ConfigError
 from watcher.runtime.wiring import make_renderer, notify_urls
 
@@ -51,10 +55,43 @@ def config() -> None:
     """Check or print the configuration."""
 
 
+def say_missing_config_file(path: Path | None) -> None:
+    """Say so when no config file is read (only the default may be missing)."""
+    resolved, required = resolve_config_path(path, os.environ, DEFAULT_CONFIG_PATH)
+    if not required and resolved is not None and not resolved.exists():
+        click.echo(
+            f"config note: no config file found (not given with --config or ${CONFIG_ENV},"
+            f" and {resolved} does not exist): only environment variables, secret files"
+            " and defaults are used",
+            err=True,
+        )
+
+
+def lint_or_exit(settings: Settings) -> None:
+    """Print the lint findings (watcher.config.lint); exit 2 when any is an error."""
+    findings = config_lint.lint(settings)
+    for line in config_lint.lines(findings, "warning"):
+        click.echo(f"config warning: {line}", err=True)
+    errors = config_lint.lines(findings, "error")
+    if errors:
+        _fail(errors)
+
+
 @config.command("validate")
 @config_option
-def validate(config_path: Path | None) -> None:
-    """Check the configuration; exit 2 with one line per problem if it is invalid."""
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also make one signed API call per target and report whether it works.",
+)
+def validate(config_path: Path | None, online: bool) -> None:
+    """Check the configuration; exit 2 with one line per problem if it is invalid.
+
+    Beyond what `run` rejects it catches the usual mistakes (region typos, malformed ids,
+    routes that reach no URL, placeholders left from the example, ...), each with the key,
+    its environment variable and a suggestion. --online exits 2 if any target fails.
+    """
+    say_missing_config_file(config_path)
     settings = load_or_exit(config_path, require_targets=True)
     try:  # the schema only checks that a URL has a scheme; ask apprise itself
         notify_urls(settings)
@@ -64,6 +101,7 @@ def validate(config_path: Path | None) -> None:
     # A template that parses can still fail on real events: render each one now.
     if broken := renderer.check():
         _fail(broken)
+    lint_or_exit(settings)
     urls = len(settings.notify.urls)
     files = len(settings.notify.apprise_config)
     message = (
@@ -75,6 +113,14 @@ def validate(config_path: Path | None) -> None:
     click.echo(message)
     if not settings.notify.has_destinations:
         click.echo("config warning: no notification URLs: events are stored but not sent", err=True)
+    if online:
+        from watcher.runtime.online import check_targets  # noqa: PLC0415  (aiohttp)
+
+        results = asyncio.run(check_targets(settings))
+        for result in results:
+            click.echo(result.line())
+        if not all(r.ok for r in results):
+            raise SystemExit(EXIT_CONFIG)
 
 
 @config.command("show")

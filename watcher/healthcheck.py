@@ -7,6 +7,8 @@ and exits 0 when the endpoint answers 200, 1 otherwise, after printing one line.
 
 The default URL follows $WATCHER_HTTP__LISTEN when it is set (the container image sets it to
 0.0.0.0:9851), mapping a wildcard host to loopback; otherwise http://127.0.0.1:9851/healthz.
+With --config, the daemon's own configuration decides (http.listen, with the environment and
+secret files applied as `run` applies them); only then is the config loader imported.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import click
 
@@ -74,9 +77,22 @@ def probe(url: str, timeout: float) -> tuple[bool, str]:
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds to wait for the answer.",
 )
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Probe the address this config's daemon listens on (http.listen).",
+)
 @click.pass_context
-def healthcheck(ctx: click.Context, url: str | None, timeout: float) -> None:
+def healthcheck(
+    ctx: click.Context, url: str | None, timeout: float, config_path: Path | None
+) -> None:
     """Exit 0 when the daemon's health endpoint answers 200, 1 otherwise."""
+    if url is None and config_path is not None:
+        from watcher.config_cli import load_or_exit  # noqa: PLC0415  (pydantic, only here)
+
+        url = default_url(load_or_exit(config_path).http.listen)
     healthy, line = probe(url or default_url(), timeout)
     click.echo(line)
     ctx.exit(0 if healthy else 1)

@@ -151,8 +151,15 @@ def test_unknown_env_variable_is_an_error() -> None:
             secrets_dirs=[],
             default_path=None,
         )
-    assert "poling: unknown key (env WATCHER_POLING__ACTIVE_S)" in info.value.problems
-    assert "polling.activ_s: unknown key (env WATCHER_POLLING__ACTIV_S)" in info.value.problems
+    # issue 10: an unknown key now also names the closest known one
+    assert (
+        "poling: unknown key (env WATCHER_POLING__ACTIVE_S); did you mean 'polling'?"
+        in info.value.problems
+    )
+    assert (
+        "polling.activ_s: unknown key (env WATCHER_POLLING__ACTIV_S); did you mean 'active_s'?"
+        in info.value.problems
+    )
 
 
 def test_toml_syntax_error_gives_the_line(write_toml: Callable[[str], Path]) -> None:

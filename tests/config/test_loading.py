@@ -31,7 +31,7 @@ idle_s = 90
 def test_example_config_loads_with_secret_file(secrets_dir: Path) -> None:
     (secrets_dir / "credentials__secret_key").write_text(SK + "\n")
     settings = load_settings(EXAMPLE, env={}, secrets_dirs=[secrets_dir])
-    assert [t.name for t in settings.targets] == ["prod-eu", "staging"]
+    assert [t.name for t in settings.targets] == ["prod-sg", "staging-hk"]
     assert [t.kind for t in settings.targets] == ["workflow", "cluster"]
     assert settings.targets[1].project_id == settings.cloud.project_id
     assert settings.credentials.effective_kind == "aksk"
@@ -271,3 +271,25 @@ def test_endpoints_are_derived_from_the_region() -> None:
     assert cloud.cce_endpoint_for("eu-west-101") == "https://cce.eu-west-101.myhuaweicloud.eu"
     assert cloud.iam_endpoint_for("eu-west-101") == "https://iam.eu-west-101.myhuaweicloud.eu"
     assert cloud.cce_endpoint_for("eu-west-0") == "https://cce.eu-west-0.myhuaweicloud.com"
+
+
+def test_every_documented_secret_file_name_is_read(tmp_path: Path) -> None:
+    """The README lists these file names (docs-drafts/f10-cli.md); each one must work, with
+    or without the watcher_ prefix, including the (not secret) access key."""
+    values = {
+        "credentials__access_key": "AKFROMFILE0001",
+        "credentials__secret_key": "sk-from-file-0001",
+        "credentials__security_token": "sts-from-file-0001",
+        "watcher_http__token": "token-from-file-0123456789",
+    }
+    for name, value in values.items():
+        (tmp_path / name).write_text(value + "\n")
+    settings = load_settings(None, env={}, secrets_dirs=[tmp_path], default_path=None)
+    creds = settings.credentials
+    assert creds.access_key == values["credentials__access_key"]
+    assert creds.secret_key is not None
+    assert creds.secret_key.get_secret_value() == values["credentials__secret_key"]
+    assert creds.security_token is not None
+    assert creds.security_token.get_secret_value() == values["credentials__security_token"]
+    assert settings.http.token is not None
+    assert settings.http.token.get_secret_value() == values["watcher_http__token"]

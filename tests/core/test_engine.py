@@ -16,6 +16,7 @@ from watcher.core.engine import Enrichment, Evaluation, WatchState
 from watcher.core.events import Event, Severity
 from watcher.core.models import CheckItem, PreCheckTask, UpgradeTask, Workflow
 from watcher.core.policy import Policy
+from watcher.core.wording import late_note
 
 POLICY = Policy()
 SEED = Workflow.from_api(load_fixture("seed_workflow.json"))
@@ -453,8 +454,10 @@ def test_events_after_a_gap_are_marked_late_with_the_window() -> None:
     first = engine.evaluate(None, wf("Running", PRE_OK, CL_RUN), at(0), POLICY, target=TARGET)
     result = engine.evaluate(first.state, PENDING, at(30), POLICY, target=TARGET)
     assert result.events and all(e.late_since == at(0) for e in result.events)
-    assert all("observed late" in e.message for e in result.events)
-    assert "between 08:00 UTC and 08:30 UTC" in result.events[0].message
+    # the note is rendered once, from late_since, never baked into the event text
+    assert not any("observed late" in e.message for e in result.events)
+    note = late_note(result.events[0])
+    assert note is not None and "between 08:00 UTC and 08:30 UTC" in note
 
 
 def test_events_within_late_after_are_not_late() -> None:
@@ -488,18 +491,26 @@ def test_failed_precheck_names_its_failed_items() -> None:
     )
     task_failed = result.events[0]
     assert task_failed.kind == "task.failed"
+    base = {"kind": None, "group": None, "error_codes": [], "risk": None}
     assert task_failed.details["failed_items"] == [
         {
+            **base,
             "name": "NodeOS",
             "level": "Fatal",
             "message": "EulerOS 2.5 unsupported",
             "node": "node-1",
         },
-        {"name": "DeprecatedAPI", "level": "Warning", "message": "v1beta1 used", "node": None},
+        {
+            **base,
+            "name": "DeprecatedAPI",
+            "level": "Warning",
+            "message": "v1beta1 used",
+            "node": None,
+        },
     ]
     assert task_failed.message == (
-        "Pre-check task Failed after 2m: 2 checks failed: NodeOS (Fatal) on node-1: "
-        "EulerOS 2.5 unsupported; DeprecatedAPI (Warning): v1beta1 used"
+        "Pre-check task Failed after 2m: 2 checks failed: NodeOS [Fatal] on node-1; "
+        "DeprecatedAPI [Warning]"
     )
     assert engine.enrichment_wanted(result.state, failed) == frozenset()
 
@@ -538,7 +549,7 @@ def test_running_cluster_task_reports_progress_now_and_in_later_state() -> None:
     )
     (started,) = result.events
     assert started.details["progress"] == "12.50"
-    assert started.message == f"Cluster upgrade task started ({FROM} → {TO}), progress 12.50"
+    assert started.message == f"Cluster upgrade task started ({FROM} → {TO}), progress 12.5%"
     later = engine.evaluate(
         result.state,
         running,
@@ -551,7 +562,7 @@ def test_running_cluster_task_reports_progress_now_and_in_later_state() -> None:
     assert later.state.tracks["Cluster"].progress == "40.00"
     stalled = engine.evaluate_time(later.state, at(121), POLICY, target=TARGET)
     assert stalled.events[0].details["progress"] == "40.00"
-    assert "progress 40.00" in stalled.events[0].message
+    assert "progress 40%" in stalled.events[0].message
 
 
 def test_enrichment_wanted_only_for_what_the_snapshot_needs() -> None:

@@ -17,12 +17,14 @@ from watcher.core import cadence, engine
 from watcher.core.engine import Evaluation, WatchState
 from watcher.core.models import Workflow
 from watcher.core.policy import Policy, PollPolicy
+from watcher.core.wording import rolled_back
 
 POLICY = Policy()
 POLL = PollPolicy()
 PROFILE = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TERMINAL_KIND = {"Success": "workflow.succeeded", "Cancel": "workflow.cancelled"}
 PHASE_KINDS = {
+    "workflow.rolled_back",
     "workflow.started",
     "workflow.failed",
     "workflow.resumed",
@@ -74,6 +76,10 @@ def test_each_phase_change_yields_exactly_one_phase_event(steps: list[Step]) -> 
             continue
         (event,) = phase_events
         assert (event.old_status, event.new_status) == (old, new)
+        if rolled_back(step.workflow) and new in ("Pending", "Success"):
+            # a successful rollback is its own outcome, never a fresh failure or a success
+            assert event.kind == "workflow.rolled_back"
+            continue
         if new in TERMINAL_KIND:
             assert event.kind == TERMINAL_KIND[new]
         if new == "Pending":

@@ -134,3 +134,22 @@ def test_upgrade_task_progress() -> None:
     }
     task = UpgradeTask.from_api(raw)
     assert (task.phase, task.progress, task.completed_at) == ("Running", "42.50", None)
+
+
+def test_risk_source_is_summarised_for_people() -> None:
+    from watcher.core.models import risk_summary
+
+    assert risk_summary({}) is None
+    assert risk_summary(None) is None
+    text = risk_summary(
+        {
+            "deprecatedAPIRisks": [{"url": "/apis/x/v1beta1/y", "userAgent": "kubectl/1.20"}],
+            "nodeRisks": [{"NodeID": "n1"}, {"NodeID": "n2"}],
+            "addonRisks": [{"addonTemplateName": "coredns", "alias": ""}],
+            "configurationRisks": [{"field": "maxPods", "sourceFile": "/etc/kubelet.conf"}],
+        }
+    )
+    assert text == (
+        "deprecated API /apis/x/v1beta1/y called by kubectl/1.20; nodes n1, n2; "
+        "addon coredns; configuration maxPods in /etc/kubelet.conf"
+    )

@@ -44,13 +44,50 @@ def test_countdown_and_expired_verdict() -> None:
     ahead = summarize(_waiting(NOW + timedelta(minutes=15)), target=TARGET, now=NOW)
     assert ahead["precheck_expires_in_s"] == 900
     assert not needs_attention(ahead)
-    assert "expires in 15m 0s" in format_text(ahead)
+    assert "expires in 15m" in format_text(ahead)
     past = summarize(_waiting(NOW - timedelta(minutes=2)), target=TARGET, now=NOW)
     assert needs_attention(past)
-    assert "EXPIRED 2m 0s ago" in format_text(past)
+    assert "EXPIRED 2m ago" in format_text(past)
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(None, "-"), (5, "5s"), (61, "1m 1s"),
-                                               (7380, "2h 3m"), (-120, "-2m 0s")])
+                                               (7380, "2h 3m"), (-120, "-2m")])
 def test_human_duration(seconds: float | None, text: str) -> None:
     assert human_duration(seconds) == text
+
+
+def test_people_read_failed_for_pending_and_the_raw_phase_stays(
+    seed_workflow_raw: dict[str, Any],
+) -> None:
+    summary = summarize(
+        Workflow.from_api(seed_workflow_raw),
+        target=TARGET,
+        now=NOW,
+        console_url="https://console.example/c",
+    )
+    assert (summary["state"], summary["phase"]) == ("Failed", "Pending")
+    text = format_text(summary)
+    assert "Failed (phase Pending)" in text
+    assert "console: https://console.example/c" in text
+
+
+def test_a_rolled_back_workflow_needs_no_attention_and_a_paused_one_says_so() -> None:
+    from tests.core.strategies import pt, wf
+
+    rolled = wf(
+        "Pending",
+        pt("Cluster", "Failed", "cl", start=1, end=2),
+        pt("Rollback", "Success", "rb", start=3, end=4),
+    )
+    summary = summarize(rolled, target=TARGET, now=NOW)
+    assert summary["state"] == "Rolled back" and not needs_attention(summary)
+    failed_rollback = wf(
+        "Pending",
+        pt("Cluster", "Failed", "cl", start=1, end=2),
+        pt("Rollback", "Failed", "rb", start=3, end=4),
+    )
+    assert needs_attention(summarize(failed_rollback, target=TARGET, now=NOW))
+    running = wf("Running", pt("Cluster", "Running", "cl", start=1))
+    paused = summarize(running, target=TARGET, now=NOW, progress="45.00", paused=True)
+    assert (paused["progress_percent"], paused["paused"]) == ("45%", True)
+    assert "Running (phase Running)  PAUSED  progress 45%" in format_text(paused)

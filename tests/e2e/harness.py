@@ -36,6 +36,7 @@ from watcher.simulator import Simulator, start_simulator
 MAIL_FROM = "watcher@example.com"
 MAIL_TO = "ops@example.com"
 _CHAT_LINE = re.compile(r"^\d\d:\d\d UTC  (?P<message>.+)$")
+_TITLE = re.compile(r"^\[[A-Z]+\] .*?: (?P<message>.+)$")
 _KIND_LINE = re.compile(r"^\s+Kind:\s+(?P<kind>\S+)\s*$")
 
 
@@ -253,7 +254,18 @@ class Harness:
         out: list[list[str]] = []
         for body in self.webhook.bodies:
             kinds: list[str] = []
-            for line in str(body["message"]).splitlines():
+            # The title names the headline; when the headline is the first event of the
+            # timeline, the body does not repeat it (its first line is the time/identity).
+            lines = str(body["message"]).splitlines()
+            title = _TITLE.match(str(body["title"]))
+            texts = [m.group("message").strip() for x in lines if (m := _CHAT_LINE.match(x))]
+            if title is not None and title.group("message").strip() not in texts:
+                text = title.group("message").strip()
+                head = next((e for e in pool if " ".join(e.message.split()) == text), None)
+                assert head is not None, f"webhook title matches no stored event: {text!r}"
+                pool.remove(head)
+                kinds.append(head.kind)
+            for line in lines:
                 m = _CHAT_LINE.match(line)
                 if m is None:
                     continue

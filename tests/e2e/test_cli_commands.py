@@ -64,7 +64,7 @@ async def test_events_lists_what_the_daemon_stored_with_delivery_states(tmp_path
         code, out, err = await cli("events", "--config", str(config))
         assert code == 0, err
         assert "workflow.detected" in out
-        assert "sent, 1 attempts" in out
+        assert "sent, 1 attempt\n" in out
         code, out, _ = await cli("events", "--config", str(config), "--json")
         (row,) = json.loads(out)
         assert row["event"]["kind"] == "workflow.detected"

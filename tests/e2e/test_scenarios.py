@@ -25,6 +25,18 @@ D, WS, WF, WR, WOK, WC = (
     "workflow.cancelled",
 )
 TS, TOK, TF, TR = "task.started", "task.succeeded", "task.failed", "task.retried"
+WRB, TP = "workflow.rolled_back", "task.paused"
+ROLLED_BACK_STORY = [
+    [D],
+    [WS, TS],
+    [TOK],
+    [TS],
+    [TOK],
+    [TS],  # Cluster Running
+    [TF, WF],  # Cluster Failed -> Pending
+    [WR, TS],  # Rollback Running: Pending -> Running
+    [TOK, WRB],  # Rollback Success: rolled back (a warning), not a fresh failure
+]
 
 # One inner list per delivered message, in arrival order.
 EXPECTED: dict[str, list[list[str]]] = {
@@ -50,7 +62,27 @@ EXPECTED: dict[str, list[list[str]]] = {
         [TS],  # Cluster Running
         [TF, WF],  # Cluster Failed -> Pending
         [WR, TS],  # Rollback Running: Pending -> Running
-        [TOK, WF],  # Rollback Success; Cluster still Failed -> Pending again
+        [TOK, WRB],  # Rollback Success; Cluster still Failed -> Pending: rolled back
+    ],
+    "rollback_ends": ROLLED_BACK_STORY,  # ... and the workflow ends (phase Success)
+    "rollback_fails": [
+        *ROLLED_BACK_STORY[:-1],
+        [TF, WF],  # Rollback Failed -> Pending: critical
+    ],
+    "precheck_error": [[D], [WS, TS], [TF, WF]],
+    "precheck_risks": [[D], [WS, TS], [TF, WF]],
+    "upgrade_paused": [
+        [D],
+        [WS, TS],
+        [TOK],
+        [TS],
+        [TOK],
+        [TS],  # Cluster Running
+        [TP],  # the upgrade task is paused (the point stays Running)
+        # continued: nothing to say
+        [TOK],
+        [TS],  # PostCheck
+        [TOK, WOK],
     ],
     "precheck_expires": [
         [D],

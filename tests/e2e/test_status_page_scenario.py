@@ -121,9 +121,11 @@ async def test_status_page_follows_clean_upgrade_live(
         )
         kinds = await page.locator("#events li").evaluate_all("ls => ls.map(l => l.dataset.kind)")
         assert kinds[0] == "workflow.succeeded", kinds
-        assert await page.locator(f'.wf[data-workflow-id="{wf_id}"] .phase').text_content() == (
-            "Success"
-        )
+        card = page.locator(f'.wf[data-workflow-id="{wf_id}"]')
+        assert await card.locator(".phase").text_content() == "Succeeded"  # for people
+        assert await card.get_attribute("data-phase") == "Success"  # the raw phase stays
+        href = await card.locator("a.console").get_attribute("href")
+        assert href is not None and href.startswith("https://console-intl.huaweicloud.com/")
 
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "status_scenario.png"

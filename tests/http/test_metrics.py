@@ -83,3 +83,21 @@ def test_forget_workflow_removes_every_series() -> None:
     text = generate_latest(reg).decode()
     assert 'workflow="wf"' not in text
     assert 'workflow="other"' in text
+
+
+def test_the_human_state_has_one_series_per_workflow() -> None:
+    reg = CollectorRegistry()
+    m = Metrics(reg)
+    m.set_workflow("t1", "wf", "Pending", {"Cluster": "Failed"}, None, state="Failed")
+    m.set_workflow(
+        "t1", "wf", "Pending", {"Cluster": "Failed", "Rollback": "Success"}, None,
+        state="Rolled back",
+    )
+    assert series(reg, "cce_watcher_workflow_state") == [
+        {"target": "t1", "workflow": "wf", "state": "Rolled back"}
+    ]
+    assert series(reg, "cce_watcher_workflow_phase") == [
+        {"target": "t1", "workflow": "wf", "phase": "Pending"}  # the raw phase stays
+    ]
+    m.forget_workflow("t1", "wf")
+    assert series(reg, "cce_watcher_workflow_state") == []

@@ -43,11 +43,14 @@ class TestDefaults:
     def test_chat_body_is_a_compact_timeline(self) -> None:
         body = Renderer().render([PRECHECK_OK, CLUSTER_FAILED], "chat").body
         lines = body.splitlines()
-        assert lines[0] == "09:59 UTC  PreCheck task Success"  # messages carry durations
-        assert lines[1] == "09:59 UTC  Cluster upgrade task Failed"
+        # first line: the headline's time and identity (the title is not repeated)
+        assert lines[0] == "09:59 UTC | prod-cluster | v1.28 -> v1.29 | workflow wf-1"
+        assert lines[1] == "09:59 UTC  PreCheck task Success"  # messages carry durations
+        assert lines[2] == "09:59 UTC  Cluster upgrade task Failed"
         assert "- NodeDiskCheck on node-1: disk full" in body
-        assert "observed late" in body and "2024-05-01 08:00:00 UTC" in body
-        assert lines[-1] == "v1.28 -> v1.29, workflow wf-1"
+        # observed late: once, with the window
+        assert body.count("observed late") == 1 and "between 08:00 UTC and 10:00 UTC" in body
+        assert lines[-1].startswith("Console: https://")
 
     def test_email_body_has_versions_timestamps_labels_and_workflow(self) -> None:
         msg = Renderer().render([PRECHECK_OK, CLUSTER_FAILED], "email")
@@ -59,7 +62,7 @@ class TestDefaults:
             "[env=prod, team=sre]",
             "Started:   2024-05-01 09:55:00 UTC",
             "Ended:     2024-05-01 09:59:00 UTC",
-            "Duration:  4m 00s",
+            "Duration:  4m",
             "Kind:      task.failed",
             "Failed check items:",
             "observed late",
@@ -198,12 +201,12 @@ def test_sample_event_renders_in_both_flavors() -> None:
     [
         (0, "0s"),
         (59, "59s"),
-        (60, "1m 00s"),
+        (60, "1m"),
         (3599, "59m 59s"),
-        (3600, "1h 00m"),
-        (7322, "2h 02m"),
+        (3600, "1h"),
+        (7322, "2h 2m"),
         (None, ""),
-        (timedelta(minutes=2), "2m 00s"),
+        (timedelta(minutes=2), "2m"),
         (-5, "0s"),
     ],
 )

@@ -109,3 +109,19 @@ def test_non_http_urls_are_refused() -> None:
 def test_default_url(monkeypatch: pytest.MonkeyPatch, listen: str | None, url: str) -> None:
     monkeypatch.delenv("WATCHER_HTTP__LISTEN", raising=False)
     assert healthcheck.default_url(listen) == url
+
+
+async def test_config_gives_the_address(server: TestServer, tmp_path: Any) -> None:
+    """`healthcheck --config` probes the listen address of that config's daemon."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'[http]\nlisten = "0.0.0.0:{server.port}"\n')
+    result = await _invoke("--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert f"http://127.0.0.1:{server.port}/healthz answered 200" in result.output
+    config.write_text(f'[http]\nlisten = "127.0.0.1:{_closed_port()}"\n')
+    result = await _invoke("--config", str(config))
+    assert result.exit_code == 1
+    config.write_text("[http]\nbogus = 1\n")
+    result = await _invoke("--config", str(config))
+    assert result.exit_code == 2
+    assert "http.bogus: unknown key" in result.output

@@ -168,6 +168,11 @@ def test_every_required_scenario_is_listed() -> None:
         "cancel",
         "retry_success",
         "seed",
+        "rollback_ends",
+        "rollback_fails",
+        "precheck_error",
+        "precheck_risks",
+        "upgrade_paused",
     } <= names
     assert not [d for d in list_scenarios().values() if d.startswith("(invalid")]
 

@@ -312,6 +312,9 @@ class CceClient:
                     request_id,
                     retry_after=retry_after,
                     workflow=workflow,
+                    encoded_authorization_message=(
+                        responses.encoded_authorization(body) if status == 403 else None
+                    ),
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
             status = None

@@ -19,6 +19,42 @@ DEFAULT_DOMAIN = "myhuaweicloud.com"
 # NOT here: it uses the .com domain.
 REGION_DOMAINS: dict[str, str] = {"eu-west-101": "myhuaweicloud.eu"}
 
+# Huawei Cloud region ids and where they are (the console's region list), for
+# `config validate`: an unknown id gets a "did you mean". Other Huawei-based clouds (Open
+# Telekom Cloud's eu-de, eu-nl, ...) need cce_endpoint anyway, and then the list is not used.
+KNOWN_REGIONS: dict[str, str] = {
+    "af-north-1": "Cairo",
+    "af-south-1": "Johannesburg",
+    "ap-southeast-1": "Hong Kong",
+    "ap-southeast-2": "Bangkok",
+    "ap-southeast-3": "Singapore",
+    "ap-southeast-4": "Jakarta",
+    "ap-southeast-5": "Manila",
+    "cn-east-2": "Shanghai2",
+    "cn-east-3": "Shanghai1",
+    "cn-east-4": "Wuhu",
+    "cn-east-5": "Qingdao",
+    "cn-north-1": "Beijing1",
+    "cn-north-2": "Beijing2",
+    "cn-north-4": "Beijing4",
+    "cn-north-9": "Ulanqab",
+    "cn-south-1": "Guangzhou",
+    "cn-south-2": "Shenzhen",
+    "cn-south-4": "Guangzhou-InvitationOnly",
+    "cn-southwest-2": "Guiyang1",
+    "eu-west-0": "Paris",
+    "eu-west-101": "Dublin",
+    "la-north-2": "Mexico City2",
+    "la-south-2": "Santiago",
+    "me-east-1": "Riyadh",
+    "my-kualalumpur-1": "Kuala Lumpur",
+    "na-mexico-1": "Mexico City1",
+    "ru-northwest-2": "Moscow2",
+    "sa-brazil-1": "Sao Paulo1",
+    "tr-west-1": "Istanbul",
+}
+
+_LOOKALIKE_DIGITS = str.maketrans({"l": "1", "i": "1", "o": "0", "z": "2", "s": "5"})
 _REGION = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
 
 
@@ -39,6 +75,21 @@ def _endpoint(service: str, region: str, override: str | None) -> str:
         raise ConfigError([f"region {region!r} is not a region id such as 'ap-southeast-1'"])
     domain = REGION_DOMAINS.get(region, DEFAULT_DOMAIN)
     return f"https://{service}.{region}.{domain}"
+
+
+def suggest_region(region: str) -> str | None:
+    """The known region id closest to ``region`` (a typo), or None when nothing is close."""
+    import difflib  # noqa: PLC0415  (only `config validate` asks)
+
+    text = region.strip().lower()
+    # Digits typed as look-alike letters ("ap-southeast-l") first: difflib scores every
+    # one-character change the same and would pick any neighbour.
+    head, _, tail = text.rpartition("-")
+    confusable = f"{head}-{tail.translate(_LOOKALIKE_DIGITS)}" if head else text
+    if confusable in KNOWN_REGIONS:
+        return confusable
+    close = difflib.get_close_matches(text, KNOWN_REGIONS, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def normalise_override(value: str) -> str:

@@ -79,33 +79,57 @@ def _short(value: Any) -> str | None:
 def parse_error_body(
     body: bytes, headers: Mapping[str, str] | None = None
 ) -> tuple[str | None, str, str | None]:
-    """(code, message, request id) from any error format the cloud uses (CCE_API.md 3).
-
-    CCE camelCase ``errorCode/errorMessage``, gateway snake_case ``error_code/error_msg/
-    request_id``, a k8s Status ``message`` (appended as the SDK does) and keystone's
-    ``{"error": {"code", "title", "message"}}`` from IAM. The request id prefers the
-    ``X-Request-Id`` header (a CIMultiDict makes the lookup case-insensitive).
+    """(code, message, request id) from every error shape the CCE and core SDK handlers
+    accept (CCE_API.md 3): ``error_code/error_msg``, ``errorCode/errorMessage`` and
+    ``errorCode/errorMsg``, ``code/message`` (also a k8s Status), a k8s ``message`` appended
+    to a coded message as the CCE handler does, and any of these nested one level down
+    (keystone's ``{"error": {"code", "title", "message"}}``). A 403's
+    ``encoded_authorization_message`` is read by ``encoded_authorization``. The request id
+    prefers the ``X-Request-Id`` header (a CIMultiDict makes the lookup case-insensitive).
     """
     request_id = None
     if headers is not None:
         request_id = headers.get("X-Request-Id") or headers.get("x-request-id")
+    data = _json_object(body)
+    if data is None:
+        return None, "", _short(request_id)
+    code, message = _code_and_message(data)
+    if code is None and not message:
+        for value in data.values():
+            if isinstance(value, dict):
+                code, message = _code_and_message(value)
+                message = message or _short(value.get("title")) or ""
+                if code or message:
+                    break
+    request_id = request_id or data.get("request_id") or data.get("requestId")
+    return code, message, _short(request_id)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         data = json.loads(body) if body else None
     except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        return None, "", _short(request_id)
-    code = _short(data.get("error_code") or data.get("errorCode"))
-    message = _short(data.get("error_msg") or data.get("errorMessage")) or ""
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _code_and_message(data: Mapping[str, Any]) -> tuple[str | None, str]:
+    code = _short(data.get("error_code") or data.get("errorCode") or data.get("code"))
+    message = (
+        _short(data.get("error_msg") or data.get("errorMessage") or data.get("errorMsg")) or ""
+    )
     extra = _short(data.get("message"))
     if extra and extra != message:
         message = f"{message}, {extra}" if message else extra
-    nested = data.get("error")
-    if isinstance(nested, dict):
-        code = code or _short(nested.get("code"))
-        message = message or _short(nested.get("message")) or _short(nested.get("title")) or ""
-    request_id = request_id or data.get("request_id") or data.get("requestId")
-    return code, message, _short(request_id)
+    return code, message
+
+
+def encoded_authorization(body: bytes) -> str | None:
+    """A 403's ``encoded_authorization_message``: which policy denied the call, encoded for
+    an IAM administrator to decode. Not a credential; kept whole on the AuthError."""
+    data = _json_object(body)
+    value = data.get("encoded_authorization_message") if data else None
+    return value if isinstance(value, str) and value else None
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -143,6 +167,7 @@ def api_error(
     *,
     retry_after: float | None = None,
     workflow: bool = False,
+    encoded_authorization_message: str | None = None,
 ) -> ApiError:
     """The exception type for an HTTP error status (the runtime dispatches on the type).
 
@@ -151,7 +176,13 @@ def api_error(
     NotFoundError, so a misconfiguration never reads as "the workflow vanished".
     """
     if status in (401, 403):
-        return AuthError(status, code, message, request_id)
+        if encoded_authorization_message:
+            # which policy denied the call: an IAM administrator decodes it (STS)
+            note = _short(encoded_authorization_message)
+            message = f"{message} (encoded_authorization_message: {note})"
+        error = AuthError(status, code, message, request_id)
+        error.encoded_authorization_message = encoded_authorization_message
+        return error
     if status == 404:
         gone = workflow and not is_gateway_code(code)
         cls = WorkflowGoneError if gone else NotFoundError

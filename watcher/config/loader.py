@@ -18,6 +18,7 @@ Passing ``env=`` therefore keeps ``os.environ`` out of the result entirely.
 from __future__ import annotations
 
 import contextvars
+import difflib
 import json
 import os
 import re
@@ -25,9 +26,9 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -217,6 +218,40 @@ def _hint(loc: Sequence[str | int], msg: str) -> str:
     return msg
 
 
+def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The settings model that holds the key at ``loc`` (list indexes skipped)."""
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field_info = model.model_fields.get(part)
+        found = _find_model(field_info.annotation) if field_info else None
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if (found := _find_model(arg)) is not None:
+            return found
+    return None
+
+
+def suggest_key(loc: Sequence[str | int]) -> str | None:
+    """The existing key closest to an unknown one (``activ_s`` -> ``active_s``), or None."""
+    if not loc or not isinstance(loc[-1], str):
+        return None
+    model = _model_at(loc)
+    if model is None:
+        return None
+    close = difflib.get_close_matches(loc[-1].lower(), list(model.model_fields), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def format_validation_error(exc: ValidationError) -> list[str]:
     """One line per problem: ``key.path: message (env WATCHER_KEY__PATH)``. No input values."""
     lines: list[str] = []
@@ -230,6 +265,8 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             items = [(loc, msg)]
         for item_loc, msg in items:
             line = f"{_dotted(item_loc)}: {_hint(item_loc, msg)} (env {env_name(item_loc)})"
+            if err["type"] == "extra_forbidden" and (close := suggest_key(item_loc)):
+                line += f"; did you mean {close!r}?"
             if line not in lines:
                 lines.append(line)
     return lines
@@ -273,7 +310,10 @@ def _unknown_env(env: Mapping[str, str]) -> list[str]:
             continue
         top = upper[len(ENV_PREFIX) :].split("__", 1)[0].lower()
         if top not in fields:
-            found.append(f"{top or '(empty)'}: unknown key (env {upper})")
+            line = f"{top or '(empty)'}: unknown key (env {upper})"
+            if top and (close := suggest_key((top,))):
+                line += f"; did you mean {close!r}?"
+            found.append(line)
     return sorted(found)
 
 

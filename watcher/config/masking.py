@@ -109,6 +109,10 @@ def masked_dict(settings: Settings) -> dict[str, Any]:
         creds["access_key"] = mask_access_key(settings.credentials.access_key)
     for item, dumped in zip(settings.notify.urls, data["notify"]["urls"], strict=True):
         dumped["url"] = mask_url(item.url.get_secret_value())
+    if settings.heartbeat.url is not None:
+        data["heartbeat"]["url"] = mask_url(
+            settings.heartbeat.url.get_secret_value(), use_apprise=False
+        )
     creds["effective_kind"] = settings.credentials.effective_kind
     return data
 

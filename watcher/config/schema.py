@@ -36,6 +36,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from watcher.cloud import endpoints
 from watcher.config.durations import Duration
+from watcher.core.console import DEFAULT_CONSOLE_URL, template_problems
 from watcher.core.events import Kind, Severity, TargetRef
 from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import DEFAULT_SEND_TIMEOUT_S, MAX_SEND_TIMEOUT_S
@@ -144,6 +145,15 @@ def _lower_tags(value: tuple[str, ...]) -> tuple[str, ...]:
 Tags = Annotated[StrList, AfterValidator(_lower_tags)]
 
 
+def _runbook(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+RunbookUrl = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_runbook)]
+
+
 # ----------------------------------------------------------------------------------- [cloud]
 
 
@@ -237,6 +247,7 @@ class Target(_Section):
         default_factory=dict
     )
     display_name: str | None = Field(default=None, max_length=200)
+    runbook_url: RunbookUrl | None = None
 
     @model_validator(mode="after")
     def _workflow_id(self) -> Target:
@@ -426,6 +437,7 @@ class Route(_Section):
     targets: StrList = ("*",)
     labels: dict[str, str] = Field(default_factory=dict)
     tags: Tags = ()
+    runbook_url: RunbookUrl | None = None
 
     @field_validator("min_severity", mode="before")
     @classmethod
@@ -515,6 +527,19 @@ class NotifySettings(_Section):
     send_timeout_s: float = Field(default=DEFAULT_SEND_TIMEOUT_S, gt=0, le=MAX_SEND_TIMEOUT_S)
     routes: tuple[Route, ...] = ()
     templates: TemplatesSettings = TemplatesSettings()
+    # The workflow's page in the cloud console; {region} {project_id} {cluster_id}
+    # {workflow_id}. Set "" to leave the link out.
+    console_url: str = Field(default=DEFAULT_CONSOLE_URL, max_length=1000)
+
+    @field_validator("console_url")
+    @classmethod
+    def _console_url(cls, value: str) -> str:
+        found = template_problems(value)
+        if found:
+            raise ValueError("; ".join(found))
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// or http://")
+        return value
 
     @field_validator("urls", mode="before")
     @classmethod
@@ -629,6 +654,34 @@ def split_host_port(value: str) -> tuple[str, int]:
     return host, port
 
 
+class HeartbeatSettings(_Section):
+    """An optional dead-man's switch: a plain http(s) request every ``interval_s`` seconds
+    while polls and the store are healthy (healthchecks.io, Uptime Kuma push, Cronitor...).
+    The service pages someone when the pings stop. The URL is a secret (it holds a token)."""
+
+    url: SecretStr | None = None
+    interval_s: float = Field(default=60.0, ge=1, le=86400)
+    method: Literal["GET", "POST"] = "GET"
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if not re.match(r"^https?://[^/\s?#]+", text) or any(c.isspace() for c in text):
+            raise ValueError(
+                "expected a plain http:// or https:// URL, e.g. https://hc-ping.com/<uuid>"
+            )
+        return SecretStr(text)
+
+
 class LoggingSettings(_Section):
     """Log level and renderer (auto: JSON unless stderr is a terminal)."""
 
@@ -673,6 +726,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     silences: tuple[Silence, ...] = ()
     http: HttpSettings = HttpSettings()
+    heartbeat: HeartbeatSettings = HeartbeatSettings()
     logging: LoggingSettings = LoggingSettings()
 
     _config_path: Path | None = PrivateAttr(default=None)

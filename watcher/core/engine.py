@@ -39,11 +39,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from watcher.core import advice
 from watcher.core.acks import Acknowledgement
 from watcher.core.events import Event, Kind, Severity, TargetRef
 from watcher.core.models import (
     ACTIVE_STATUSES,
     TERMINAL_PHASES,
+    Cluster,
     Phase,
     Point,
     PreCheckTask,
@@ -53,6 +55,21 @@ from watcher.core.models import (
     Workflow,
 )
 from watcher.core.policy import Policy
+from watcher.core.wording import format_duration, percent, rolled_back
+
+__all__ = [
+    "Enrichment",
+    "Evaluation",
+    "Track",
+    "WatchState",
+    "enrichment_wanted",
+    "evaluate",
+    "evaluate_time",
+    "evaluate_vanished",
+    "format_duration",
+    "next_deadline",
+    "precheck_expiry",
+]
 
 STATE_VERSION = 1
 
@@ -68,7 +85,6 @@ _LABELS = {
     "PostCheck": "Post-check",
     "Rollback": "Rollback",
 }
-_MAX_ITEMS_IN_MESSAGE = 3
 
 
 # --------------------------------------------------------------------------- values
@@ -92,6 +108,8 @@ class Track:
     active_since: datetime | None = None
     progress: str | None = None
     attempt_seen_at: datetime | None = None
+    paused: bool = False  # the upgrade task behind the point was last seen in Pause
+    pauses: int = 0  # how many pauses of this attempt were reported (names the key)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +119,8 @@ class Track:
             "active_since": _iso(self.active_since),
             "progress": self.progress,
             "attempt_seen_at": _iso(self.attempt_seen_at),
+            "paused": self.paused,
+            "pauses": self.pauses,
         }
 
     @classmethod
@@ -112,6 +132,8 @@ class Track:
             active_since=_from_iso(data.get("active_since")),
             progress=data.get("progress"),
             attempt_seen_at=_from_iso(data.get("attempt_seen_at")),
+            paused=bool(data.get("paused", False)),
+            pauses=int(data.get("pauses", 0)),
         )
 
 
@@ -177,6 +199,7 @@ class Enrichment:
 
     precheck: PreCheckTask | None = None
     upgrade: UpgradeTask | None = None
+    cluster: Cluster | None = None  # ShowCluster after a Cluster/Rollback task failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +241,7 @@ def evaluate(
     late_since: datetime | None = None
     if now - previous.observed_at > policy.late_after:
         late_since = previous.observed_at
-    ctx = _Ctx(target, cluster_name, current, now, late_since)
+    ctx = _Ctx(target, cluster_name, current, now, late_since, since=previous.observed_at)
     fired = set(previous.fired)
     opening: list[Event] = []
     task_events: list[tuple[tuple[float, int], Event]] = []
@@ -241,7 +264,7 @@ def evaluate(
     old_phase, new_phase = previous.workflow.phase, current.phase
     if old_phase != new_phase:
         phase_seq += 1
-        event = _phase_event(ctx, old_phase, new_phase, phase_seq)
+        event = _phase_event(ctx, old_phase, new_phase, phase_seq, enrichment)
         (
             opening if event.kind in (Kind.WORKFLOW_STARTED, Kind.WORKFLOW_RESUMED) else closing
         ).append(event)
@@ -320,7 +343,8 @@ def enrichment_wanted(previous: WatchState | None, current: Workflow) -> frozens
 
     ``"precheck"`` (ShowPreCheck) when the PreCheck point is Failed with a known task ID and
     was not already Failed with that task and start time; ``"upgrade"``
-    (ShowUpgradeClusterTask) while the Cluster point is Queuing/Running with a task ID.
+    (ShowUpgradeClusterTask) while the Cluster point is Queuing/Running with a task ID;
+    ``"cluster"`` (ShowCluster) when a Cluster or Rollback point newly Failed.
     """
     wanted: set[str] = set()
     prev_wf = previous.workflow if previous and previous.workflow.uid == current.uid else None
@@ -336,6 +360,21 @@ def enrichment_wanted(previous: WatchState | None, current: Workflow) -> frozens
     cluster = current.point(TaskType.CLUSTER)
     if cluster is not None and cluster.status in _ACTIVE and cluster.task_id:
         wanted.add("upgrade")
+    # ShowCluster after a Cluster or Rollback task newly failed: its status.reason and
+    # status.message say what state the failure left the cluster in.
+    for point in current.points:
+        if point.task_type in {TaskType.CLUSTER, TaskType.ROLLBACK} and (
+            point.status == TaskStatus.FAILED
+        ):
+            if prev_wf is None:
+                continue  # first sight: the summary does not report the cluster's state
+            old = prev_wf.point(point.task_type)
+            if old is None or (old.status, old.task_id, old.started_at) != (
+                point.status,
+                point.task_id,
+                point.started_at,
+            ):
+                wanted.add("cluster")
     return frozenset(wanted)
 
 
@@ -361,23 +400,6 @@ def next_deadline(state: WatchState, now: datetime, policy: Policy) -> datetime 
     return min(moments) if moments else None
 
 
-def format_duration(seconds: float | timedelta) -> str:
-    """Render a duration for people: ``45s``, ``9m 5s``, ``2h 5m``, ``3d 4h``."""
-    if isinstance(seconds, timedelta):
-        seconds = seconds.total_seconds()
-    total = max(0, int(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    if minutes:
-        return f"{minutes}m {secs}s" if secs else f"{minutes}m"
-    return f"{secs}s"
-
-
 # --------------------------------------------------------------------------- context
 
 
@@ -389,6 +411,16 @@ class _Ctx:
     now: datetime
     late_since: datetime | None
     as_of: datetime | None = None
+    # When the previous snapshot was taken: a change found now happened after it, so no
+    # transition line may show an earlier time (None on first sight and for time rules).
+    since: datetime | None = None
+
+    def cloud_time(self, moment: datetime | None) -> datetime:
+        """A cloud timestamp for a transition line, kept within (previous poll, now]."""
+        if moment is None:
+            return self.now
+        moment = min(moment, self.now)
+        return max(moment, self.since) if self.since is not None else moment
 
     def event(
         self,
@@ -404,14 +436,15 @@ class _Ctx:
         ended_at: datetime | None = None,
         expires_at: datetime | None = None,
         details: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
     ) -> Event:
+        """Build an event; ``at`` is when its fact happened (default: see ``_occurred``).
+
+        "Observed late" is not written into the message: the templates render it once
+        from ``late_since`` (watcher.core.wording.late_note).
+        """
         wf = self.workflow
         info: dict[str, Any] = dict(details or {})
-        if self.late_since is not None:
-            message += (
-                f" (observed late: happened between {_clock(self.late_since, self.now)}"
-                f" and {_clock(self.now, self.now)})"
-            )
         if self.as_of is not None:
             message += f" (as of the last snapshot, {_clock(self.as_of, self.now)})"
             info["as_of"] = _iso(self.as_of)
@@ -435,7 +468,26 @@ class _Ctx:
             expires_at=expires_at if expires_at else (point.expires_at if point else None),
             late_since=self.late_since,
             details=info,
+            occurred_at=(
+                min(at, self.now)
+                if at is not None
+                else self.cloud_time(_occurred(point, new_status, self.now))
+            ),
         )
+
+
+def _occurred(point: Point | None, status: str | None, now: datetime) -> datetime:
+    """A transition's cloud time: the start for Running/Queuing, the end for Success/Failed.
+
+    Anything else (and a missing stamp) is the observation time; a cloud time after the
+    observation (clock skew) is capped at it.
+    """
+    if point is not None and point.status == status:
+        if status in _ACTIVE and point.started_at is not None:
+            return min(point.started_at, now)
+        if status in _FINAL_STATUSES and point.ended_at is not None:
+            return min(point.ended_at, now)
+    return now
 
 
 # --------------------------------------------------------------------------- first sight
@@ -454,6 +506,8 @@ def _first_sight(
         progress = _progress_for(point, enrichment)
         active_since = now if point.status in _ACTIVE and point.started_at is None else None
         tracks[slot] = Track(1, point.task_id, point.started_at, active_since, progress)
+        if _paused(point, enrichment):  # the summary says so; the pause is not news later
+            tracks[slot] = replace(tracks[slot], paused=True, pauses=1)
     pending_since = _pending_base(wf, now) if wf.phase == Phase.PENDING else None
     # The summary covers the current statuses: entering one of them again within the same
     # attempt (Running -> Pause -> Running) is not news.
@@ -482,9 +536,15 @@ def _detected(ctx: _Ctx, state: WatchState, policy: Policy, enrichment: Enrichme
     }
     severity = Severity.FAILURE if phase == Phase.PENDING else Severity.INFO
     versions = _versions(wf)
-    if phase == Phase.PENDING:
+    if rolled_back(wf):
+        severity = Severity.WARNING
+        head = f"Found upgrade {versions} rolled back; the cluster runs {_from(wf)} again"
+    elif phase == Phase.PENDING:
         head = f"Found upgrade {versions} failed: {_failed_summary(wf)}"
         details["failed_tasks"] = [_point_json(p) for p in failed]
+        details["next_step"] = advice.task_next_step(failed[0].task_type if failed else None)
+        if any(p.task_type == TaskType.ROLLBACK for p in failed):
+            details["critical"] = True
     elif phase == Phase.RUNNING:
         if active:
             p = active[0]
@@ -521,13 +581,20 @@ def _detected(ctx: _Ctx, state: WatchState, policy: Policy, enrichment: Enrichme
             if severity.rank < Severity.WARNING.rank:
                 severity = Severity.WARNING
     if pre is not None and pre.status == TaskStatus.FAILED:
-        items = _failed_items(pre, enrichment)
-        if items is not None:
+        task = _precheck_for(pre, enrichment)
+        if task is not None:
+            items = advice.failed_item_dicts(task)
             details["failed_items"] = items
-            notes.append(_items_text(items))
-    message = head + ("; " + "; ".join(notes) if notes else "")
+            notes.append(advice.items_text(items, task.message))
+            details["next_step"] = advice.precheck_next_step(items)
     cluster = wf.point(TaskType.CLUSTER)
-    progress = state.tracks.get(TaskType.CLUSTER.value, Track()).progress
+    cluster_track = state.tracks.get(TaskType.CLUSTER.value, Track())
+    if cluster is not None and cluster.status in _ACTIVE and cluster_track.paused:
+        pct = percent(cluster_track.progress)
+        notes.append("the upgrade task is paused" + (f" at {pct}" if pct else ""))
+        details["paused"] = True
+    message = head + ("; " + "; ".join(notes) if notes else "")
+    progress = cluster_track.progress
     if cluster is not None and cluster.status in _ACTIVE and progress is not None:
         details["progress"] = progress
     return ctx.event(
@@ -539,6 +606,7 @@ def _detected(ctx: _Ctx, state: WatchState, policy: Policy, enrichment: Enrichme
         new_status=phase,
         expires_at=expires,
         details=details,
+        at=now,
     )
 
 
@@ -584,10 +652,9 @@ def _point_step(
         ),
         progress=_progress_for(cur, enrichment) or track.progress,
         attempt_seen_at=track.attempt_seen_at,
+        paused=track.paused,
+        pauses=track.pauses,
     )
-    if reason is None and cs == ps:
-        return [], new_track
-
     events: list[Event] = []
     uid, task = _esc(ctx.workflow.uid), _esc(cur.task_id or "-")
     base = f"{uid}:task:{_esc(slot)}:a{new_track.attempt}:{task}"
@@ -595,6 +662,9 @@ def _point_step(
     common: dict[str, Any] = {"slot": slot, "attempt": new_track.attempt}
     if new_track.progress is not None and cur.task_type == TaskType.CLUSTER:
         common["progress"] = new_track.progress
+    new_track = _pause_step(ctx, cur, new_track, base, common, enrichment, fired, events)
+    if reason is None and cs == ps:
+        return events, new_track
 
     if reason is not None and ps == TaskStatus.FAILED and not is_new_point:
         key = f"{base}:retried"
@@ -642,20 +712,35 @@ def _point_step(
         if cur.task_type == TaskType.ROLLBACK:
             message = f"Rollback started: the cluster is being rolled back{in_vers}"
         if "progress" in details:
-            message += f", progress {details['progress']}"
+            message += f", progress {_pct(details['progress'])}"
     elif cs == TaskStatus.SUCCESS:
         kind, severity = Kind.TASK_SUCCEEDED, Severity.SUCCESS
         took = f" in {format_duration(duration)}" if duration is not None else ""
         message = f"{label} succeeded{took}{in_vers}"
+        if cur.task_type == TaskType.ROLLBACK:
+            # The upgrade did not happen: good news for the cluster, not for the upgrade.
+            severity = Severity.WARNING
+            message += f": the cluster runs {ctx.workflow.cluster_version or '?'} again"
     else:  # Failed
         kind, severity = Kind.TASK_FAILED, Severity.FAILURE
         took = f" after {format_duration(duration)}" if duration is not None else ""
         message = f"{label} Failed{took}{in_vers}"
+        details["next_step"] = advice.task_next_step(cur.task_type)
         if cur.task_type == TaskType.PRECHECK:
-            items = _failed_items(cur, enrichment)
-            if items is not None:
+            pre_task = _precheck_for(cur, enrichment)
+            if pre_task is not None:
+                items = advice.failed_item_dicts(pre_task)
                 details["failed_items"] = items
-                message += f": {_items_text(items)}"
+                if pre_task.message:
+                    details["precheck_message"] = pre_task.message
+                message += f": {advice.items_text(items, pre_task.message)}"
+                details["next_step"] = advice.precheck_next_step(items)
+        if cur.task_type == TaskType.ROLLBACK:
+            details["critical"] = True
+        trouble = _cluster_trouble(cur, enrichment)
+        if trouble:
+            details["cluster_trouble"] = trouble
+            message += f"; {trouble}"
     if duration is not None and cs in _FINAL_STATUSES:
         details["duration_s"] = duration
     events.append(
@@ -674,6 +759,82 @@ def _point_step(
     return events, new_track
 
 
+def _pause_step(
+    ctx: _Ctx,
+    cur: Point,
+    track: Track,
+    base: str,
+    common: Mapping[str, Any],
+    enrichment: Enrichment,
+    fired: set[str],
+    events: list[Event],
+) -> Track:
+    """``task.paused`` once per pause of the upgrade task (the point itself stays Running:
+    the workflow's point enum has no Pause, the upgrade task's has, CCE_API.md 1.4)."""
+    task = enrichment.upgrade
+    if task is None or not _same_upgrade_task(cur, task):
+        return track
+    if task.phase != "Pause":
+        return replace(track, paused=False) if track.paused else track
+    if track.paused:
+        return track
+    track = replace(track, paused=True, pauses=track.pauses + 1)
+    key = f"{base}:paused:{track.pauses}"
+    if key in fired:
+        return track
+    progress = _pct(task.progress)
+    at = f" at {progress}" if progress else ""
+    events.append(
+        ctx.event(
+            key,
+            Kind.TASK_PAUSED,
+            Severity.WARNING,
+            f"{_label(cur.task_type)} paused{at} ({_versions(ctx.workflow)}): "
+            "it stays paused until someone continues it",
+            point=cur,
+            old_status=cur.status,
+            new_status="Pause",
+            details={
+                **common,
+                "upgrade_phase": task.phase,
+                "next_step": "Continue the upgrade in the CCE console when ready, "
+                "or find out who paused it.",
+            },
+            at=ctx.now,
+        )
+    )
+    fired.add(key)
+    return track
+
+
+def _same_upgrade_task(point: Point, task: UpgradeTask) -> bool:
+    if point.task_type != TaskType.CLUSTER:
+        return False
+    return not (task.uid and point.task_id and task.uid != point.task_id)
+
+
+def _paused(point: Point, enrichment: Enrichment) -> bool:
+    task = enrichment.upgrade
+    return (
+        task is not None
+        and point.status in _ACTIVE
+        and _same_upgrade_task(point, task)
+        and task.phase == "Pause"
+    )
+
+
+def _pct(progress: Any) -> str:
+    """Progress for people ("45%"); the raw string when it is not a number."""
+    return percent(progress) or str(progress)
+
+
+def _cluster_trouble(point: Point, enrichment: Enrichment) -> str | None:
+    cluster = enrichment.cluster
+    if cluster is None or point.task_type not in {TaskType.CLUSTER, TaskType.ROLLBACK}:
+        return None
+    return cluster.trouble
+
+
 def _task_id(point: Point | None) -> str | None:
     return point.task_id if point else None
 
@@ -681,16 +842,47 @@ def _task_id(point: Point | None) -> str | None:
 # --------------------------------------------------------------------------- phase
 
 
-def _phase_event(ctx: _Ctx, old: str | None, new: str | None, seq: int) -> Event:
+def _phase_event(
+    ctx: _Ctx, old: str | None, new: str | None, seq: int, enrichment: Enrichment
+) -> Event:
     wf = ctx.workflow
     key = f"{_esc(wf.uid)}:phase:{seq}:{_esc(new or '-')}"
     vers = _versions(wf)
     details: dict[str, Any] = {"phase_seq": seq}
     span = _workflow_span(wf)
+    if new in (Phase.PENDING, Phase.SUCCESS) and rolled_back(wf):
+        # After a successful rollback CCE leaves the workflow Pending (or ends it): either
+        # way the story is "rolled back", not a fresh failure and never a success.
+        rollback = [p for p in wf.points if p.task_type == TaskType.ROLLBACK][-1]
+        return ctx.event(
+            key,
+            Kind.WORKFLOW_ROLLED_BACK,
+            Severity.WARNING,
+            f"Upgrade {vers} rolled back; the cluster runs {_from(wf)} again",
+            point=rollback,
+            old_status=old,
+            new_status=new,
+            details={
+                **details,
+                "next_step": "Find out why the upgrade failed before you start it again.",
+            },
+            at=ctx.cloud_time(rollback.ended_at),
+        )
     if new == Phase.PENDING:
         failed = [p for p in wf.points if p.status == TaskStatus.FAILED]
         details["failed_tasks"] = [_point_json(p) for p in failed]
-        focus = failed[0] if failed else None
+        focus = failed[-1] if failed else None
+        ends = [p.ended_at for p in failed if p.ended_at]
+        if focus is not None:
+            details["next_step"] = advice.task_next_step(focus.task_type)
+            if focus.task_type == TaskType.PRECHECK:
+                task = _precheck_for(focus, enrichment)
+                if task is not None:
+                    details["next_step"] = advice.precheck_next_step(
+                        advice.failed_item_dicts(task)
+                    )
+        if any(p.task_type == TaskType.ROLLBACK for p in failed):
+            details["critical"] = True
         return ctx.event(
             key,
             Kind.WORKFLOW_FAILED,
@@ -700,6 +892,7 @@ def _phase_event(ctx: _Ctx, old: str | None, new: str | None, seq: int) -> Event
             old_status=old,
             new_status=new,
             details=details,
+            at=ctx.cloud_time(max(ends)) if ends else ctx.now,
         )
     if new == Phase.SUCCESS:
         took = ""
@@ -718,6 +911,7 @@ def _phase_event(ctx: _Ctx, old: str | None, new: str | None, seq: int) -> Event
             started_at=started,
             ended_at=ended,
             details=details,
+            at=ctx.cloud_time(ended),
         )
     if new == Phase.CANCEL:
         return ctx.event(
@@ -739,6 +933,7 @@ def _phase_event(ctx: _Ctx, old: str | None, new: str | None, seq: int) -> Event
             new_status=new,
             started_at=span[0] if span else None,
             details=details,
+            at=ctx.cloud_time(_first_start(wf)),
         )
     if new == Phase.RUNNING and old not in _TERMINAL and old is not None:
         active = [p for p in wf.points if p.status in _ACTIVE]
@@ -757,6 +952,7 @@ def _phase_event(ctx: _Ctx, old: str | None, new: str | None, seq: int) -> Event
             old_status=old,
             new_status=new,
             details=details,
+            at=ctx.cloud_time(active[0].started_at if active else None),
         )
     return ctx.event(
         key,
@@ -779,6 +975,15 @@ def _failed_summary(wf: Workflow) -> str:
         took = f" after {format_duration(duration)}" if duration is not None else ""
         parts.append(f"{_label(p.task_type)} Failed{took}")
     return ", ".join(parts)
+
+
+def _from(wf: Workflow) -> str:
+    return wf.cluster_version or "the old version"
+
+
+def _first_start(wf: Workflow) -> datetime | None:
+    starts = [p.started_at for p in wf.points if p.started_at]
+    return min(starts) if starts else None
 
 
 def _pending_base(wf: Workflow, now: datetime) -> datetime:
@@ -893,6 +1098,8 @@ class _Reminder:
 def _reminder(state: WatchState, policy: Policy) -> _Reminder | None:
     if state.workflow.phase != Phase.PENDING or state.pending_since is None:
         return None
+    if rolled_back(state.workflow):
+        return None  # the cluster runs the old version again: nothing is left failing
     prefix = f"{_esc(state.workflow.uid)}:reminder:{state.phase_seq}:"
     return _Reminder(
         state.pending_since, policy.repeat_interval, prefix, _max_k(state.fired, prefix)
@@ -951,7 +1158,14 @@ def _time_rules(
                         f"{_clock(since, now)}): retry, roll back or cancel it",
                         point=failed[0] if failed else None,
                         new_status=wf.phase,
-                        details={"reminder": k, "pending_since": _iso(since)},
+                        details={
+                            "reminder": k,
+                            "pending_since": _iso(since),
+                            "next_step": advice.task_next_step(
+                                failed[-1].task_type if failed else None
+                            ),
+                        },
+                        at=since + k * reminder.repeat,
                     )
                 )
     return events, frozenset(fired)
@@ -981,6 +1195,7 @@ def _precheck_event(ctx: _Ctx, state: WatchState, m: _Milestone) -> Event:
         new_status=pre.status if pre else None,
         expires_at=expires,
         details=details,
+        at=m.at,  # the due time: expiry minus the lead, or the expiry itself
     )
 
 
@@ -1004,7 +1219,8 @@ def _stall_event(ctx: _Ctx, state: WatchState, stall: _Periodic, key: str, polic
         message += " (no start time from the cloud; counted from when the watcher saw it)"
     if track.progress is not None and point.task_type == TaskType.CLUSTER:
         details["progress"] = track.progress
-        message += f", progress {track.progress}"
+        message += f", progress {_pct(track.progress)}"
+    k = int(details["repeat"])
     return ctx.event(
         key,
         Kind.TASK_STALLED,
@@ -1014,6 +1230,7 @@ def _stall_event(ctx: _Ctx, state: WatchState, stall: _Periodic, key: str, polic
         new_status=point.status,
         started_at=stall.base,
         details=details,
+        at=stall.first + (k - 1) * stall.repeat,  # when this stall notice fell due
     )
 
 
@@ -1128,34 +1345,11 @@ def _progress_for(point: Point, enrichment: Enrichment) -> str | None:
     return task.progress
 
 
-def _failed_items(point: Point, enrichment: Enrichment) -> list[dict[str, Any]] | None:
+def _precheck_for(point: Point, enrichment: Enrichment) -> PreCheckTask | None:
     task = enrichment.precheck
     if task is None or (task.uid and point.task_id and task.uid != point.task_id):
         return None
-    return [
-        {"name": i.name, "level": i.level, "message": i.message, "node": i.node}
-        for i in task.failed_items
-    ]
-
-
-def _items_text(items: list[dict[str, Any]]) -> str:
-    if not items:
-        return "no failed check item reported"
-    shown = []
-    for item in items[:_MAX_ITEMS_IN_MESSAGE]:
-        text = str(item.get("name") or "unnamed check")
-        if item.get("level"):
-            text += f" ({item['level']})"
-        if item.get("node"):
-            text += f" on {item['node']}"
-        if item.get("message"):
-            text += f": {item['message']}"
-        shown.append(text)
-    more = len(items) - len(shown)
-    noun = "check" if len(items) == 1 else "checks"
-    return (
-        f"{len(items)} {noun} failed: " + "; ".join(shown) + (f"; and {more} more" if more else "")
-    )
+    return task
 
 
 def _point_json(p: Point) -> dict[str, Any]:

@@ -59,7 +59,13 @@ class ApiError(WatcherError):
 
 
 class AuthError(ApiError):
-    """401/403: bad or expired credentials, or missing permission. Never retried hot."""
+    """401/403: bad or expired credentials, or missing permission. Never retried hot.
+
+    ``encoded_authorization_message`` is a 403's encoded policy decision, kept so an IAM
+    administrator can decode which permission is missing.
+    """
+
+    encoded_authorization_message: str | None = None
 
 
 class ThrottledError(ApiError):

@@ -43,6 +43,7 @@ class Kind(StrEnum):
     WORKFLOW_RESUMED = "workflow.resumed"
     WORKFLOW_SUCCEEDED = "workflow.succeeded"
     WORKFLOW_CANCELLED = "workflow.cancelled"
+    WORKFLOW_ROLLED_BACK = "workflow.rolled_back"
     WORKFLOW_VANISHED = "workflow.vanished"
     WORKFLOW_REMINDER = "workflow.reminder"
     WORKFLOW_CHANGED = "workflow.changed"
@@ -53,11 +54,14 @@ class Kind(StrEnum):
     TASK_RETRIED = "task.retried"
     TASK_STALLED = "task.stalled"
     TASK_CHANGED = "task.changed"
+    TASK_PAUSED = "task.paused"
     PRECHECK_EXPIRING = "precheck.expiring"
     PRECHECK_EXPIRED = "precheck.expired"
     TARGET_UNREACHABLE = "watcher.target_unreachable"
     TARGET_RECOVERED = "watcher.target_recovered"
     AUTH_FAILED = "watcher.auth_failed"
+    STORE_FAILED = "watcher.store_failed"
+    STORE_RECOVERED = "watcher.store_recovered"
     TEST = "watcher.test"
 
 
@@ -94,7 +98,14 @@ class TargetRef:
         )
 
 
-_TIME_FIELDS = ("started_at", "ended_at", "expires_at", "observed_at", "late_since")
+_TIME_FIELDS = (
+    "started_at",
+    "ended_at",
+    "expires_at",
+    "observed_at",
+    "late_since",
+    "occurred_at",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +133,10 @@ class Event:
     # the change occurred somewhere between late_since and observed_at.
     late_since: datetime | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    # When the reported fact happened (the time its line shows): the cloud's timestamp of a
+    # transition, a time rule's due time, or the observation time. None on events stored
+    # before it existed (watcher.core.wording.line_time falls back).
+    occurred_at: datetime | None = None
 
     @property
     def id(self) -> str:

@@ -196,6 +196,8 @@ class CheckItem(_Model):
     phase: Text = None
     message: Text = None
     node: Text = None
+    error_codes: tuple[str, ...] = ()
+    risk: Text = None  # riskSource summarised for people (see risk_summary)
 
     @classmethod
     def from_api(cls, raw: Any, node: str | None = None) -> CheckItem:
@@ -208,6 +210,8 @@ class CheckItem(_Model):
             phase=raw.get("phase"),
             message=raw.get("message"),
             node=node,
+            error_codes=tuple(str(c) for c in _list(raw.get("errorCodes")) if c not in (None, "")),
+            risk=risk_summary(raw.get("riskSource")),
         )
 
     @property
@@ -215,6 +219,38 @@ class CheckItem(_Model):
         # Item phases are not enumerated anywhere; Failed and Error are the two the pre-check
         # task itself uses for "did not pass", so items share that meaning.
         return (self.phase or "") in {"Failed", "Error"}
+
+
+_MAX_RISKS = 3
+
+
+def risk_summary(raw: Any) -> str | None:
+    """``riskSource`` in a few words: which deprecated API which caller uses, which nodes,
+    addons and configuration entries are at risk (CCE_API.md 1.4). None when empty."""
+    source = _dict(raw)
+    parts: list[str] = []
+    apis = [_dict(r) for r in _list(source.get("deprecatedAPIRisks"))]
+    for api in apis[:_MAX_RISKS]:
+        url = _text(api.get("url")) or "?"
+        caller = _text(api.get("userAgent"))
+        parts.append(f"deprecated API {url}" + (f" called by {caller}" if caller else ""))
+    if len(apis) > _MAX_RISKS:
+        parts.append(f"{len(apis) - _MAX_RISKS} more deprecated API calls")
+    nodes = [n for r in _list(source.get("nodeRisks")) if (n := _text(_dict(r).get("NodeID")))]
+    if nodes:
+        shown = ", ".join(nodes[:_MAX_RISKS])
+        more = f" and {len(nodes) - _MAX_RISKS} more" if len(nodes) > _MAX_RISKS else ""
+        parts.append(f"node{'s' if len(nodes) > 1 else ''} {shown}{more}")
+    addons = [_dict(r) for r in _list(source.get("addonRisks"))]
+    names = [n for a in addons if (n := _text(a.get("alias")) or _text(a.get("addonTemplateName")))]
+    if names:
+        parts.append(f"addon{'s' if len(names) > 1 else ''} {', '.join(names[:_MAX_RISKS])}")
+    configs = [_dict(r) for r in _list(source.get("configurationRisks"))]
+    for cfg in configs[:_MAX_RISKS]:
+        field = _text(cfg.get("field")) or "?"
+        where = _text(cfg.get("sourceFile")) or _text(cfg.get("package"))
+        parts.append(f"configuration {field}" + (f" in {where}" if where else ""))
+    return "; ".join(parts) or None
 
 
 class PreCheckTask(_Model):
@@ -279,14 +315,34 @@ class UpgradeTask(_Model):
 
 
 class Cluster(_Model):
-    """ShowCluster / one item of ListClusters, reduced to what the watcher uses."""
+    """ShowCluster / one item of ListClusters, reduced to what the watcher uses.
+
+    ``alias`` is the display name people gave the cluster (``metadata.alias``); ``reason``
+    and ``message`` say why it is not Available (e.g. a failed rollback).
+    """
 
     uid: str
     name: Text = None
+    alias: Text = None
     version: Text = None
     phase: Text = None
+    reason: Text = None
+    message: Text = None
     category: Text = None
     flavor: Text = None
+
+    @property
+    def display_name(self) -> str | None:
+        """``metadata.alias``, falling back to ``metadata.name``."""
+        return self.alias or self.name
+
+    @property
+    def trouble(self) -> str | None:
+        """"RollbackFailed: reason: message" when the cluster is not Available, else None."""
+        if self.phase in (None, "Available"):
+            return None
+        detail = ": ".join(t for t in (self.reason, self.message) if t)
+        return f"cluster is {self.phase}" + (f" ({detail})" if detail else "")
 
     @classmethod
     def from_api(cls, raw: Any) -> Cluster:
@@ -296,8 +352,11 @@ class Cluster(_Model):
         return cls(
             uid=_text(metadata.get("uid")) or "",
             name=metadata.get("name"),
+            alias=metadata.get("alias"),
             version=spec.get("version"),
             phase=status.get("phase"),
+            reason=status.get("reason"),
+            message=status.get("message"),
             category=spec.get("category"),
             flavor=spec.get("flavor"),
         )

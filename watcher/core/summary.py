@@ -11,7 +11,8 @@ from typing import Any
 
 from watcher.core.engine import precheck_expiry
 from watcher.core.events import TargetRef
-from watcher.core.models import Phase, Point, TaskStatus, Workflow
+from watcher.core.models import Point, TaskStatus, Workflow
+from watcher.core.wording import FAILED, format_duration, human_state, percent
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -41,7 +42,12 @@ def summarize(
     observed_at: datetime | None = None,
     next_poll_at: datetime | None = None,
     last_error: str | None = None,
+    progress: str | None = None,
+    paused: bool = False,
+    console_url: str | None = None,
 ) -> dict[str, Any]:
+    """``state`` is the human state (Pending reads "Failed"; see wording.human_state),
+    ``phase`` the raw one; ``progress`` the upgrade task's percentage while it runs."""
     expires = precheck_expiry(workflow)
     return {
         "key": key or f"{target.name}/{workflow.uid}",
@@ -50,6 +56,10 @@ def summarize(
         "cluster_name": cluster_name,
         "workflow_id": workflow.uid,
         "phase": workflow.phase,
+        "state": human_state(workflow),
+        "progress_percent": percent(progress),
+        "paused": paused,
+        "console_url": console_url,
         "from_version": workflow.cluster_version,
         "to_version": workflow.target_version,
         "observed_at": _iso(observed_at),
@@ -76,25 +86,18 @@ def summarize(
 
 
 def needs_attention(summary: dict[str, Any]) -> bool:
-    """True when `check` must exit 1: the workflow failed, or its pre-check expired."""
+    """True when `check` must exit 1: the workflow failed (its rollback included), or its
+    pre-check expired."""
     expires_in = summary.get("precheck_expires_in_s")
-    return summary.get("phase") == Phase.PENDING or (expires_in is not None and expires_in <= 0)
+    return summary.get("state") == FAILED or (expires_in is not None and expires_in <= 0)
 
 
 def human_duration(seconds: float | None) -> str:
-    """'1m 1s', '9m 5s', '2h 3m', or '-' when unknown."""
+    """The one duration formatter (wording.format_duration), '-' when unknown, sign kept."""
     if seconds is None:
         return "-"
-    total = round(abs(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        text = f"{hours}h {minutes}m"
-    elif minutes:
-        text = f"{minutes}m {secs}s"
-    else:
-        text = f"{secs}s"
-    return f"-{text}" if seconds < 0 else text
+    text = format_duration(abs(round(seconds)))
+    return f"-{text}" if seconds < 0 and text != "0s" else text
 
 
 def format_text(summary: dict[str, Any]) -> str:
@@ -102,10 +105,16 @@ def format_text(summary: dict[str, Any]) -> str:
     target = summary["target"]
     cluster = summary.get("cluster_name") or target["cluster_id"]
     name = summary["display_name"] or target["name"]
+    state = summary.get("state") or summary.get("phase") or "unknown"
+    extra = ""
+    if summary.get("paused"):
+        extra += "  PAUSED"
+    if summary.get("progress_percent"):
+        extra += f"  progress {summary['progress_percent']}"
     lines = [
         f"{name}  cluster {cluster}  workflow {summary['workflow_id']}",
         f"  {summary.get('from_version') or '?'} -> {summary.get('to_version') or '?'}"
-        f"  phase {summary.get('phase') or 'unknown'}",
+        f"  {state} (phase {summary.get('phase') or 'unknown'}){extra}",
     ]
     for point in summary["points"]:
         status = point["status"] or "not run"
@@ -120,4 +129,6 @@ def format_text(summary: dict[str, Any]) -> str:
             lines.append(
                 f"  pre-check result EXPIRED {human_duration(-expires_in)} ago: run it again"
             )
+    if summary.get("console_url"):
+        lines.append(f"  console: {summary['console_url']}")
     return "\n".join(lines)

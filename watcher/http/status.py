@@ -89,6 +89,10 @@ class WorkflowView(TypedDict):
     cluster_name: str | None
     workflow_id: str
     phase: str | None
+    state: str  # for people: Running, Failed, Rolling back, Rolled back, Succeeded, ...
+    progress_percent: str | None
+    paused: bool
+    console_url: str | None
     from_version: str | None
     to_version: str | None
     observed_at: str | None

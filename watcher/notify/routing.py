@@ -53,6 +53,7 @@ class Route:
     labels: Mapping[str, str] = field(default_factory=dict)
     tags: frozenset[str] = frozenset()
     exclude_kinds: tuple[str, ...] = ()
+    runbook_url: str | None = None  # shown in the messages this route delivers
 
     def matches(self, event: Event) -> bool:
         """True if this route takes ``event`` (whatever the URLs)."""

@@ -31,9 +31,14 @@ import structlog
 from jinja2.sandbox import SandboxedEnvironment
 
 from watcher import textsafe
+from watcher.core import headline as precedence
+from watcher.core.advice import item_text
+from watcher.core.console import console_url
 from watcher.core.errors import ConfigError
-from watcher.core.events import Event, Kind, Severity, TargetRef, most_severe
+from watcher.core.events import Event, Kind, Severity, TargetRef
 from watcher.core.ports import RenderedMessage
+from watcher.core.wording import format_duration, late_note, line_time
+from watcher.notify.links import Links
 from watcher.notify.targets import FLAVORS, Flavor, NotifyUrl
 
 log = structlog.get_logger(__name__)
@@ -78,25 +83,13 @@ def fmt_time(value: datetime | None) -> str:
 
 
 def fmt_duration(seconds: float | timedelta | None) -> str:
-    """``1h 02m``, ``4m 10s``, ``12s`` (empty for None)."""
-    if seconds is None:
-        return ""
-    total = int(seconds.total_seconds() if isinstance(seconds, timedelta) else seconds)
-    total = max(0, total)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
+    """The one duration formatter (watcher.core.wording.format_duration)."""
+    return format_duration(seconds)
 
 
 def event_time(event: Event) -> datetime:
-    """The cloud's time of the change when known, otherwise when it was observed."""
-    if event.new_status in {"Running", "Queuing"} and event.started_at:
-        return event.started_at
-    return event.ended_at or event.started_at or event.observed_at
+    """When the line's fact happened (watcher.core.wording.line_time)."""
+    return line_time(event)
 
 
 def failed_items(event: Event) -> list[str]:
@@ -110,37 +103,54 @@ def failed_items(event: Event) -> list[str]:
     out: list[str] = []
     for item in raw:
         if isinstance(item, Mapping):
-            name = str(item.get("name") or item.get("kind") or "?")
-            node = item.get("node")
-            message = item.get("message")
-            text = f"{name} on {node}" if node else name
-            if message:
-                text = f"{text}: {message}"
-            out.append(text)
+            out.append(item_text(item))
         elif item is not None:
             out.append(str(item))
     return out
 
 
 def headline(events: Sequence[Event]) -> Event:
-    """The event that titles the message: the first of the most severe ones."""
-    loudest = most_severe(tuple(events))
-    return next(e for e in events if e.severity == loudest)
+    """The event that titles the message (watcher.core.headline holds the precedence)."""
+    return precedence.headline(events)
+
+
+def next_step(events: Sequence[Event]) -> str | None:
+    """What to do next: the headline's advice, else the latest event's that has one."""
+    head = headline(events)
+    for event in (head, *reversed(events)):
+        step = event.details.get("next_step") if event.details else None
+        if step:
+            return str(step)
+    return None
 
 
 def _first(events: Sequence[Event], attr: str) -> Any:
     return next((getattr(e, attr) for e in events if getattr(e, attr)), None)
 
 
-def build_context(events: Sequence[Event], flavor: Flavor) -> dict[str, Any]:
+def build_context(
+    events: Sequence[Event],
+    flavor: Flavor,
+    links: Links | None = None,
+    url: NotifyUrl | None = None,
+) -> dict[str, Any]:
     """The variables every template sees."""
     head = headline(events)
     target = head.target
+    links = links or Links()
+    # Chat: the title already says the headline; it is not repeated as the first line.
+    rest = list(events[1:]) if events[0] is head else list(events)
     return {
         "events": list(events),
         "event": head,
+        "rest": rest,
         "kind": head.kind,
-        "severity": str(most_severe(tuple(events))),
+        "severity": str(head.severity),
+        "level": "critical" if precedence.is_critical(head) else str(head.severity),
+        "when": line_time(head),
+        "next_step": next_step(events),
+        "console_url": console_url(links.console_template, head) if head.workflow_id else None,
+        "runbook_url": links.runbook(events, url),
         "target": target,
         "labels": dict(target.labels),
         "cluster": _first(events, "cluster_name") or target.name,
@@ -178,7 +188,7 @@ def make_environment(template_dir: str | Path | None = None) -> SandboxedEnviron
     env.filters.update(
         datetime=fmt_datetime, time=fmt_time, duration=fmt_duration, oneline=_oneline
     )
-    env.globals.update(failed_items=failed_items, event_time=event_time)
+    env.globals.update(failed_items=failed_items, event_time=event_time, late_note=late_note)
     return env
 
 
@@ -201,7 +211,9 @@ class Renderer:
         template_dir: str | Path | None = None,
         *,
         where: str = "notify.templates",
+        links: Links | None = None,
     ) -> None:
+        self._links = links or Links()
         self._env = make_environment(template_dir)
         self._where = where
         problems: list[str] = []
@@ -323,13 +335,15 @@ class Renderer:
                             problems[label] = f"{label}: {_describe(exc, template)} (kind {kind})"
         return list(problems.values())
 
-    def render(self, events: Sequence[Event], flavor: Flavor = "chat") -> RenderedMessage:
-        """One message for ``events`` (one workflow, one poll), titled by the loudest."""
+    def render(
+        self, events: Sequence[Event], flavor: Flavor = "chat", url: NotifyUrl | None = None
+    ) -> RenderedMessage:
+        """One message for ``events`` (one workflow, one poll), titled by its headline."""
         if not events:
             raise ValueError("render() needs at least one event")
         if flavor not in FLAVORS:
             flavor = "chat"
-        context = build_context(events, flavor)
+        context = build_context(events, flavor, self._links, url)
         override = self._override_for(context["kind"])
         title = _oneline(strip_controls(self._render_part("title", flavor, context, override)))
         if len(title) > MAX_TITLE_LEN:
@@ -339,7 +353,7 @@ class Renderer:
         return RenderedMessage(
             title=title,
             body=body,
-            severity=most_severe(tuple(events)),
+            severity=headline(events).severity,
             extra={"kind": context["kind"], "event_count": len(events), "flavor": flavor},
         )
 
@@ -347,10 +361,11 @@ class Renderer:
         self, urls: Iterable[NotifyUrl]
     ) -> Callable[[str, Sequence[Event]], RenderedMessage]:
         """The dispatcher's ``render(url_key, events)``: each URL gets its flavor."""
-        flavors: dict[str, Flavor] = {url.key: url.flavor for url in urls}
+        by_key: dict[str, NotifyUrl] = {url.key: url for url in urls}
 
         def render(url_key: str, events: Sequence[Event]) -> RenderedMessage:
-            return self.render(events, flavors.get(url_key, "chat"))
+            url = by_key.get(url_key)
+            return self.render(events, url.flavor if url else "chat", url)
 
         return render
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from watcher.cloud.http import make_session
 from watcher.config import Settings, Target
-from watcher.core import engine, health
+from watcher.core import engine, health, selfhealth
 from watcher.core.errors import ConfigError
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import TERMINAL_PHASES, Workflow
@@ -37,6 +40,7 @@ from watcher.runtime.feed import EventFeed
 from watcher.runtime.metrics import Metrics
 from watcher.runtime.ops import OpsState
 from watcher.runtime.scheduler import PollScheduler
+from watcher.runtime.selfwatch import Heartbeat, SelfAlerts
 from watcher.runtime.watch import (
     CloudSource,
     ClusterDiscovery,
@@ -57,6 +61,9 @@ log = structlog.get_logger(__name__)
 STORE_FILE = "watcher.sqlite3"
 HOUSEKEEPING_S = 6 * 3600.0  # how often old deliveries and events are pruned
 FINISHED_SHOWN = 100  # finished workflows kept in /api/v1/workflows and on the status page
+SELF_CHECK_S = 5.0  # how often the store is probed and systemd's watchdog is pinged
+STORE_RECOVER_AFTER = timedelta(seconds=30)  # good checks needed before store_recovered
+SCHEDULER_OVERDUE_S = 120.0  # a due poll not started after this means the scheduler is wedged
 
 
 class Daemon:
@@ -89,6 +96,16 @@ class Daemon:
         self._reload_requested = asyncio.Event()
         self._dispatcher_stop = asyncio.Event()  # stops only the current outbox worker
         self._store_ok = False
+        self.store_health = selfhealth.StoreHealth()
+        self.self_alerts = SelfAlerts()
+        self._self_alert_wake = asyncio.Event()
+        # Liveness bounds; tests shorten them. A poll is a few HTTP calls, each bounded by
+        # cloud.timeout_s, plus rate-limit waits: ten timeouts (5 min at least) is wedged.
+        self.self_check_s = SELF_CHECK_S
+        self.store_recover_after = STORE_RECOVER_AFTER
+        self.overdue_limit_s = SCHEDULER_OVERDUE_S
+        self.run_limit_s = max(300.0, 10 * settings.cloud.timeout_s)
+        self._tick = time.monotonic()  # the self-check loop's liveness stamp
         self._first_round: set[str] = set()
         self._feed_cursor = 0
         self._feed_wake = asyncio.Event()
@@ -99,6 +116,7 @@ class Daemon:
 
     async def start(self) -> None:
         settings = self.settings
+        self._tick = time.monotonic()
         self.store = await SqliteStore.open(Path(settings.state_dir) / STORE_FILE, clock=self.clock)
         self._stack.push_async_callback(self.store.close)
         self._store_ok = True
@@ -129,6 +147,8 @@ class Daemon:
         self._spawn(self._run_dispatcher(), "dispatcher")
         self._spawn(self._pump_feed(), "feed")
         self._spawn(self.ops.run(), "silences")
+        self._spawn(self._self_alert_loop(), "selfalerts")
+        self._spawn(self._heartbeat_loop(), "heartbeat")
         if settings.http.enabled:
             token = settings.http.token.get_secret_value() if settings.http.token else None
             app = build_app(
@@ -274,6 +294,7 @@ class Daemon:
             health=target_health,
             display_name=display,
             state=engine.WatchState.from_json(data) if data else None,
+            console_template=self.settings.notify.console_url or None,
         )
         self.watches[key] = watch
         self.scheduler.add(key, self._job(watch), first_delay=first_delay)
@@ -332,6 +353,7 @@ class Daemon:
             summary["phase"] or "unknown",
             {p["task_type"]: p["status"] or "None" for p in summary["points"]},
             summary["precheck_expires_in_s"],
+            state=summary["state"],
         )
 
     async def _pump_feed(self) -> None:
@@ -350,18 +372,102 @@ class Daemon:
         await self.dispatcher.run(self._dispatcher_stop)
 
     async def _watchdog(self) -> None:
-        """Ping systemd only while the scheduler is healthy; refresh store and outbox gauges."""
+        """Check the store, refresh gauges, and ping systemd only while healthy() holds.
+
+        ``_tick`` is this loop's liveness stamp: healthy() fails when it goes stale, and the
+        WATCHDOG=1 pings stop with it, so a wedged loop is restarted by systemd.
+        """
         interval = sdnotify.watchdog_interval_s()
-        period = min(5.0, interval / 2) if interval else 5.0
         while True:
-            self._store_ok = await self.store.ping()
-            stats = await self.store.outbox_stats(self.clock.now())
-            self.metrics.set_outbox(stats["pending"], stats["oldest_pending_age_s"], stats["dead"])
-            ok, _ = self.healthy()
+            period = min(self.self_check_s, interval / 2) if interval else self.self_check_s
+            self._tick = time.monotonic()
+            await self._check_store()
+            ok, reason = self.healthy()
             self.metrics.set_scheduler_up(ok)
             if ok:
                 sdnotify.watchdog()
+            else:
+                log.error("daemon.unhealthy", reason=reason)
             await asyncio.sleep(period)
+
+    async def _check_store(self) -> None:
+        """Probe the store; turn an outage into one store_failed and one store_recovered."""
+        try:
+            problem = await self.store.self_check()
+        except Exception as exc:  # the check itself failing is a store problem too
+            problem = f"store self-check failed: {type(exc).__name__}"
+        was_failing = self.store_health.failing
+        events, self.store_health = selfhealth.observe(
+            self.store_health,
+            self.clock.now(),
+            problem,
+            recover_after=self.store_recover_after,
+            host=socket.gethostname(),
+        )
+        self._store_ok = not self.store_health.failing
+        if self.store_health.failing and not was_failing:
+            log.error("store.failed", reason=self.store_health.reason)
+            sdnotify.status(f"state store failing: {self.store_health.reason}")
+        elif was_failing and not self.store_health.failing:
+            log.info("store.recovered")
+            sdnotify.status(f"watching {len(self.settings.targets)} targets")
+        for event in events:
+            self._raise_self_alert(event)
+        if self._store_ok:
+            try:
+                stats = await self.store.outbox_stats(self.clock.now())
+            except sqlite3.Error as exc:
+                log.warning("store.stats_failed", error=type(exc).__name__)
+            else:
+                self.metrics.set_outbox(
+                    stats["pending"], stats["oldest_pending_age_s"], stats["dead"]
+                )
+
+    def _raise_self_alert(self, event: Event) -> None:
+        """Hold an alert about the watcher itself; the self-alert loop stores or sends it."""
+        self.metrics.event_emitted(event.kind, str(event.severity))
+        urls = [p.url_key for p in self.notify.plan([event], self.clock.now())]
+        self.self_alerts.hold(event, urls)
+        self._self_alert_wake.set()
+
+    async def _self_alert_loop(self) -> None:
+        """Record held self-alerts once the store commits, else send them straight out."""
+        while True:
+            if len(self.self_alerts):
+                if not self.store_health.failing:
+                    stored = await self.self_alerts.record(self.store)
+                    if stored:
+                        self._committed(stored)
+                await self.self_alerts.send_due(self.sender, self.notify.render_for_urls())
+            due = self.self_alerts.next_due_in()
+            wait = self.self_check_s if due is None else min(due, self.self_check_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._self_alert_wake.wait(), timeout=max(0.05, wait))
+            self._self_alert_wake.clear()
+
+    async def _heartbeat_loop(self) -> None:
+        """The dead-man's switch: ping [heartbeat] url while healthy and ready, else stay quiet."""
+        async with aiohttp.ClientSession() as session:
+            withheld: str | None = None
+            while True:
+                conf = self.settings.heartbeat  # re-read: a reload may change it
+                if conf.url is not None:
+                    healthy, why = self.healthy()
+                    _, reasons = self.ready()
+                    reason = "; ".join(([] if healthy else [why]) + reasons) or None
+                    if reason is None:
+                        beat = Heartbeat(
+                            conf.url.get_secret_value(),
+                            method=conf.method,
+                            timeout_s=conf.timeout_s,
+                        )
+                        await beat.beat(
+                            session, f"ok: watching {len(self.settings.targets)} targets"
+                        )
+                    elif reason != withheld:
+                        log.warning("heartbeat.withheld", reason=reason)
+                    withheld = reason
+                await asyncio.sleep(conf.interval_s)
 
     async def _housekeeping(self) -> None:
         while True:
@@ -383,14 +489,31 @@ class Daemon:
     # -- StatusSource (HTTP) --------------------------------------------------------------
 
     def healthy(self) -> tuple[bool, str]:
+        """Liveness: the scheduler runs, starts due polls, no poll hangs, the checks tick."""
         if not self.scheduler.running:
             return False, "scheduler is not running"
+        stale = time.monotonic() - self._tick
+        if stale > max(30.0, 3 * self.self_check_s):
+            return False, f"self-check loop has not run for {stale:.0f} s"
+        overdue = self.scheduler.overdue_s()
+        if overdue > self.overdue_limit_s:
+            return False, f"scheduler wedged: a due poll has waited {overdue:.0f} s to start"
+        longest = self.scheduler.longest_run()
+        if longest is not None and longest[1] > self.run_limit_s:
+            return False, f"poll {longest[0]} wedged: running for {longest[1]:.0f} s"
         return True, "ok"
 
     def ready(self) -> tuple[bool, list[str]]:
+        """Readiness: the store commits, some target answers, every job polled once."""
         reasons = []
-        if not self._store_ok:
+        if self.store_health.failing:
+            reasons.append(f"store cannot commit: {self.store_health.reason}")
+        elif not self._store_ok:
             reasons.append("store is not reachable")
+        healths = list(self.healths.values())
+        if healths and all(h.failures > 0 for h in healths):
+            kinds = sorted({h.state.last_error_kind or "error" for h in healths})
+            reasons.append(f"every target is failing ({len(healths)} targets; {', '.join(kinds)})")
         pending = [k for k in self.scheduler.job_ids if k not in self._first_round]
         if pending:
             reasons.append(f"first poll pending for {len(pending)} jobs")
@@ -506,6 +629,9 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if len(self.self_alerts) and hasattr(self, "store") and not self.store_health.failing:
+            with contextlib.suppress(Exception):  # best effort: keep them in `events`
+                await self.self_alerts.record(self.store)
         sender: AppriseSender | None = getattr(self, "sender", None)
         if sender is not None:
             sender.close()

@@ -143,6 +143,13 @@ class Metrics:
             ["target", "workflow", "phase"],
             registry=registry,
         )
+        self._state = Gauge(
+            f"{p}workflow_state",
+            "1 for the human state of each watched workflow (Running, Failed, Rolling back, "
+            "Rolled back, Succeeded, Cancelled, Not started).",
+            ["target", "workflow", "state"],
+            registry=registry,
+        )
         self._task = Gauge(
             f"{p}task_status",
             "1 for the current status of each task of a watched workflow.",
@@ -165,6 +172,7 @@ class Metrics:
         )
         # Current label values, so a change removes the old series instead of leaving it.
         self._phases: dict[tuple[str, str], str] = {}
+        self._states: dict[tuple[str, str], str] = {}
         self._tasks: dict[tuple[str, str], dict[str, str]] = {}
         self._prechecks: set[tuple[str, str]] = set()
 
@@ -234,6 +242,7 @@ class Metrics:
         phase: str | None,
         points: Mapping[str, str | None],
         precheck_expires_in_s: float | None,
+        state: str | None = None,
     ) -> None:
         """Show a workflow's current phase, task statuses and pre-check countdown.
 
@@ -248,6 +257,12 @@ class Metrics:
             _remove(self._phase, target, workflow_id, old_phase)
         self._phase.labels(target=target, workflow=workflow_id, phase=new_phase).set(1)
         self._phases[wf] = new_phase
+        if state is not None:
+            old_state = self._states.get(wf)
+            if old_state is not None and old_state != state:
+                _remove(self._state, target, workflow_id, old_state)
+            self._state.labels(target=target, workflow=workflow_id, state=state).set(1)
+            self._states[wf] = state
 
         old_tasks = self._tasks.get(wf, {})
         new_tasks = {task: status or _UNKNOWN for task, status in points.items()}
@@ -272,6 +287,9 @@ class Metrics:
         phase = self._phases.pop(wf, None)
         if phase is not None:
             _remove(self._phase, target, workflow_id, phase)
+        state = self._states.pop(wf, None)
+        if state is not None:
+            _remove(self._state, target, workflow_id, state)
         for task, status in self._tasks.pop(wf, {}).items():
             _remove(self._task, target, workflow_id, task, status)
         if wf in self._prechecks:

@@ -7,55 +7,73 @@ credential or API error).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from watcher import textsafe
+from watcher.cloud.client import Api, CceClient
 from watcher.cloud.http import make_session
-from watcher.config import Settings
+from watcher.config import Settings, Target, mask_url
+from watcher.core.console import workflow_url
 from watcher.core.errors import WatcherError
+from watcher.core.events import Event
 from watcher.core.models import TERMINAL_PHASES, Workflow
 from watcher.core.summary import format_text, needs_attention, summarize
+from watcher.core.wording import plural
 from watcher.notify.sender import AppriseSender
+from watcher.notify.targets import build_urls
 from watcher.notify.templates import sample_event
+from watcher.runtime.check_progress import CheckProgress
 from watcher.runtime.daemon import STORE_FILE
 from watcher.runtime.watch import api_of
 from watcher.runtime.wiring import CloudClients, notify_plan, target_ref
 from watcher.store.sqlite import SqliteStore
 
 
-async def check(settings: Settings, *, as_json: bool) -> tuple[int, str]:
-    """Poll every target once; return (exit code, text to print)."""
+async def check(
+    settings: Settings,
+    *,
+    as_json: bool,
+    timeout_s: float | None = None,
+    progress: CheckProgress | None = None,
+) -> tuple[int, str]:
+    """Poll every target once; return (exit code, text to print).
+
+    ``timeout_s`` bounds the whole check (each request gets at most that long, too);
+    ``progress`` hears about every attempt (watcher.runtime.check_progress).
+    """
     now = datetime.now(UTC)
     summaries: list[dict[str, Any]] = []
     errors: list[str] = []
+    request_s = min(settings.cloud.timeout_s, timeout_s or settings.cloud.timeout_s)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s if timeout_s else None
     async with make_session(
         ca_file=settings.cloud.ca_file,
-        timeout=aiohttp.ClientTimeout(total=settings.cloud.timeout_s),
+        timeout=aiohttp.ClientTimeout(total=request_s, connect=min(5.0, request_s)),
     ) as session:
-        clients = CloudClients(settings, session)
+        clients = CloudClients(
+            settings, session, on_response=progress.response if progress else None
+        )
         for target in settings.targets:
             ref = target_ref(target)
             client = clients.for_target(target)
             api = api_of(ref)
             try:
-                if target.workflow_id:
-                    workflows: tuple[Workflow, ...] = (
-                        await client.show_workflow(target.cluster_id, target.workflow_id, api=api),
-                    )
-                else:
-                    listed = await client.list_workflows(target.cluster_id, api=api)
-                    # The running ones, or else the newest: what an on-call engineer asks.
-                    workflows = tuple(w for w in listed if w.phase not in TERMINAL_PHASES)
-                    workflows = workflows or listed[:1]
-                try:
-                    cluster_name = (await client.show_cluster(target.cluster_id, api=api)).name
-                except WatcherError:
-                    cluster_name = None
+                async with asyncio.timeout_at(deadline):
+                    workflows, cluster_name = await _check_one(client, target, api)
+            except TimeoutError:
+                errors.append(
+                    f"{target.name}: no answer within --timeout {timeout_s:g} s"
+                    f" ({URL(client.endpoint).host})"
+                )
+                continue
             except WatcherError as exc:
                 errors.append(f"{target.name}: {exc}")
                 continue
@@ -66,6 +84,13 @@ async def check(settings: Settings, *, as_json: bool) -> tuple[int, str]:
                     now=now,
                     display_name=target.display_name,
                     cluster_name=cluster_name,
+                    console_url=workflow_url(
+                        settings.notify.console_url or None,
+                        ref.region,
+                        ref.project_id,
+                        ref.cluster_id,
+                        w.uid,
+                    ),
                 )
                 for w in workflows
             ]
@@ -80,11 +105,32 @@ async def check(settings: Settings, *, as_json: bool) -> tuple[int, str]:
     return code, "\n\n".join(parts)
 
 
+async def _check_one(
+    client: CceClient, target: Target, api: Api
+) -> tuple[tuple[Workflow, ...], str | None]:
+    """One target's workflows (the running ones, or else the newest) and cluster name."""
+    if target.workflow_id:
+        workflows: tuple[Workflow, ...] = (
+            await client.show_workflow(target.cluster_id, target.workflow_id, api=api),
+        )
+    else:
+        listed = await client.list_workflows(target.cluster_id, api=api)
+        # The running ones, or else the newest: what an on-call engineer asks.
+        workflows = tuple(w for w in listed if w.phase not in TERMINAL_PHASES)
+        workflows = workflows or listed[:1]
+    try:
+        cluster_name = (await client.show_cluster(target.cluster_id, api=api)).display_name
+    except WatcherError:
+        cluster_name = None
+    return workflows, cluster_name
+
+
 async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
     """Recent events and each delivery's state, read from the store."""
     path = Path(settings.state_dir) / STORE_FILE
     if not path.exists():
         raise WatcherError(f"no state store at {path}: has the daemon run yet?")
+    # open() and events_with_deliveries() raise StoreError (path and fix) on a damaged file.
     store = await SqliteStore.open(path)
     try:
         rows = await store.events_with_deliveries(limit)
@@ -124,28 +170,41 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
         )
         for d in row.deliveries:
             error = f"  ({safe(d.last_error)})" if d.last_error else ""
+            tries = plural(d.attempts, "attempt")
             # Attempts that got no answer in time: the service may have had it already.
             maybe = f", {d.maybe_delivered} maybe delivered" if d.maybe_delivered else ""
             lines.append(
-                f"{'':>8}-> {safe(d.url_key)}: {safe(d.state)}, {d.attempts} attempts"
-                f"{maybe}{error}"
+                f"{'':>8}-> {safe(d.url_key)}: {safe(d.state)}, {tries}{maybe}{error}"
             )
     return "\n".join(lines) or "no events yet"
 
 
-async def notify_test(settings: Settings, extra_urls: tuple[str, ...] = ()) -> tuple[int, str]:
-    """Send a sample event through the configured routes; one result line per URL."""
-    plan = notify_plan(settings, extra_urls)
-    ref = target_ref(settings.targets[0]) if settings.targets else None
-    event = sample_event(ref) if ref else sample_event()
-    planned = {d.url_key for d in plan.plan([event], event.observed_at)}
-    render = plan.render_for_urls()
+async def notify_test(
+    settings: Settings, extra_urls: tuple[str, ...] = (), event: Event | None = None
+) -> tuple[int, str]:
+    """Send a sample event; one result line per URL, by its configured name, masked.
+
+    Without ``extra_urls`` the event goes through the configured routes and silences;
+    ``extra_urls`` (``--notify``) are sent to directly, bypassing routes.
+    """
+    plan = notify_plan(settings)
+    if event is None:
+        ref = target_ref(settings.targets[0]) if settings.targets else None
+        event = sample_event(ref) if ref else sample_event()
+    if extra_urls:  # direct: only these URLs, every one of them
+        urls = build_urls(list(extra_urls), where="--notify")
+        planned = {u.key for u in urls}
+    else:
+        urls = plan.urls
+        planned = {d.url_key for d in plan.plan([event], event.observed_at)}
+    render = plan.renderer.for_urls(urls)
     lines: list[str] = []
     ok_all = True
-    with AppriseSender(plan.urls) as sender:
-        for url in plan.urls:
+    with AppriseSender(urls) as sender:
+        for url in urls:
+            shown = f"{url.key} ({mask_url(url.url)})"
             if url.key not in planned:
-                lines.append(f"skipped {url.display}: no route sends {event.kind} here")
+                lines.append(f"skipped {shown}: no route sends {event.kind} here")
                 continue
             message = render(url.key, [event])
             result = await sender.send(
@@ -153,9 +212,9 @@ async def notify_test(settings: Settings, extra_urls: tuple[str, ...] = ()) -> t
             )
             ok_all &= result.ok
             lines.append(
-                f"{'ok' if result.ok else 'FAILED'} {url.display}"
+                f"{'ok' if result.ok else 'FAILED'} {shown}"
                 + (f": {result.error}" if result.error else "")
             )
-    if not plan.urls:
+    if not urls:
         return 2, "no notification URLs configured"
     return (0 if ok_all else 1), "\n".join(lines)

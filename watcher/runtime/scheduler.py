@@ -42,6 +42,7 @@ class PollScheduler:
         self._lateness: list[float] = []
         self._window = lateness_window
         self._last_run = time.monotonic()
+        self._running: dict[str, float] = {}  # job id -> monotonic start of its current run
         self.runs = 0
 
     def start(self) -> None:
@@ -98,6 +99,7 @@ class PollScheduler:
             return
         started = time.monotonic()
         self._last_run = started
+        self._running[job_id] = started
         due = self._due.pop(job_id, None)
         if due is not None:
             self._record_lateness(max(0.0, started - due))
@@ -115,6 +117,7 @@ class PollScheduler:
         finally:
             if task is not None:
                 self._inflight.discard(task)
+            self._running.pop(job_id, None)
             self.runs += 1
         if job_id not in self._funcs:
             return  # removed while running
@@ -137,6 +140,23 @@ class PollScheduler:
             return None
         ordered = sorted(self._lateness)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def overdue_s(self) -> float:
+        """How long the most overdue job has waited past its due time (0 when none is).
+
+        The liveness stamp of the scheduler: a running scheduler starts due jobs within
+        milliseconds, so minutes here mean its loop or its wake-up is wedged.
+        """
+        if not self._due:
+            return 0.0
+        return max(0.0, time.monotonic() - min(self._due.values()))
+
+    def longest_run(self) -> tuple[str, float] | None:
+        """The job whose current run started first, and for how many seconds it has run."""
+        if not self._running:
+            return None
+        job_id = min(self._running, key=self._running.__getitem__)
+        return job_id, time.monotonic() - self._running[job_id]
 
     def seconds_since_last_run(self) -> float:
         return time.monotonic() - self._last_run

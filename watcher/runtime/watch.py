@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import structlog
 
 from watcher.core import cadence, engine, health
+from watcher.core.console import workflow_url
 from watcher.core.errors import (
     ApiError,
     AuthError,
@@ -154,6 +155,7 @@ class WorkflowWatch:
     last_error: str | None = None
     next_poll_at: datetime | None = None
     final_poll_done: bool = False
+    console_template: str | None = None  # notify.console_url, for the summary's link
     _last_workflow: Workflow | None = field(default=None, repr=False)
     _deadline: datetime | None = field(default=None, repr=False)
     _deadline_policy: Policy | None = field(default=None, repr=False)
@@ -311,7 +313,7 @@ class WorkflowWatch:
             log.info("cluster.name_unavailable", error=str(exc))
             self.cluster_name = ""  # do not ask again every poll; messages use the id
             return
-        self.cluster_name = cluster.name or ""
+        self.cluster_name = cluster.display_name or ""  # metadata.alias, else the name
 
     async def _enrich(self, workflow: Workflow) -> engine.Enrichment | None:
         wanted = engine.enrichment_wanted(self.state, workflow)
@@ -331,11 +333,20 @@ class WorkflowWatch:
                 upgrade = await self.client.show_upgrade_task(cluster_id, point.task_id, api=api)
             except WatcherError as exc:
                 log.info("enrich.upgrade_failed", error=str(exc))
-        return engine.Enrichment(precheck=precheck, upgrade=upgrade)
+        cluster: Cluster | None = None
+        if "cluster" in wanted:
+            try:
+                cluster = await self.client.show_cluster(cluster_id, api=api)
+            except WatcherError as exc:
+                log.info("enrich.cluster_failed", error=str(exc))
+        return engine.Enrichment(precheck=precheck, upgrade=upgrade, cluster=cluster)
 
     def summary(self, now: datetime) -> dict[str, Any] | None:
         if self.state is None:
             return None
+        track = self.state.tracks.get(TaskType.CLUSTER.value)
+        cluster = self.state.workflow.point(TaskType.CLUSTER)
+        running = cluster is not None and cluster.status in ("Queuing", "Running")
         return summarize(
             self.state.workflow,
             target=self.target,
@@ -346,6 +357,15 @@ class WorkflowWatch:
             observed_at=self.state.observed_at,
             next_poll_at=self.next_poll_at,
             last_error=self.last_error,
+            progress=track.progress if track is not None and running else None,
+            paused=bool(track is not None and running and track.paused),
+            console_url=workflow_url(
+                self.console_template,
+                self.target.region,
+                self.target.project_id,
+                self.target.cluster_id,
+                self.workflow_id,
+            ),
         )
 
 

@@ -20,6 +20,7 @@ from watcher.config import Settings, Target
 from watcher.core.events import Event, TargetRef
 from watcher.core.ports import PlannedDelivery, RenderedMessage
 from watcher.notify import routing
+from watcher.notify.links import Links
 from watcher.notify.targets import NotifyUrl, build_urls
 from watcher.notify.templates import Renderer
 
@@ -153,9 +154,9 @@ def config_silences(settings: Settings) -> list[routing.Silence]:
     ]
 
 
-def notify_plan(settings: Settings, extra_urls: Sequence[str] = ()) -> NotifyPlan:
-    n = settings.notify
-    routes = [
+def notify_routes(settings: Settings) -> list[routing.Route]:
+    """The configured routes as the routing module's Route objects."""
+    return [
         routing.Route(
             kinds=tuple(r.kinds),
             min_severity=r.min_severity,
@@ -163,18 +164,33 @@ def notify_plan(settings: Settings, extra_urls: Sequence[str] = ()) -> NotifyPla
             labels=dict(r.labels),
             tags=frozenset(r.tags),
             exclude_kinds=tuple(r.exclude_kinds),
+            runbook_url=r.runbook_url,
         )
-        for r in n.routes
+        for r in settings.notify.routes
     ]
-    silences = config_silences(settings)
-    return NotifyPlan(notify_urls(settings, extra_urls), routes, silences, make_renderer(settings))
 
 
-def make_renderer(settings: Settings) -> Renderer:
-    """The Renderer for the configured overrides and template_dir (ConfigError if broken)."""
-    templates = settings.notify.templates
+def notify_plan(settings: Settings, extra_urls: Sequence[str] = ()) -> NotifyPlan:
+    routes = notify_routes(settings)
+    return NotifyPlan(
+        notify_urls(settings, extra_urls),
+        routes,
+        config_silences(settings),
+        make_renderer(settings, routes),
+    )
+
+
+def make_renderer(settings: Settings, routes: Sequence[routing.Route] | None = None) -> Renderer:
+    """The Renderer for the configured overrides, template_dir and links (ConfigError if
+    broken)."""
+    n = settings.notify
     overrides = {
         kind: {k: v for k, v in (("title", o.title), ("body", o.body)) if v is not None}
-        for kind, o in templates.kinds.items()
+        for kind, o in n.templates.kinds.items()
     }
-    return Renderer(overrides, templates.template_dir)
+    links = Links(
+        console_template=n.console_url or None,
+        target_runbooks={t.name: t.runbook_url for t in settings.targets if t.runbook_url},
+        routes=tuple(notify_routes(settings) if routes is None else routes),
+    )
+    return Renderer(overrides, n.templates.template_dir, links=links)

@@ -39,6 +39,7 @@ class ClusterDef:
     category: str = "CCE"
     flavor: str = "cce.s1.small"
     type: str = "VirtualMachine"
+    alias: str | None = None  # metadata.alias: the display name people gave the cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,8 @@ class CheckItemDef:
     group: str = "LimitCheck"
     phase: str = "Failed"
     message: str = ""
+    error_codes: tuple[str, ...] = ()
+    risk_source: dict[str, Any] | None = None  # served verbatim as riskSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,9 @@ class StepDef:
     action: str | None = None
     line_from: str | None = None
     note: str = ""
+    task_phase: str | None = None  # the upgrade task's own phase, e.g. "Pause" / "Running"
+    cluster_reason: str | None = None  # the cluster's status.reason from this step on
+    cluster_message: str | None = None  # the cluster's status.message from this step on
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,7 @@ class Scenario:
     created: float = 0.0
     precheck_validity: float = 40.0
     precheck_message: str = ""
+    precheck_phase: str = "Failed"  # the task's phase when its point Failed: Failed | Error
     precheck_items: tuple[CheckItemDef, ...] = ()
     points: tuple[PointDef, ...] = ()
     lines: tuple[LineDef, ...] = ()
@@ -161,13 +168,26 @@ def load_scenario(name_or_path: str | os.PathLike[str]) -> Scenario:
 
 
 _TOP = {"name", "description", "precheck_validity", "cluster", "workflow", "precheck", "steps"}
-_CLUSTER = {"id", "name", "version", "api", "category", "flavor", "type"}
+_CLUSTER = {"id", "name", "version", "api", "category", "flavor", "type", "alias"}
 _WORKFLOW = {"id", "name", "target_version", "created", "initial_json", "points", "lines"}
 _POINT = {"type", "status", "task_id", "start", "end", "expire", "progress"}
 _LINE = {"from", "to", "critical"}
-_PRECHECK = {"message", "items"}
-_ITEM = {"name", "level", "kind", "group", "phase", "message"}
-_STEP = {"at", "point", "status", "task_id", "progress", "phase", "action", "line_from", "note"}
+_PRECHECK = {"message", "items", "phase"}
+_ITEM = {"name", "level", "kind", "group", "phase", "message", "error_codes", "risk_source"}
+_STEP = {
+    "at",
+    "point",
+    "status",
+    "task_id",
+    "progress",
+    "phase",
+    "action",
+    "line_from",
+    "note",
+    "task_phase",
+    "cluster_reason",
+    "cluster_message",
+}
 
 
 def _table(raw: Any, allowed: set[str], where: str) -> dict[str, Any]:
@@ -198,6 +218,7 @@ def _parse(path: Path, raw: dict[str, Any]) -> Scenario:
         category=str(cluster_raw.get("category", "CCE")),
         flavor=str(cluster_raw.get("flavor", "cce.s1.small")),
         type=str(cluster_raw.get("type", "VirtualMachine")),
+        alias=_opt_str(cluster_raw, "alias"),
     )
     if cluster.api not in APIS:
         raise ValueError(f"[cluster] api must be one of {APIS}")
@@ -246,6 +267,8 @@ def _parse(path: Path, raw: dict[str, Any]) -> Scenario:
             group=str(i.get("group", "LimitCheck")),
             phase=str(i.get("phase", "Failed")),
             message=str(i.get("message", "")),
+            error_codes=tuple(str(c) for c in i.get("error_codes", [])),
+            risk_source=dict(i["risk_source"]) if "risk_source" in i else None,
         )
         for i in (_table(x, _ITEM, "[[precheck.items]]") for x in pre.get("items", []))
     )
@@ -262,6 +285,9 @@ def _parse(path: Path, raw: dict[str, Any]) -> Scenario:
             action=_opt_str(s, "action"),
             line_from=_opt_str(s, "line_from"),
             note=str(s.get("note", "")),
+            task_phase=_opt_str(s, "task_phase"),
+            cluster_reason=_opt_str(s, "cluster_reason"),
+            cluster_message=_opt_str(s, "cluster_message"),
         )
         if step.action is not None and step.action not in ACTIONS:
             raise ValueError(f"step action must be one of {ACTIONS}")
@@ -279,6 +305,7 @@ def _parse(path: Path, raw: dict[str, Any]) -> Scenario:
         created=float(wf.get("created", 0.0)),
         precheck_validity=float(top.get("precheck_validity", 40.0)),
         precheck_message=str(pre.get("message", "")),
+        precheck_phase=str(pre.get("phase", "Failed")),
         precheck_items=items,
         points=points,
         lines=lines,

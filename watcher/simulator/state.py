@@ -46,6 +46,7 @@ class PointState:
     run_until: float | None = None
     run_target: float = 100.0
     runs: int = 0
+    task_phase: str | None = None  # the upgrade task's phase when it differs (Pause)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"taskType": self.task_type}
@@ -82,6 +83,9 @@ class ClusterState:
     created: str
     phase: str = "Available"
     updated: str = ""
+    alias: str | None = None
+    reason: str = ""
+    message: str = ""
     workflows: dict[str, WorkflowState] = field(default_factory=dict)
     body: bytes | None = None
 
@@ -95,6 +99,7 @@ class ClusterState:
                 "creationTimestamp": self.created,
                 "updateTimestamp": self.updated or self.created,
                 "annotations": {},
+                **({"alias": self.alias} if self.alias else {}),
             },
             "spec": {
                 "category": self.category,
@@ -103,7 +108,11 @@ class ClusterState:
                 "version": self.version,
                 "platformVersion": "cce.10.0",
             },
-            "status": {"phase": self.phase},
+            "status": {
+                "phase": self.phase,
+                **({"reason": self.reason} if self.reason else {}),
+                **({"message": self.message} if self.message else {}),
+            },
         }
 
     def render(self) -> bytes:
@@ -236,6 +245,7 @@ class SimState:
             flavor=cdef.flavor,
             type=cdef.type,
             created=created,
+            alias=cdef.alias,
         )
         if scenario.initial is not None:
             raw = copy.deepcopy(scenario.initial)
@@ -374,6 +384,9 @@ class SimState:
                 point.task_id = step.task_id
             if step.progress is not None:
                 point.progress = float(step.progress)
+            if step.task_phase is not None:
+                self._set_task_phase(point, step.task_phase, at)
+                change["task_phase"] = step.task_phase
             if step.status:
                 self._set_status(wf, point, step, at, stamp)
             change.update(point=point.task_type, status=point.status, taskID=point.task_id)
@@ -385,6 +398,10 @@ class SimState:
         if "updateTimestamp" in wf.metadata:
             wf.metadata["updateTimestamp"] = stamp
         wf.cluster.updated = stamp
+        if step.cluster_reason is not None:
+            wf.cluster.reason = step.cluster_reason
+        if step.cluster_message is not None:
+            wf.cluster.message = step.cluster_message
         _update_cluster(wf)
         wf.body = None
         return change
@@ -393,6 +410,7 @@ class SimState:
         self, wf: WorkflowState, point: PointState, step: StepDef, at: float, stamp: str
     ) -> None:
         status = step.status
+        point.task_phase = None
         if status != "Init" and not point.task_id:
             point.runs += 1
             point.task_id = str(uuid.uuid5(_NS, f"{wf.id}/{point.task_type}/{point.runs}"))
@@ -417,6 +435,19 @@ class SimState:
         point.status = status
         if status not in ACTIVE:
             point.run_from = point.run_until = None
+
+    @staticmethod
+    def _set_task_phase(point: PointState, phase: str, at: float) -> None:
+        """Pause freezes the upgrade task's progress (the point stays Running: the workflow's
+        point enum has no Pause); any other value resumes it from there."""
+        if phase == "Pause":
+            point.progress = point.progress_at(at)
+            point.task_phase = "Pause"
+            point.run_from = None
+        else:
+            point.task_phase = None
+            if point.status == "Running" and point.run_until is not None:
+                point.run_from = at
 
     def _run_end(self, wf: WorkflowState, task_type: str) -> tuple[float | None, float]:
         """When and at what progress the run that starts now is scheduled to end."""
@@ -483,10 +514,13 @@ class SimState:
 
     def precheck_json(self, wf: WorkflowState, task_id: str, point: PointState) -> dict[str, Any]:
         phase = {"Queuing": "Init", None: "Init"}.get(point.status, point.status or "Init")
+        # An Error check ends without item results, only status.message (CCE_API.md 1.4).
+        error = phase == "Failed" and wf.scenario.precheck_phase == "Error"
+        task_phase = "Error" if error else phase
         items: list[CheckItemDef] = []
-        if phase in ("Success", "Failed"):
+        if phase in ("Success", "Failed") and not error:
             items = list(_PASSED_ITEMS)
-        if phase == "Failed":
+        if phase == "Failed" and not error:
             items += list(wf.scenario.precheck_items)
         groups: dict[str, list[dict[str, Any]]] = {"cluster": [], "addon": [], "node": []}
         for item in items:
@@ -526,7 +560,7 @@ class SimState:
                 "skippedCheckItemList": [],
             },
             "status": {
-                "phase": phase,
+                "phase": task_phase,
                 "expireTimeStamp": point.expire or "",
                 "message": wf.scenario.precheck_message if phase == "Failed" else "",
                 "clusterCheckStatus": {
@@ -561,7 +595,7 @@ class SimState:
                 "items": {},
             },
             "status": {
-                "phase": point.status or "Init",
+                "phase": point.task_phase or point.status or "Init",
                 "progress": f"{point.progress_at(self.clock.offset()):.2f}",
                 "completionTime": point.end or "",
             },
@@ -583,8 +617,8 @@ def _item_json(item: CheckItemDef) -> dict[str, Any]:
         "level": item.level,
         "phase": item.phase,
         "message": item.message,
-        "riskSource": {},
-        "errorCodes": [],
+        "riskSource": item.risk_source or {},
+        "errorCodes": list(item.error_codes),
     }
 
 

@@ -39,6 +39,7 @@ from watcher.core.events import Event
 from watcher.core.ports import Clock, Delivery, PlannedDelivery, StoredEvent, SystemClock
 from watcher.notify.routing import Silence
 from watcher.store import schema
+from watcher.store.trouble import describe
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,8 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = conn
         self._path = path
         self._clock = clock
+        self._identity = _identity(path)
+        self._failure: str | None = None  # the latest store failure since self_check()
 
     @classmethod
     async def open(
@@ -91,8 +94,12 @@ class SqliteStore:
         The file is created mode 0600: it holds cluster names and notification history.
         ``clock`` stamps created_at/updated_at columns; tests pass a fake one.
         """
-        file = _prepare_file(Path(path))
-        conn = sqlite3.connect(file, isolation_level=None, check_same_thread=True)
+        file = Path(path)
+        try:
+            file = _prepare_file(file)
+            conn = sqlite3.connect(file, isolation_level=None, check_same_thread=True)
+        except (OSError, sqlite3.Error) as exc:
+            raise describe(file, exc) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -100,7 +107,16 @@ class SqliteStore:
                 raise sqlite3.OperationalError(f"could not enable WAL (journal_mode={mode})")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
+            # A damaged page (garbage written into the file) fails here, at start-up, with
+            # a clear message, not later inside a poll. quick_check reads every page once:
+            # well under a second for the store sizes the retention keeps.
+            verdict = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {verdict}")
             schema.apply_migrations(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise describe(file, exc) from exc
         except BaseException:
             conn.close()
             raise
@@ -121,25 +137,37 @@ class SqliteStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; BEGIN IMMEDIATE takes the write lock up front."""
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError:
+            raise  # a bug in a caller, not a sick store
+        except sqlite3.DatabaseError as exc:  # full, unwritable, damaged
+            self._failure = str(describe(self._path, exc))
             raise
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction, so multi-query reads see one consistent snapshot."""
         conn = self._connection()
-        conn.execute("BEGIN")
         try:
-            yield conn
-        finally:
-            if conn.in_transaction:
-                conn.execute("COMMIT")
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:  # a damaged page found by a read
+            self._failure = str(describe(self._path, exc))
+            raise
 
     # -- states -------------------------------------------------------------------------
 
@@ -390,7 +418,16 @@ class SqliteStore:
         return [StoredEvent(seq=s, event=Event.from_dict(json.loads(d))) for s, d in rows]
 
     async def events_with_deliveries(self, limit: int = 50) -> list[EventWithDeliveries]:
-        """The latest ``limit`` events, oldest first, each with its deliveries' states."""
+        """The latest ``limit`` events, oldest first, each with its deliveries' states.
+
+        Raises StoreError (path and fix) when the file is damaged.
+        """
+        try:
+            return self._events_with_deliveries(limit)
+        except sqlite3.DatabaseError as exc:
+            raise describe(self._path, exc) from exc
+
+    def _events_with_deliveries(self, limit: int) -> list[EventWithDeliveries]:
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT seq, dedup_key, workflow_key, data FROM "
@@ -589,6 +626,54 @@ class SqliteStore:
             return False
         return True
 
+    def identity_problem(self) -> str | None:
+        """Why the file at ``path`` is no longer the one this store writes, or None.
+
+        A state file deleted or replaced while the daemon runs keeps receiving writes
+        through the open descriptor (the old inode) that nobody will ever read; the next
+        start would silently begin from an empty store. Comparing device and inode with
+        the ones seen at open catches both.
+        """
+        try:
+            now = _identity(self._path)
+        except FileNotFoundError:
+            return (
+                f"state file {self._path} was deleted while the watcher ran; writes go to "
+                "a file nobody will read: restore it, or restart the watcher to start an "
+                "empty store"
+            )
+        except OSError as exc:
+            return str(describe(self._path, exc))
+        if now != self._identity:
+            return (
+                f"state file {self._path} was replaced while the watcher ran; writes go to "
+                "the old file: restart the watcher to use the new one"
+            )
+        return None
+
+    async def self_check(self) -> str | None:
+        """One line saying why the store cannot commit now, or None when it can.
+
+        Checks the file's identity, then writes a tiny probe row, then reports any write
+        or multi-query read that failed since the previous call (a poll commit on a full
+        disk, a damaged page met by the outbox).
+        """
+        if self._conn is None:
+            return "the store is closed"
+        problem = self.identity_problem()
+        if problem is None:
+            try:
+                with self._write() as conn:
+                    conn.execute(
+                        "INSERT INTO kv (key, value, updated_at) VALUES ('watcher/probe', '{}', ?) "
+                        "ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at",
+                        (_ts(self._clock.now()),),
+                    )
+            except sqlite3.Error as exc:
+                problem = str(describe(self._path, exc))
+        failure, self._failure = self._failure, None
+        return problem or failure
+
     async def close(self) -> None:
         """Close the connection (idempotent); the WAL is checkpointed by SQLite on close."""
         conn, self._conn = self._conn, None
@@ -621,6 +706,11 @@ def _silence(row: Sequence[Any]) -> Silence:
         comment=reason,
         created_at=_dt(created_at),
     )
+
+
+def _identity(file: Path) -> tuple[int, int]:
+    info = file.stat()
+    return info.st_dev, info.st_ino
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
