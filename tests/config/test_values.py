@@ -137,3 +137,21 @@ def test_same_cluster_watched_twice() -> None:
     with pytest.raises(ConfigError) as info:
         settings_from_mapping({"targets": [{**target, "name": "a"}, {**target, "name": "b"}]})
     assert info.value.problems[0].startswith("targets.1: watches the same cluster/workflow")
+
+
+def test_send_timeout_defaults_to_30_s_and_is_per_url() -> None:
+    notify = settings_from_mapping(
+        {"notify": {"urls": ["json://h/x", {"url": "json://h/y", "send_timeout_s": 90}]}}
+    ).notify
+    assert notify.send_timeout_s == 30.0  # longer than apprise's own 4 s read timeout
+    assert [u.send_timeout_s for u in notify.urls] == [None, 90.0]
+    notify = settings_from_mapping({"notify": {"send_timeout_s": 12.5}}).notify
+    assert notify.send_timeout_s == 12.5
+
+
+@pytest.mark.parametrize("bad", [0, -1, 3601, "soon"])
+def test_send_timeout_must_be_positive_seconds(bad: object) -> None:
+    with pytest.raises(ConfigError, match="send_timeout_s"):
+        settings_from_mapping({"notify": {"send_timeout_s": bad}})
+    with pytest.raises(ConfigError, match="send_timeout_s"):
+        settings_from_mapping({"notify": {"urls": [{"url": "json://h/x", "send_timeout_s": bad}]}})

@@ -34,20 +34,35 @@ class ScriptedSender:
     hang: set[str] = field(default_factory=set)
     raise_for: dict[str, Exception] = field(default_factory=dict)
     gate: asyncio.Event | None = None  # when set, every send waits for it
+    held: dict[str, asyncio.Event] = field(default_factory=dict)  # per-URL gates
+    unanswered: dict[str, int] = field(default_factory=dict)  # N sends end "maybe delivered"
     active: int = 0
     max_active: int = 0
+    active_per_url: dict[str, int] = field(default_factory=dict)
+    max_active_per_url: int = 0
 
     async def send(self, url_key: str, *, title: str, body: str, severity: Severity) -> SendResult:
         self.calls.append((url_key, title))
         self.active += 1
         self.max_active = max(self.max_active, self.active)
+        self.active_per_url[url_key] = self.active_per_url.get(url_key, 0) + 1
+        self.max_active_per_url = max(self.max_active_per_url, self.active_per_url[url_key])
         try:
             if url_key in self.hang:
                 await asyncio.Event().wait()
             if self.gate is not None:
                 await self.gate.wait()
+            if url_key in self.held:
+                await self.held[url_key].wait()
             if url_key in self.raise_for:
                 raise self.raise_for[url_key]
+            if self.unanswered.get(url_key, 0) > 0:
+                self.unanswered[url_key] -= 1
+                # The service got the request; only its answer did not come in time.
+                self.delivered.append((url_key, title))
+                return SendResult(
+                    ok=False, error="no answer within 30 s, maybe delivered", uncertain=True
+                )
             if url_key in self.always_fail:
                 return SendResult(ok=False, error="HTTP 500")
             if self.fail_times.get(url_key, 0) > 0:
@@ -57,6 +72,7 @@ class ScriptedSender:
             return SendResult(ok=True)
         finally:
             self.active -= 1
+            self.active_per_url[url_key] -= 1
 
     def titles(self, url_key: str, *, delivered: bool = True) -> list[str]:
         source = self.delivered if delivered else self.calls
@@ -232,18 +248,118 @@ async def test_an_old_delivery_still_gets_its_attempt(rig: Rig) -> None:
     assert await rig.states("a1") == [("sent", 1)]
 
 
-async def test_a_hanging_sender_times_out_while_other_urls_proceed(rig: Rig) -> None:
-    rig.sender.hang.add("A")
+async def test_a_stuck_send_is_never_cut_short_and_holds_only_its_own_url(rig: Rig) -> None:
+    """Cutting a send short freed its URL while the message could still be on the wire
+    (apprise's thread keeps posting), so the retry raced it or a later message overtook
+    it. Now the URL waits for its send to really end; a warning says it is stuck."""
+    rig.sender.held["A"] = asyncio.Event()
     await rig.commit("A", "a1")
-    d = rig.start(send_timeout_s=0.5, rand=lambda: 1.0)
-    await wait_until(lambda: d.in_flight == 1)
-    await rig.commit("B", "b1", wake=d)
-    await rig.commit("B", "b2", wake=d)
-    await wait_until(lambda: len(rig.sender.delivered) == 2)
-    assert d.failed == 0  # B went through while A was still hanging
-    await wait_until(lambda: d.failed == 1)
+    await rig.commit("A", "a2")
+    with capture_logs() as logs:
+        d = rig.start(stuck_after_s=0.2, rand=lambda: 1.0)
+        await wait_until(lambda: d.in_flight == 1)
+        await rig.commit("B", "b1", wake=d)
+        await rig.commit("B", "b2", wake=d)
+        await wait_until(lambda: len(rig.sender.delivered) == 2)
+        await wait_until(lambda: any(e["event"] == "delivery.send_stuck" for e in logs))
+    assert rig.sender.titles("B") == ["b1", "b2"]  # B went through while A was stuck
+    await asyncio.sleep(0.3)
+    assert rig.sender.titles("A", delivered=False) == ["a1"]  # no retry, no a2 meanwhile
+    assert d.failed == 0
+    assert await rig.states("a1", "a2") == [("pending", 0), ("pending", 0)]
+    (stuck,) = [e for e in logs if e["event"] == "delivery.send_stuck"]
+    assert stuck["url_key"] == "A" and stuck["log_level"] == "warning"
+    rig.sender.held["A"].set()
+    await wait_until(lambda: d.sent == 4)
+    assert rig.sender.titles("A") == ["a1", "a2"]
+    assert rig.sender.titles("A", delivered=False) == ["a1", "a2"]
+    assert rig.sender.max_active_per_url == 1
+    assert await rig.states("a1", "a2") == [("sent", 1), ("sent", 1)]
+
+
+async def test_a_stuck_limit_per_url(rig: Rig) -> None:
+    rig.sender.held["A"] = asyncio.Event()
+    rig.sender.held["B"] = asyncio.Event()
+    await rig.commit("A", "a1")
+    await rig.commit("B", "b1")
+    with capture_logs() as logs:
+        d = rig.start(stuck_after_s=lambda url: 0.1 if url == "A" else 3600.0)
+        await wait_until(lambda: any(e["event"] == "delivery.send_stuck" for e in logs))
+        await asyncio.sleep(0.2)
+    assert [e["url_key"] for e in logs if e["event"] == "delivery.send_stuck"] == ["A"]
+    rig.sender.held["A"].set()
+    rig.sender.held["B"].set()
+    await wait_until(lambda: d.sent == 2)
+
+
+async def test_no_answer_is_maybe_delivered_retried_with_backoff_and_in_order(rig: Rig) -> None:
+    rig.sender.unanswered["A"] = 2
+    uncertain: list[str] = []
+    await rig.commit("A", "a1")
+    await rig.commit("A", "a2")
+    with capture_logs() as logs:
+        d = rig.start(rand=lambda: 0.5, on_uncertain=uncertain.append)
+        await wait_until(lambda: d.failed == 1)
     (a1,) = await rig.store.deliveries_for(["a1"])
-    assert (a1.state, a1.attempts, a1.last_error) == ("pending", 1, "send timed out after 0.5 s")
+    assert (a1.state, a1.attempts, a1.maybe_delivered) == ("pending", 1, 1)
+    assert a1.last_error == "no answer within 30 s, maybe delivered"
+    assert a1.next_attempt_at == T0 + timedelta(seconds=2.5)  # backoff, not at once
+    assert uncertain == ["A"] and d.maybe_delivered == 1
+    (warning,) = [e for e in logs if e["event"] == "delivery.maybe_delivered"]
+    assert warning["log_level"] == "warning" and warning["delivery_id"] == a1.id
+    await asyncio.sleep(0.1)
+    assert rig.sender.titles("A", delivered=False) == ["a1"]  # a2 never overtakes a1
+    rig.clock.advance(2.5)
+    d.wake()
+    await wait_until(lambda: d.failed == 2)
+    rig.clock.advance(5.0)
+    d.wake()
+    await wait_until(lambda: d.sent == 2)
+    assert rig.sender.titles("A", delivered=False) == ["a1", "a1", "a1", "a2"]
+    assert rig.sender.max_active_per_url == 1
+    (a1,) = await rig.store.deliveries_for(["a1"])
+    assert (a1.state, a1.attempts, a1.maybe_delivered) == ("sent", 3, 2)
+    assert uncertain == ["A", "A"] and d.maybe_delivered == 2
+
+
+async def test_an_old_unanswered_delivery_is_dead_lettered_as_maybe_delivered(rig: Rig) -> None:
+    rig.sender.unanswered["A"] = 5
+    await rig.commit("A", "a1")
+    rig.clock.advance(3600)
+    d = rig.start(max_age_s=3600)
+    await wait_until(lambda: d.dead_lettered == 1)
+    (a1,) = await rig.store.deliveries_for(["a1"])
+    assert (a1.state, a1.attempts, a1.maybe_delivered) == ("dead", 1, 1)
+    assert a1.last_error == "no answer within 30 s, maybe delivered"
+
+
+async def test_reconfigure_adopts_a_send_in_flight_and_never_repeats_it(rig: Rig) -> None:
+    """A reload hands the dispatcher a new sender while a send is in flight: that send
+    finishes with the old sender and is recorded once; later sends use the new one."""
+    old = rig.sender
+    old.held["A"] = asyncio.Event()
+    await rig.commit("A", "a1")
+    d = rig.start()
+    await wait_until(lambda: old.active == 1)
+    await rig.commit("A", "a2", wake=d)
+    new = ScriptedSender()
+    adopted: list[asyncio.Task[None]] = []
+    for _ in range(5):  # a burst of reloads
+        adopted = d.reconfigure(sender=new, render=render, retry_base_s=1.0)
+        await asyncio.sleep(0.01)
+    assert len(adopted) == 1 and not adopted[0].done()
+    assert new.calls == []  # A is busy: nothing else goes to it, not even a2
+    old.held["A"].set()
+    await wait_until(lambda: d.sent == 2)
+    assert adopted[0].done()
+    assert old.calls == [("A", "a1")] and old.delivered == [("A", "a1")]
+    assert new.calls == [("A", "a2")]
+    assert await rig.states("a1", "a2") == [("sent", 1), ("sent", 1)]
+
+
+async def test_reconfigure_without_sends_in_flight_returns_nothing(rig: Rig) -> None:
+    d = rig.dispatcher()
+    assert d.reconfigure(sender=ScriptedSender(), render=render) == []
 
 
 async def test_concurrency_bounds_sends_in_flight(rig: Rig) -> None:
@@ -301,7 +417,7 @@ async def test_drain_is_bounded_and_leaves_unsent_deliveries_pending(rig: Rig) -
     rig.sender.hang.add("A")
     await rig.commit("A", "a1")
     await rig.commit("B", "b1")
-    d = rig.start(send_timeout_s=60)
+    d = rig.start()
     await wait_until(lambda: d.in_flight == 1 and d.sent == 1)
     rig.stop.set()
     await asyncio.wait_for(rig.tasks[0], 2)

@@ -42,6 +42,15 @@ def test_counters_and_histograms() -> None:
     assert value(reg, "cce_watcher_scheduler_up") == 1
 
 
+def test_maybe_delivered_attempts_have_their_own_counter() -> None:
+    reg = CollectorRegistry()
+    m = Metrics(reg)
+    m.delivery_maybe_delivered("slack")
+    m.delivery_maybe_delivered("slack")
+    assert value(reg, "cce_watcher_deliveries_maybe_delivered_total", url="slack") == 2
+    assert b"cce_watcher_deliveries_maybe_delivered_total" in generate_latest(reg)
+
+
 def test_two_instances_do_not_share_a_registry() -> None:
     Metrics(CollectorRegistry())
     Metrics(CollectorRegistry())  # would raise "Duplicated timeseries" on a shared registry

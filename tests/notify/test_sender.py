@@ -237,3 +237,70 @@ class TestNotifyTest:
         assert outcomes[1].error
         payload = json.loads(receiver.requests[0]["body"])
         assert "Test notification" in payload["title"]
+
+
+class TestSendTimeout:
+    """The URL's send timeout bounds an attempt; no answer in time is "maybe delivered"."""
+
+    async def test_a_service_slower_than_apprises_4_s_default_gets_the_message_once(
+        self, receiver: Receiver
+    ) -> None:
+        """apprise's default read timeout is 4 s: a webhook answering after 5 s looked
+        failed although it had the message, and every retry delivered it again."""
+        receiver.delay = 5.0
+        url = targets.parse_url(f"json://127.0.0.1:{receiver.port}/hook", name="slow")
+        with _sender(url) as sender:
+            result = await sender.send("slow", title="t", body="b", severity=Severity.INFO)
+        assert result.ok and not result.uncertain
+        assert len(receiver.requests) == 1
+
+    async def test_no_answer_within_the_send_timeout_is_maybe_delivered(
+        self, receiver: Receiver
+    ) -> None:
+        receiver.delay = 2.0
+        raw = f"json://127.0.0.1:{receiver.port}/hook"
+        url = targets.parse_url(raw, name="slow", send_timeout_s=0.5)
+        with _sender(url) as sender:
+            started = asyncio.get_running_loop().time()
+            result = await sender.send("slow", title="t", body="b", severity=Severity.INFO)
+            took = asyncio.get_running_loop().time() - started
+        assert not result.ok and result.uncertain
+        assert result.error and result.error.startswith("no answer within 0.5 s, maybe delivered")
+        assert 0.45 <= took < 1.9  # the socket read timeout ended it, not the answer
+        assert len(receiver.requests) == 1  # it did reach the service
+
+    async def test_an_rto_in_the_url_wins_over_the_send_timeout(self, receiver: Receiver) -> None:
+        receiver.delay = 2.0
+        raw = f"json://127.0.0.1:{receiver.port}/hook?rto=0.5"
+        url = targets.parse_url(raw, name="slow", send_timeout_s=30)
+        with _sender(url) as sender:
+            result = await sender.send("slow", title="t", body="b", severity=Severity.INFO)
+            assert sender._entries["slow"].answer_timeout_s == 0.5
+        assert result.uncertain
+
+    async def test_refused_and_rejected_are_plain_failures(self, receiver: Receiver) -> None:
+        receiver.status = 500
+        good_port = targets.parse_url(f"json://127.0.0.1:{receiver.port}/hook", name="no")
+        down = targets.parse_url(f"json://127.0.0.1:{free_port()}/hook", name="down")
+        with _sender(good_port, down) as sender:
+            rejected = await sender.send("no", title="t", body="b", severity=Severity.INFO)
+            refused = await sender.send("down", title="t", body="b", severity=Severity.INFO)
+        assert not rejected.ok and not rejected.uncertain
+        assert not refused.ok and not refused.uncertain
+
+    def test_limits_follow_the_plugin(self) -> None:
+        hook = targets.parse_url("json://127.0.0.1:9/hook?retry=1&wait=2", name="hook")
+        mail = targets.parse_url(
+            "mailto://127.0.0.1:25?from=a@example.com&to=b@example.com",
+            name="mail",
+            send_timeout_s=20,
+        )
+        with _sender(hook, mail) as sender:
+            entry = sender._entries["hook"]
+            plugin = entry.apobj[0]
+            assert (plugin.socket_read_timeout, plugin.socket_connect_timeout) == (30.0, 4.0)
+            assert sender.stuck_after_s("hook") == 2 * (4 + 30) + 2 + 5
+            # SMTP uses one socket timeout (cto) for the whole session.
+            mail_plugin = sender._entries["mail"].apobj[0]
+            assert mail_plugin.socket_connect_timeout == 20.0
+            assert sender._entries["mail"].answer_timeout_s == 20.0

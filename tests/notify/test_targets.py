@@ -111,6 +111,25 @@ class TestBuildUrls:
         assert any("unknown keys colour" in p for p in problems)
         assert "secret" not in str(info.value)
 
+    def test_send_timeout_per_entry_with_a_default(self, tmp_path: Path) -> None:
+        path = tmp_path / "apprise.yml"
+        path.write_text("urls:\n  - json://localhost/c\n")
+        urls = targets.build_urls(
+            [
+                "json://localhost/a",
+                {"url": "json://localhost/b", "send_timeout_s": 75},
+                {"config": str(path), "send_timeout_s": 5},
+            ],
+            send_timeout_s=45.0,
+        )
+        assert [u.send_timeout_s for u in urls] == [45.0, 75.0, 5.0]
+        assert targets.parse_url("json://localhost/d").send_timeout_s == 30.0
+
+    @pytest.mark.parametrize("bad", [0, -3, True, "30", 1e9])
+    def test_a_bad_send_timeout_is_a_config_error(self, bad: object) -> None:
+        with pytest.raises(ConfigError, match=r"notify.urls\[0\].send_timeout_s"):
+            targets.build_urls([{"url": "json://localhost/a", "send_timeout_s": bad}])
+
     def test_duplicate_urls_are_rejected(self) -> None:
         with pytest.raises(ConfigError, match="used 2 times"):
             targets.build_urls(["json://localhost/a", "json://localhost/a"])

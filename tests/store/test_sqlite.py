@@ -183,6 +183,37 @@ async def test_a_head_waiting_for_retry_holds_back_its_url_only(store: SqliteSto
     assert retried[0].events[0].dedup_key == "a0"
 
 
+async def test_maybe_delivered_attempts_are_counted_and_listed(store: SqliteStore) -> None:
+    for key in ("a0", "b0"):
+        await store.commit_poll("wf", None, [make_event(key)], [plan(key, key)])
+    a0, b0 = await store.due_deliveries(T0)
+    await store.mark_failed(a0.id, T0, "no answer", T0, maybe_delivered=True)
+    await store.mark_failed(a0.id, T0, "HTTP 502", T0)
+    await store.mark_sent(a0.id, T0)
+    await store.mark_dead(b0.id, T0, "no answer", maybe_delivered=True)
+    a, b = await store.deliveries_for(["a0", "b0"])
+    assert (a.state, a.attempts, a.maybe_delivered) == ("sent", 3, 1)
+    assert (b.state, b.attempts, b.maybe_delivered) == ("dead", 1, 1)
+    (row_a,) = [r for r in await store.events_with_deliveries() if r.event.dedup_key == "a0"]
+    assert row_a.deliveries[0].maybe_delivered == 1
+
+
+async def test_a_version_1_file_gains_the_maybe_delivered_column(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    schema.apply_migrations(conn, schema.MIGRATIONS[:1])
+    conn.close()
+    s = await SqliteStore.open(path, clock=clock)
+    try:
+        await s.commit_poll("wf", None, [make_event("k")], [plan("u", "k")])
+        (d,) = await s.due_deliveries(clock.now())
+        assert d.maybe_delivered == 0
+    finally:
+        await s.close()
+
+
 async def test_due_deliveries_honours_the_limit_oldest_first(store: SqliteStore) -> None:
     for url in "CBA":
         await store.commit_poll("wf", None, [make_event(url)], [plan(url, url)])

@@ -39,6 +39,7 @@ from watcher.config.durations import Duration
 from watcher.core.console import DEFAULT_CONSOLE_URL, template_problems
 from watcher.core.events import Kind, Severity, TargetRef
 from watcher.core.policy import Policy, PollPolicy
+from watcher.core.ports import DEFAULT_SEND_TIMEOUT_S, MAX_SEND_TIMEOUT_S
 
 DEFAULT_STATE_DIR = Path("/var/lib/cce-upgrade-watcher")
 ENV_PREFIX = "WATCHER_"
@@ -399,6 +400,8 @@ class NotifyUrl(_Section):
     name: Name | None = None
     tags: Tags = ()
     flavor: Literal["chat", "email"]
+    # How long one attempt waits for this service's answer; unset: notify.send_timeout_s.
+    send_timeout_s: float | None = Field(default=None, gt=0, le=MAX_SEND_TIMEOUT_S)
 
     @model_validator(mode="before")
     @classmethod
@@ -519,6 +522,9 @@ class NotifySettings(_Section):
     max_age: Duration = timedelta(hours=24)
     retry_base_s: float = Field(default=5.0, gt=0)
     retry_cap_s: float = Field(default=600.0, gt=0)
+    # How long one attempt waits for a service's answer (URLs may set their own). No
+    # answer in time is an unknown outcome ("maybe delivered"), retried with backoff.
+    send_timeout_s: float = Field(default=DEFAULT_SEND_TIMEOUT_S, gt=0, le=MAX_SEND_TIMEOUT_S)
     routes: tuple[Route, ...] = ()
     templates: TemplatesSettings = TemplatesSettings()
     # The workflow's page in the cloud console; {region} {project_id} {cluster_id}

@@ -48,6 +48,9 @@ class Delivery:
     next_attempt_at: datetime
     last_error: str | None = None
     sent_at: datetime | None = None
+    # Attempts whose outcome is unknown: the request went out and no answer came within
+    # the send timeout, so the service may have the message ("maybe delivered").
+    maybe_delivered: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +93,20 @@ class Store(Protocol):
     async def mark_sent(self, delivery_id: int, now: datetime) -> None: ...
 
     async def mark_failed(
-        self, delivery_id: int, now: datetime, error: str, next_attempt_at: datetime
-    ) -> None: ...
+        self,
+        delivery_id: int,
+        now: datetime,
+        error: str,
+        next_attempt_at: datetime,
+        *,
+        maybe_delivered: bool = False,
+    ) -> None:
+        """Count a failed attempt; ``maybe_delivered`` when its outcome is unknown."""
+        ...
 
-    async def mark_dead(self, delivery_id: int, now: datetime, error: str) -> None: ...
+    async def mark_dead(
+        self, delivery_id: int, now: datetime, error: str, *, maybe_delivered: bool = False
+    ) -> None: ...
 
     async def recent_events(self, *, after_seq: int = 0, limit: int = 100) -> list[StoredEvent]: ...
 
@@ -114,10 +127,21 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+DEFAULT_SEND_TIMEOUT_S = 30.0
+"""How long one send attempt waits for the service's answer unless configured per URL:
+longer than apprise's own 4 s read timeout, which made slow but working webhooks look
+failed (and receive the message again on every retry)."""
+
+MAX_SEND_TIMEOUT_S = 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
     ok: bool
     error: str | None = None  # already free of secrets
+    # The request was sent but no answer came in time: the service may have the message.
+    # Still a failure (it is retried), but reported as "maybe delivered".
+    uncertain: bool = False
 
 
 class Sender(Protocol):

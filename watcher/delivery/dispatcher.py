@@ -9,9 +9,17 @@ Rules it keeps:
 
 - Order per URL: at most one delivery per URL is in flight, and it is the head of that URL's
   queue (``Store.due_deliveries``), so a URL receives its messages in creation order.
-- Isolation between URLs: each send runs in its own task under ``asyncio.timeout``; a URL
-  that fails or hangs only holds back its own queue. ``concurrency`` bounds the sends in
-  flight across all URLs.
+- A send is never cut short here: the sender bounds it (the URL's send timeout is the
+  plugin's socket read timeout) and its work may run in a thread that a cancel would not
+  stop, so cancelling it on a timer would let the retry race, or be overtaken by, a
+  message still on the wire. A URL stays busy until its send has really ended; one that
+  takes longer than the sender's worst case (``stuck_after_s``) is logged, and waited for.
+- No answer within the send timeout is an unknown outcome (``SendResult.uncertain``): the
+  service may have the message. It is a failed attempt, retried with backoff like any
+  other, but recorded and counted as "maybe delivered" (store, ``events``, metrics), so a
+  duplicate at the receiver can be explained.
+- Isolation between URLs: each send runs in its own task; a URL that fails or hangs only
+  holds back its own queue. ``concurrency`` bounds the sends in flight across all URLs.
 - Retries: exponential backoff with full jitter, ``rand() * min(cap, base * 2**attempts)``.
   A delivery always gets its attempt, however old it is (after downtime a late message is
   better than none); when an attempt fails and the delivery is older than ``max_age_s`` it is
@@ -19,10 +27,15 @@ Rules it keeps:
 - Wake-ups: the loop sleeps until the earliest retry it scheduled, a ``wake()`` (the runtime
   calls it after each commit), a finished send, or ``poll_interval_s`` as a safety net for
   deliveries it could not know about (retries scheduled before a restart, other writers).
+- Reload: ``reconfigure`` swaps the sender, templates and retry limits in place. Sends in
+  flight finish with the sender they started with and record their outcome as usual, so
+  a reload (or a burst of them) never cancels or repeats a send.
 
 Semantics: at-least-once per URL. A message is sent twice only if the process dies (or a
 shutdown cancels the send) after the notification service accepted it and before
-``mark_sent`` is committed. Nothing is dropped silently: a delivery ends ``sent`` or ``dead``.
+``mark_sent`` is committed, or if an attempt got no answer within the send timeout (then
+it is counted as "maybe delivered"). Nothing is dropped silently: a delivery ends ``sent``
+or ``dead``.
 """
 
 from __future__ import annotations
@@ -45,6 +58,8 @@ log = structlog.get_logger(__name__)
 
 Render = Callable[[str, Sequence[Event]], RenderedMessage]
 OnResult = Callable[[str, bool, float], None]
+OnUncertain = Callable[[str], None]
+StuckAfter = float | Callable[[str], float]
 
 _MAX_EXPONENT = 62  # 2**62 * any sane base already exceeds any cap; avoids float overflow
 
@@ -75,10 +90,11 @@ class Dispatcher:
         retry_cap_s: float = 600.0,
         max_age_s: float = 86400.0,
         concurrency: int = 8,
-        send_timeout_s: float = 60.0,
+        stuck_after_s: StuckAfter = 60.0,
         poll_interval_s: float = 30.0,
         rand: Callable[[], float] = random.random,
         on_result: OnResult | None = None,
+        on_uncertain: OnUncertain | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -90,10 +106,11 @@ class Dispatcher:
         self._retry_cap_s = retry_cap_s
         self._max_age_s = max_age_s
         self._concurrency = concurrency
-        self._send_timeout_s = send_timeout_s
+        self._stuck_after_s = stuck_after_s
         self._poll_interval_s = poll_interval_s
         self._rand = rand
         self._on_result = on_result
+        self._on_uncertain = on_uncertain
         self._wake = asyncio.Event()
         # One task per URL at most: the key is the URL, the task sends that URL's head.
         self._inflight: dict[str, asyncio.Task[None]] = {}
@@ -104,6 +121,7 @@ class Dispatcher:
         self.sent = 0
         self.failed = 0
         self.dead_lettered = 0
+        self.maybe_delivered = 0
 
     # -- public API ---------------------------------------------------------------------
 
@@ -114,6 +132,37 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         return len(self._inflight)
+
+    def reconfigure(
+        self,
+        *,
+        sender: Sender,
+        render: Render,
+        retry_base_s: float | None = None,
+        retry_cap_s: float | None = None,
+        max_age_s: float | None = None,
+        stuck_after_s: StuckAfter | None = None,
+    ) -> list[asyncio.Task[None]]:
+        """Use a new sender and templates (and limits) for every send started from now on.
+
+        This is how a reload adopts the sends in flight: they are neither cancelled nor
+        restarted, they finish with the sender they started with, record their outcome,
+        and keep their URL busy until then, so nothing is sent twice or out of order.
+        Returns those sends' tasks: the caller may close the old sender once they are
+        done. Works whether or not ``run`` is running.
+        """
+        self._sender = sender
+        self._render = render
+        if retry_base_s is not None:
+            self._retry_base_s = retry_base_s
+        if retry_cap_s is not None:
+            self._retry_cap_s = retry_cap_s
+        if max_age_s is not None:
+            self._max_age_s = max_age_s
+        if stuck_after_s is not None:
+            self._stuck_after_s = stuck_after_s
+        self._wake.set()
+        return list(self._inflight.values())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send due deliveries until ``stop`` is set; then call ``drain`` for a last chance.
@@ -250,7 +299,8 @@ class Dispatcher:
         """Send one delivery and record the outcome; never raises except CancelledError."""
         url = delivery.url_key
         started = time.monotonic()
-        result = await self._send(delivery)
+        # Captured now: a reload changes the sender for later sends, never for this one.
+        result = await self._send(delivery, self._sender, self._render)
         seconds = time.monotonic() - started
         now = self._clock.now()
         try:
@@ -277,27 +327,43 @@ class Dispatcher:
                 seconds=max(self._retry_base_s, self._backoff(delivery.attempts))
             )
         self._report(url, result.ok, seconds)
+        if result.uncertain:
+            self._report_uncertain(url)
 
-    async def _send(self, delivery: Delivery) -> SendResult:
+    async def _send(self, delivery: Delivery, sender: Sender, render: Render) -> SendResult:
         try:
-            message = self._render(delivery.url_key, delivery.events)
+            message = render(delivery.url_key, delivery.events)
         except Exception as exc:
             # A template problem: report the type only; the message may quote event text.
             return SendResult(ok=False, error=f"render failed: {type(exc).__name__}")
+        call = asyncio.ensure_future(_call_sender(sender, delivery.url_key, message))
         try:
-            async with asyncio.timeout(self._send_timeout_s):
-                return await self._sender.send(
-                    delivery.url_key,
-                    title=message.title,
-                    body=message.body,
-                    severity=message.severity,
+            limit = self._stuck_limit(delivery.url_key)
+            done, _ = await asyncio.wait({call}, timeout=limit)
+            if not done:
+                # Longer than the sender's own timeouts allow: something hangs. Cutting it
+                # short would free the URL while the message may still be on its way, so
+                # say so loudly and keep waiting; only this URL's queue waits with it.
+                log.warning(
+                    "delivery.send_stuck",
+                    url_key=delivery.url_key,
+                    delivery_id=delivery.id,
+                    waited_s=round(limit, 1),
                 )
-        except TimeoutError:
-            return SendResult(ok=False, error=f"send timed out after {self._send_timeout_s:g} s")
-        except Exception as exc:
-            # Senders report failures as SendResult; an exception is a sender bug. Its text
-            # may carry the URL (and its token), so only the type is kept.
-            return SendResult(ok=False, error=f"sender raised {type(exc).__name__}")
+            return await call
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+
+    def _stuck_limit(self, url_key: str) -> float:
+        limit = self._stuck_after_s
+        if callable(limit):
+            try:
+                return float(limit(url_key))
+            except Exception as exc:
+                log.warning("delivery.stuck_limit_failed", error=type(exc).__name__)
+                return 60.0
+        return float(limit)
 
     def _backoff(self, attempts: int) -> float:
         return compute_backoff(
@@ -306,6 +372,17 @@ class Dispatcher:
 
     def _log_failure(self, delivery: Delivery, result: SendResult) -> None:
         self.failed += 1
+        if result.uncertain:
+            self.maybe_delivered += 1
+            # Louder than a plain failure: the retry may reach the receiver a second time.
+            log.warning(
+                "delivery.maybe_delivered",
+                url_key=delivery.url_key,
+                delivery_id=delivery.id,
+                attempt=delivery.attempts + 1,
+                error=result.error,
+            )
+            return
         log.info(
             "delivery.failed",
             url_key=delivery.url_key,
@@ -316,9 +393,10 @@ class Dispatcher:
 
     async def _store_failure(self, delivery: Delivery, result: SendResult, now: datetime) -> None:
         error = result.error or "send failed"
+        maybe = result.uncertain
         age_s = (now - delivery.created_at).total_seconds()
         if age_s >= self._max_age_s:
-            await self._store.mark_dead(delivery.id, now, error)
+            await self._store.mark_dead(delivery.id, now, error, maybe_delivered=maybe)
             self._hold.pop(delivery.url_key, None)
             self.dead_lettered += 1
             log.warning(
@@ -327,12 +405,21 @@ class Dispatcher:
                 delivery_id=delivery.id,
                 attempts=delivery.attempts + 1,
                 age_s=round(age_s, 1),
+                maybe_delivered=delivery.maybe_delivered + int(maybe),
                 error=error,
             )
             return
         next_at = now + timedelta(seconds=self._backoff(delivery.attempts))
-        await self._store.mark_failed(delivery.id, now, error, next_at)
+        await self._store.mark_failed(delivery.id, now, error, next_at, maybe_delivered=maybe)
         self._hold[delivery.url_key] = next_at
+
+    def _report_uncertain(self, url_key: str) -> None:
+        if self._on_uncertain is None:
+            return
+        try:
+            self._on_uncertain(url_key)
+        except Exception as exc:
+            log.warning("delivery.on_uncertain_failed", error=type(exc).__name__)
 
     def _report(self, url_key: str, ok: bool, seconds: float) -> None:
         if self._on_result is None:
@@ -342,3 +429,14 @@ class Dispatcher:
         except Exception as exc:
             # A metrics hook must never break delivery.
             log.warning("delivery.on_result_failed", error=type(exc).__name__)
+
+
+async def _call_sender(sender: Sender, url_key: str, message: RenderedMessage) -> SendResult:
+    try:
+        return await sender.send(
+            url_key, title=message.title, body=message.body, severity=message.severity
+        )
+    except Exception as exc:
+        # Senders report failures as SendResult; an exception is a sender bug. Its text
+        # may carry the URL (and its token), so only the type is kept.
+        return SendResult(ok=False, error=f"sender raised {type(exc).__name__}")

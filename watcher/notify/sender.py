@@ -5,8 +5,16 @@ outbox retries each URL on its own) and one service's throttle (``request_rate_p
 5.5 s for mailto) never delays another. Each object is warmed up at construction
 (``add()`` + ``len()``), so plugin discovery does not run on the event loop later.
 
-Inside ``send()`` only ``async_notify`` runs on the loop; apprise dispatches each plugin's
-blocking ``send()`` to its worker threads (LIBRARIES.md 1.1). Bodies go out as
+Each ``send()`` runs apprise's blocking ``notify()`` in a thread of its own and waits for
+that thread to end: not apprise's shared pool and not its service timeout, because apprise
+stops *waiting* at a timeout while its thread keeps posting (LIBRARIES.md 1.1), and a
+retry would then race (or overtake) a message still on the wire. The URL's
+``send_timeout_s`` is set as the plugin's socket read timeout instead, so the thread
+itself ends when the service does not answer in time. Such an attempt was sent and not
+answered: its outcome is unknown, and the result says so (``uncertain``, "maybe
+delivered"). The threads are daemon threads, so a hung plugin cannot hold up exit.
+
+Bodies go out as
 ``NotifyFormat.TEXT``: the text came from the CCE API and must never reach an HTML
 service as raw HTML; apprise escapes TEXT for HTML services.
 
@@ -18,7 +26,10 @@ returns has passed through ``redact_text``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,25 +69,34 @@ class TestOutcome:
     error: str | None
 
 
+# Added to an attempt's worst case before the caller is told the sender is stuck.
+_STUCK_MARGIN_S = 5.0
+
+
 @dataclass(slots=True)
 class _Entry:
     url: NotifyUrl
     apobj: apprise.Apprise
+    # A failed attempt that waited this long went out and got no answer in time.
+    answer_timeout_s: float
+    # The longest one send() can take when every socket timeout is honoured.
+    worst_case_s: float
 
 
-def make_asset(
-    *, storage_path: str | Path | None = None, service_timeout: float = 60.0
-) -> apprise.AppriseAsset:
-    """The AppriseAsset of the watcher: app id, persistent storage, per-service timeout.
+def make_asset(*, storage_path: str | Path | None = None) -> apprise.AppriseAsset:
+    """The AppriseAsset of the watcher: app id, persistent storage, no apprise timeout.
 
     ``storage_path`` (the state directory) keeps plugin state such as Opsgenie alert ids
     across restarts; without it apprise keeps that state in memory only.
+    ``service_timeout=0`` and ``async_mode=False`` make ``notify()`` run the plugin in the
+    calling thread and wait for it, so the sender knows when a send has really ended.
     """
     kwargs: dict[str, Any] = {
         "app_id": APP_ID,
         "app_desc": APP_DESC,
         "app_url": APP_URL,
-        "service_timeout": service_timeout,
+        "service_timeout": 0,
+        "async_mode": False,
         "secure_logging": True,
     }
     if storage_path is not None:
@@ -93,10 +113,9 @@ class AppriseSender:
         urls: Sequence[NotifyUrl],
         *,
         storage_path: str | Path | None = None,
-        service_timeout: float = 60.0,
     ) -> None:
         console.register()
-        self._asset = make_asset(storage_path=storage_path, service_timeout=service_timeout)
+        self._asset = make_asset(storage_path=storage_path)
         secrets: set[str] = set()
         for url in urls:
             secrets |= url.secrets
@@ -117,7 +136,7 @@ class AppriseSender:
             if not apobj.add(url.url) or len(apobj) != 1:
                 problems.append(f"notification URL {url.key!r}: apprise cannot parse it")
                 continue
-            self._entries[url.key] = _Entry(url=url, apobj=apobj)
+            self._entries[url.key] = _entry(url, apobj)
         if problems:
             self.close()
             raise ConfigError(problems)
@@ -131,9 +150,18 @@ class AppriseSender:
             logging.getLogger(name).addFilter(self._filter)
 
     def close(self) -> None:
-        """Remove the log filter; the sender must not be used afterwards."""
+        """Remove the log filter (idempotent); the sender must not be used afterwards.
+
+        Call it only once no send is running: a send still in its thread may log.
+        """
         for name in FILTERED_LOGGERS:
             logging.getLogger(name).removeFilter(self._filter)
+
+    def stuck_after_s(self, url_key: str) -> float:
+        """How long one ``send`` to this URL can take when the service honours no
+        timeout of ours but every socket timeout holds; beyond it, something hangs."""
+        entry = self._entries.get(url_key)
+        return entry.worst_case_s if entry is not None else 60.0
 
     def __enter__(self) -> AppriseSender:
         return self
@@ -149,12 +177,18 @@ class AppriseSender:
         if not body.strip():
             # apprise refuses an empty body; the title alone still says what happened.
             body = title or "(no content)"
+        notify = entry.apobj.notify
         try:
-            result = await entry.apobj.async_notify(
-                body=body,
-                title=title,
-                notify_type=NotifyType(str(severity)),
-                body_format=NotifyFormat.TEXT,
+            # Cancelling this await abandons the thread, it does not stop it: a caller
+            # that must not overlap sends to one URL waits for send() to return.
+            result = await _in_thread(
+                lambda: notify(
+                    body=body,
+                    title=title,
+                    notify_type=NotifyType(str(severity)),
+                    body_format=NotifyFormat.TEXT,
+                ),
+                name=f"notify-{url_key}",
             )
         except asyncio.CancelledError:
             raise
@@ -164,13 +198,23 @@ class AppriseSender:
             return SendResult(ok=False, error=reason)
         with result:
             ok = bool(result)
+            uncertain = not ok and _unanswered(result, entry.answer_timeout_s)
             error = None if ok else _reason(result, entry.url)
             elapsed = round(float(result.elapsed), 3)
+        if uncertain:
+            error = f"no answer within {entry.answer_timeout_s:g} s, maybe delivered: {error}"
+            error = error[:MAX_ERROR_LEN]
         if ok:
             log.debug("notify.sent", url_key=url_key, elapsed_s=elapsed)
         else:
-            log.info("notify.failed", url_key=url_key, elapsed_s=elapsed, error=error)
-        return SendResult(ok=ok, error=error)
+            log.info(
+                "notify.failed",
+                url_key=url_key,
+                elapsed_s=elapsed,
+                maybe_delivered=uncertain,
+                error=error,
+            )
+        return SendResult(ok=ok, error=error, uncertain=uncertain)
 
     async def test_all(
         self,
@@ -199,6 +243,99 @@ class AppriseSender:
             TestOutcome(key=e.url.key, display=e.url.display, ok=r.ok, error=r.error)
             for e, r in zip(entries, results, strict=True)
         ]
+
+
+def _entry(url: NotifyUrl, apobj: apprise.Apprise) -> _Entry:
+    """Apply the URL's send timeout to its plugin and work out its time limits.
+
+    The send timeout becomes the plugin's socket read timeout unless the URL sets
+    ``rto`` itself. E-mail plugins use one socket timeout (``cto``) for the whole SMTP
+    session, so for them it becomes that one unless the URL sets ``cto``.
+    """
+    plugin = apobj[0]
+    given = _query_keys(url.url)
+    email = _is_email(plugin)
+    if email:
+        if "cto" not in given:
+            plugin.socket_connect_timeout = url.send_timeout_s
+        answer = float(plugin.socket_connect_timeout)
+    else:
+        if "rto" not in given:
+            plugin.socket_read_timeout = url.send_timeout_s
+        answer = float(plugin.socket_read_timeout)
+    attempts = 1 + int(getattr(plugin, "retry", 0) or 0)
+    per_attempt = (
+        float(plugin.socket_connect_timeout)
+        + answer
+        + float(getattr(plugin, "request_rate_per_sec", 0) or 0)
+    )
+    waits = (attempts - 1) * float(getattr(plugin, "wait", 0) or 0)
+    return _Entry(
+        url=url,
+        apobj=apobj,
+        answer_timeout_s=answer,
+        worst_case_s=attempts * per_attempt + waits + _STUCK_MARGIN_S,
+    )
+
+
+def _is_email(plugin: Any) -> bool:
+    from apprise.plugins.email.base import NotifyEmail  # noqa: PLC0415  (loaded with apprise)
+
+    return isinstance(plugin, NotifyEmail)
+
+
+def _query_keys(url: str) -> set[str]:
+    """The lower-cased query keys of a URL (``rto``, ``cto``, ...), without values."""
+    _, _, query = url.partition("?")
+    return {pair.partition("=")[0].strip().lower() for pair in query.split("&") if pair}
+
+
+def _unanswered(result: Any, answer_timeout_s: float) -> bool:
+    """Whether a failed call's last attempt waited out the answer timeout.
+
+    A refused connection, a DNS error or an HTTP error status comes back sooner; an
+    attempt that took the whole read timeout sent its request and got no answer, so
+    the service may have the message. apprise logs the difference only at DEBUG,
+    which the watcher's logging drops, so the attempt's duration is what tells.
+    """
+    threshold = answer_timeout_s * 0.95
+    for notify_result in result:
+        if notify_result.status == AppriseResultStatus.TIMEOUT:
+            return True
+        attempts = list(getattr(notify_result, "attempts", ()) or ())
+        elapsed = float(attempts[-1].elapsed) if attempts else float(notify_result.elapsed)
+        if notify_result.status != AppriseResultStatus.SUCCESS and elapsed >= threshold:
+            return True
+    return False
+
+
+async def _in_thread(call: Callable[[], Any], *, name: str) -> Any:
+    """Run ``call`` in a new daemon thread (keeping the logging context); await its end."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():  # the awaiting task was cancelled: nobody wants the result
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def run() -> None:
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = context.run(call)
+        except BaseException as exc:  # handed to the awaiting task, not lost
+            error = exc
+        # A closed loop means the process is shutting down: nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await future
 
 
 def _reason(result: Any, url: NotifyUrl) -> str:

@@ -26,6 +26,7 @@ import apprise
 
 from watcher import redact
 from watcher.core.errors import ConfigError
+from watcher.core.ports import DEFAULT_SEND_TIMEOUT_S, MAX_SEND_TIMEOUT_S
 from watcher.notify import console
 from watcher.notify.redact import RedactingFilter
 
@@ -44,6 +45,7 @@ _PUBLIC_PART = re.compile(r"[a-z][a-z-]*|[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?")
 # (a generic json:// webhook's path): 8+ characters mixing digits or capitals in.
 _TOKEN_LIKE = re.compile(r"(?=.*[0-9A-Z])[A-Za-z0-9_~.+=-]{8,}")
 
+
 log = logging.getLogger(__name__)
 
 
@@ -53,7 +55,8 @@ class NotifyUrl:
 
     ``url`` is secret: it is excluded from repr and never logged. ``display`` is the
     masked form for humans (``notify-test``, ``config show``), ``secrets`` the substrings
-    that redaction must remove from anything printed about this URL.
+    that redaction must remove from anything printed about this URL. ``send_timeout_s``
+    is how long one attempt waits for the service's answer (the sender applies it).
     """
 
     key: str
@@ -62,6 +65,7 @@ class NotifyUrl:
     flavor: Flavor = "chat"
     display: str = ""
     secrets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
 
     @property
     def scheme(self) -> str:
@@ -177,7 +181,12 @@ def _instantiate(url: str, asset: apprise.AppriseAsset | None) -> Any:
 
 
 def from_service(
-    service: Any, *, key: str, tags: Iterable[str] = (), flavor: Flavor | None = None
+    service: Any,
+    *,
+    key: str,
+    tags: Iterable[str] = (),
+    flavor: Flavor | None = None,
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S,
 ) -> NotifyUrl:
     """A NotifyUrl for an already parsed apprise plugin instance."""
     url = str(service.url(privacy=False))
@@ -191,6 +200,7 @@ def from_service(
         flavor=flavor or default_flavor(url),
         display=redact.redact_text(masked, secrets),
         secrets=secrets,
+        send_timeout_s=send_timeout_s,
     )
 
 
@@ -202,6 +212,7 @@ def parse_url(
     flavor: Flavor | None = None,
     where: str = "notify.urls",
     asset: apprise.AppriseAsset | None = None,
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S,
 ) -> NotifyUrl:
     """Validate one inline URL with apprise; ConfigError names ``where``, never the URL."""
     label = f"{where} (name {name!r})" if name else where
@@ -220,6 +231,7 @@ def parse_url(
         flavor=flavor or default_flavor(url),
         display=redact.redact_text(masked, secrets),
         secrets=secrets,
+        send_timeout_s=send_timeout_s,
     )
 
 
@@ -232,6 +244,7 @@ def load_config_file(
     recursion: int = 1,
     where: str = "notify.config",
     asset: apprise.AppriseAsset | None = None,
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S,
 ) -> list[NotifyUrl]:
     """Expand an apprise YAML/TEXT config file into one NotifyUrl per service.
 
@@ -262,7 +275,9 @@ def load_config_file(
         service_tags = sorted(str(t).lower() for t in (getattr(service, "tags", None) or ()))
         digest = url_key(str(service.url(privacy=False)) + "|" + ",".join(service_tags))
         key = f"{name}.{digest[4:]}" if name else digest
-        out.append(from_service(service, key=key, tags=extra, flavor=flavor))
+        out.append(
+            from_service(service, key=key, tags=extra, flavor=flavor, send_timeout_s=send_timeout_s)
+        )
     return out
 
 
@@ -272,20 +287,22 @@ def build_urls(
     where: str = "notify.urls",
     base_dir: str | Path | None = None,
     asset: apprise.AppriseAsset | None = None,
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S,
 ) -> list[NotifyUrl]:
     """Build the NotifyUrl list from configuration entries, collecting every problem.
 
-    An entry is a URL string, a table ``{url, name?, tags?, flavor?}`` or a table
-    ``{config, name?, tags?, flavor?}`` naming an apprise YAML/TEXT file (relative paths
-    resolve against ``base_dir``). Raises ConfigError with one line per problem; no line
-    contains a URL.
+    An entry is a URL string, a table ``{url, name?, tags?, flavor?, send_timeout_s?}``
+    or a table ``{config, name?, tags?, flavor?, send_timeout_s?}`` naming an apprise
+    YAML/TEXT file (relative paths resolve against ``base_dir``). ``send_timeout_s`` is
+    the default for entries that do not set their own. Raises ConfigError with one line
+    per problem; no line contains a URL.
     """
     problems: list[str] = []
     urls: list[NotifyUrl] = []
     for index, entry in enumerate(entries):
         pos = f"{where}[{index}]"
         try:
-            urls += _build_one(entry, pos, base_dir, asset, problems)
+            urls += _build_one(entry, pos, base_dir, asset, problems, send_timeout_s)
         except ConfigError as exc:
             problems += exc.problems
     seen: dict[str, int] = {}
@@ -308,13 +325,14 @@ def _build_one(
     base_dir: str | Path | None,
     asset: apprise.AppriseAsset | None,
     problems: list[str],
+    send_timeout_s: float,
 ) -> list[NotifyUrl]:
     if isinstance(entry, str):
-        return [parse_url(entry, where=pos, asset=asset)]
+        return [parse_url(entry, where=pos, asset=asset, send_timeout_s=send_timeout_s)]
     if not isinstance(entry, Mapping):
         problems.append(f"{pos}: expected a URL string or a table")
         return []
-    known = {"url", "config", "name", "tags", "flavor"}
+    known = {"url", "config", "name", "tags", "flavor", "send_timeout_s"}
     unknown = sorted(str(k) for k in entry if k not in known)
     if unknown:
         problems.append(f"{pos}: unknown keys {', '.join(unknown)}")
@@ -327,6 +345,16 @@ def _build_one(
         problems.append(f"{pos}.flavor: expected one of {', '.join(FLAVORS)}")
         return []
     tags = _split_tags(entry.get("tags"), pos, problems)
+    timeout = entry.get("send_timeout_s", send_timeout_s)
+    if timeout is None:
+        timeout = send_timeout_s
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout <= MAX_SEND_TIMEOUT_S
+    ):
+        problems.append(f"{pos}.send_timeout_s: expected seconds in (0, {MAX_SEND_TIMEOUT_S:g}]")
+        return []
     has_url, has_config = "url" in entry, "config" in entry
     if has_url == has_config:
         problems.append(f"{pos}: give exactly one of 'url' or 'config'")
@@ -336,7 +364,17 @@ def _build_one(
         if not isinstance(url, str):
             problems.append(f"{pos}.url: expected a string")
             return []
-        return [parse_url(url, name=name, tags=tags, flavor=flavor, where=pos, asset=asset)]
+        return [
+            parse_url(
+                url,
+                name=name,
+                tags=tags,
+                flavor=flavor,
+                where=pos,
+                asset=asset,
+                send_timeout_s=float(timeout),
+            )
+        ]
     path = entry["config"]
     if not isinstance(path, str | Path):
         problems.append(f"{pos}.config: expected a file path")
@@ -345,5 +383,11 @@ def _build_one(
     if base_dir is not None and not resolved.is_absolute():
         resolved = Path(base_dir) / resolved
     return load_config_file(
-        resolved, name=name, tags=tags, flavor=flavor, where=f"{pos}.config", asset=asset
+        resolved,
+        name=name,
+        tags=tags,
+        flavor=flavor,
+        where=f"{pos}.config",
+        asset=asset,
+        send_timeout_s=float(timeout),
     )

@@ -186,9 +186,11 @@ class Daemon:
             retry_base_s=n.retry_base_s,
             retry_cap_s=n.retry_cap_s,
             max_age_s=n.max_age.total_seconds(),
+            stuck_after_s=sender.stuck_after_s,
             on_result=lambda url, ok, _s: self.metrics.delivery_finished(
                 url, "sent" if ok else "failed"
             ),
+            on_uncertain=self.metrics.delivery_maybe_delivered,
         )
 
     def _make_context(self, settings: Settings, plan: NotifyPlan) -> WatchContext:
@@ -556,12 +558,7 @@ class Daemon:
                 watch.client = self.clients.for_target(watch.target)
             for discovery in self.discoveries.values():
                 discovery.client = self.clients.for_target(discovery.target)
-        # Swap the outbox worker: the old one finishes its in-flight sends, the new one
-        # picks up every pending delivery from the store, none is lost.
-        old_sender = self.sender
-        self.dispatcher.wake()
-        await self._swap_dispatcher(sender, plan)
-        old_sender.close()
+        self._swap_dispatcher(sender, plan)
         self.notify = plan
         self.ops.config_silences = list(plan.silences)
         await self.ops.refresh()
@@ -576,21 +573,40 @@ class Daemon:
         log.info("reload.applied", targets=len(new.targets), added=len(added), urls=len(plan.urls))
         sdnotify.ready(status=f"watching {len(new.targets)} targets")
 
-    async def _swap_dispatcher(self, sender: AppriseSender, plan: NotifyPlan) -> None:
-        old_task = next(t for t in self._tasks if t.get_name() == "dispatcher")
-        self._tasks.remove(old_task)
-        old_dispatcher = self.dispatcher
-        # Stop the old loop, never cancel it: a cancel also cancels its in-flight sends while
-        # apprise's thread still posts them, their deliveries stay pending, and the new
-        # worker sent them a second time. Stopped, the loop leaves them for drain() to finish.
-        self._dispatcher_stop.set()
-        with contextlib.suppress(Exception):
-            await old_task
-        await old_dispatcher.drain(5.0)
-        self._dispatcher_stop = asyncio.Event()
+    def _swap_dispatcher(self, sender: AppriseSender, plan: NotifyPlan) -> None:
+        """Give the running outbox worker the new sender, templates and retry limits.
+
+        The worker adopts the sends in flight instead of being replaced: they finish with
+        the old sender, record their outcome and keep their URL busy until then. Stopping
+        and draining the old worker instead (with a time limit, then a cancel) abandoned
+        sends that apprise's thread was still posting; their deliveries stayed pending and
+        the new worker sent them again, once per reload of a burst. The old sender is
+        closed (its log filter removed) when the last of its sends has ended.
+        """
+        n = self.settings.notify
+        old_sender = self.sender
+        in_flight = self.dispatcher.reconfigure(
+            sender=sender,
+            render=plan.render_for_urls(),
+            retry_base_s=n.retry_base_s,
+            retry_cap_s=n.retry_cap_s,
+            max_age_s=n.max_age.total_seconds(),
+            stuck_after_s=sender.stuck_after_s,
+        )
         self.sender = sender
-        self.dispatcher = self._make_dispatcher(sender, plan)
-        self._spawn(self._run_dispatcher(), "dispatcher")
+        if not in_flight:
+            old_sender.close()
+            return
+        remaining = len(in_flight)
+
+        def one_done(_task: asyncio.Task[None]) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0:
+                old_sender.close()
+
+        for task in in_flight:
+            task.add_done_callback(one_done)
 
     # -- shutdown --------------------------------------------------------------------------
 

@@ -119,6 +119,13 @@ class Metrics:
             ["url", "result"],
             registry=registry,
         )
+        self._maybe_delivered = Counter(
+            f"{p}deliveries_maybe_delivered",
+            "Delivery attempts whose outcome is unknown: sent, but no answer within the send "
+            "timeout. The message is retried, so the service may receive it twice.",
+            ["url"],
+            registry=registry,
+        )
         self._outbox_pending = Gauge(
             f"{p}outbox_pending", "Deliveries waiting to be sent.", registry=registry
         )
@@ -216,6 +223,10 @@ class Metrics:
 
     def delivery_finished(self, url_key: str, result: DeliveryResult | str) -> None:
         self._deliveries.labels(url=url_key, result=result).inc()
+
+    def delivery_maybe_delivered(self, url_key: str) -> None:
+        """Count an attempt that got no answer in time (it is retried)."""
+        self._maybe_delivered.labels(url=url_key).inc()
 
     def set_outbox(self, pending: float, oldest_age_s: float, dead: float) -> None:
         self._outbox_pending.set(pending)

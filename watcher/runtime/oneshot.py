@@ -147,6 +147,7 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
                             "url": d.url_key,
                             "state": d.state,
                             "attempts": d.attempts,
+                            "maybe_delivered": d.maybe_delivered,
                             "last_error": d.last_error,
                             "sent_at": d.sent_at.isoformat() if d.sent_at else None,
                         }
@@ -170,7 +171,11 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
         for d in row.deliveries:
             error = f"  ({safe(d.last_error)})" if d.last_error else ""
             tries = plural(d.attempts, "attempt")
-            lines.append(f"{'':>8}-> {safe(d.url_key)}: {safe(d.state)}, {tries}{error}")
+            # Attempts that got no answer in time: the service may have had it already.
+            maybe = f", {d.maybe_delivered} maybe delivered" if d.maybe_delivered else ""
+            lines.append(
+                f"{'':>8}-> {safe(d.url_key)}: {safe(d.state)}, {tries}{maybe}{error}"
+            )
     return "\n".join(lines) or "no events yet"
 
 

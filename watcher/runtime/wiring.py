@@ -109,11 +109,17 @@ def notify_urls(settings: Settings, extra: Sequence[str] = ()) -> list[NotifyUrl
         }
         if url.name:
             entry["name"] = url.name
+        if url.send_timeout_s is not None:
+            entry["send_timeout_s"] = url.send_timeout_s
         entries.append(entry)
     entries += [{"config": str(path)} for path in settings.notify.apprise_config]
     entries += list(extra)
     base = getattr(settings, "_config_path", None)
-    return build_urls(entries, base_dir=Path(base).parent if base else None)
+    return build_urls(
+        entries,
+        base_dir=Path(base).parent if base else None,
+        send_timeout_s=settings.notify.send_timeout_s,
+    )
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,18 @@ _V2 = (
     """,
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2))
+_V3 = (
+    # Attempts of a delivery whose outcome is unknown: the request was sent and no answer
+    # came within the send timeout, so the service may have the message ("maybe
+    # delivered"). Shown by `events`, so a duplicate at the receiver can be explained.
+    "ALTER TABLE deliveries ADD COLUMN maybe_delivered INTEGER NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, _V1),
+    Migration(2, _V2),
+    Migration(3, _V3),
+)
 
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -254,7 +254,7 @@ class SqliteStore:
 
     _DELIVERY_COLUMNS = (
         "d.id, d.url_key, d.workflow_key, d.event_keys, d.state, d.attempts, d.created_at, "
-        "d.next_attempt_at, d.last_error, d.sent_at"
+        "d.next_attempt_at, d.last_error, d.sent_at, d.maybe_delivered"
     )
 
     def _deliveries(self, conn: sqlite3.Connection, rows: list[Any]) -> list[Delivery]:
@@ -281,6 +281,7 @@ class SqliteStore:
                 next_attempt_at=_dt(r[7]),
                 last_error=r[8],
                 sent_at=_opt_dt(r[9]),
+                maybe_delivered=r[10],
             )
             for r, keys in zip(rows, key_lists, strict=True)
         ]
@@ -311,24 +312,37 @@ class SqliteStore:
             )
 
     async def mark_failed(
-        self, delivery_id: int, now: datetime, error: str, next_attempt_at: datetime
+        self,
+        delivery_id: int,
+        now: datetime,
+        error: str,
+        next_attempt_at: datetime,
+        *,
+        maybe_delivered: bool = False,
     ) -> None:
-        """Count a failed attempt; ``error`` must already be free of secrets."""
+        """Count a failed attempt; ``error`` must already be free of secrets.
+
+        ``maybe_delivered``: the attempt's outcome is unknown (sent, no answer in time).
+        """
         del now  # the attempt time is implied by next_attempt_at; kept for the Protocol
         with self._write() as conn:
             conn.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, "
-                "next_attempt_at = ? WHERE id = ? AND state = 'pending'",
-                (error, _ts(next_attempt_at), delivery_id),
+                "next_attempt_at = ?, maybe_delivered = maybe_delivered + ? "
+                "WHERE id = ? AND state = 'pending'",
+                (error, _ts(next_attempt_at), int(maybe_delivered), delivery_id),
             )
 
-    async def mark_dead(self, delivery_id: int, now: datetime, error: str) -> None:
+    async def mark_dead(
+        self, delivery_id: int, now: datetime, error: str, *, maybe_delivered: bool = False
+    ) -> None:
         """Dead-letter after a final failed attempt (it counts as an attempt)."""
         with self._write() as conn:
             conn.execute(
                 "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, "
-                "last_error = ?, next_attempt_at = ? WHERE id = ? AND state = 'pending'",
-                (error, _ts(now), delivery_id),
+                "last_error = ?, next_attempt_at = ?, maybe_delivered = maybe_delivered + ? "
+                "WHERE id = ? AND state = 'pending'",
+                (error, _ts(now), int(maybe_delivered), delivery_id),
             )
 
     async def deliveries_for(self, event_keys: Sequence[str]) -> list[Delivery]:
