@@ -87,5 +87,34 @@ def backoff_s(consecutive_failures: int, base: float, cap: float, rand: float) -
     return jitter * ceiling
 
 
+def bounded(delay: float | None, cap: float, floor: float = 0.0) -> float:
+    """``delay`` clamped into ``[floor, cap]``: the last word on every wait the daemon makes.
+
+    Never raises and never exceeds ``cap``: NaN, None and +inf (a garbage Retry-After, a
+    computation gone wrong) become ``cap``, -inf and negatives become ``floor``. A ``floor``
+    above ``cap`` yields ``cap``.
+    """
+    if delay is None or math.isnan(delay):
+        return cap
+    return min(cap, max(floor, delay))
+
+
+def failure_delay(
+    consecutive_failures: int,
+    base: float,
+    cap: float,
+    rand: float,
+    *,
+    retry_after: float | None = None,
+    floor: float = 1.0,
+) -> float:
+    """Seconds until the next try after a failed poll: jittered backoff, at least the
+    server's Retry-After, never below ``floor`` (no hot loop) and never above ``cap``."""
+    delay = backoff_s(consecutive_failures, base, cap, rand)
+    if retry_after is not None and not math.isnan(retry_after):
+        delay = max(delay, retry_after)
+    return bounded(delay, cap, floor)
+
+
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

@@ -42,6 +42,7 @@ from watcher.runtime.watch import (
     TargetHealth,
     WatchContext,
     WorkflowWatch,
+    delay_cap,
 )
 from watcher.runtime.wiring import (
     CloudClients,
@@ -166,7 +167,7 @@ class Daemon:
         )
 
     def _make_context(self, settings: Settings, plan: NotifyPlan) -> WatchContext:
-        return WatchContext(
+        ctx = WatchContext(
             store=self.store,
             plan=plan.plan,
             policy=settings.policy.to_policy(),
@@ -177,6 +178,8 @@ class Daemon:
             unreachable_after=settings.polling.unreachable_after,
             max_backoff_s=settings.polling.max_backoff_s,
         )
+        self.scheduler.max_delay_s = delay_cap(ctx)  # no job waits longer, whatever it says
+        return ctx
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -387,7 +390,20 @@ class Daemon:
     def workflows(self) -> list[dict[str, Any]]:
         now = self.clock.now()
         watches = [*self.finished.values(), *self.watches.values()]
-        return [s for w in watches if (s := w.summary(now)) is not None]
+        return [w.view(now) for w in watches]
+
+    def targets(self) -> list[dict[str, Any]]:
+        """Each target's health and last error (a failing discovery has no workflow card)."""
+        out = []
+        for name, target_health in self.healths.items():
+            discovery = self.discoveries.get(name)
+            out.append(
+                {
+                    **target_health.view(),
+                    "discovery_error": discovery.last_error if discovery else None,
+                }
+            )
+        return out
 
     # -- control ---------------------------------------------------------------------------
 

@@ -1,0 +1,241 @@
+"""Issue 7 items 1-3 end to end: no poll fails silently, odd values never fail a poll, and
+no wait is unbounded. Real simulator on loopback (its ``body`` fault serves the odd bodies),
+real SQLite files, an in-process daemon (tests/e2e/harness.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import Harness, running
+from watcher.runtime.watch import WorkflowWatch
+
+pytestmark = pytest.mark.slow
+
+MAX_BACKOFF_S = 30  # the harness's polling.max_backoff_s
+
+
+def _fast_alerts(raw: dict[str, Any]) -> None:
+    raw["polling"] = {**raw["polling"], "unreachable_after": 2}
+
+
+def _watch(h: Harness) -> WorkflowWatch:
+    [watch] = h.daemon.watches.values()
+    return watch
+
+
+def _polls(h: Harness, result: str) -> float:
+    name = h.sim.targets()[0]["name"]
+    value = h.daemon.registry.get_sample_value(
+        "cce_watcher_polls_total", {"target": name, "result": result}
+    )
+    return value or 0.0
+
+
+def _workflow_json(h: Harness) -> dict[str, Any]:
+    [wf] = h.sim.world.workflows.values()
+    return json.loads(wf.render())
+
+
+def _serve(h: Harness, body: str) -> None:
+    [wf] = h.sim.world.workflows.values()
+    h.sim.add_fault("body", body=body, path_contains=f"upgradeworkflows/{wf.id}")
+
+
+async def _kinds(h: Harness) -> list[str]:
+    return [s.event.kind for s in await h.stored()]
+
+
+def _assert_bounded(watch: WorkflowWatch, h: Harness) -> None:
+    assert watch.next_poll_at is not None
+    wait = (watch.next_poll_at - h.daemon.clock.now()).total_seconds()
+    assert wait <= MAX_BACKOFF_S + 1, wait
+
+
+# -- item 2: odd values never fail a poll -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "odd", ["9999-12-31 23:59:59 -0100 UTC", "0001-01-01 00:00:00 +0100 UTC"]
+)
+async def test_out_of_range_task_times_are_unknown_and_the_poll_succeeds(
+    tmp_path: Path, odd: str
+) -> None:
+    async with running(tmp_path, ["clean_upgrade"]) as h:
+        await h.step()  # PreCheck Running: a start time is set
+        await h.settle()
+        data = _workflow_json(h)
+        for point in data["status"]["pointStatuses"]:
+            point["startTimeStamp"] = odd
+            point["endTimeStamp"] = odd
+        data["metadata"]["creationTimestamp"] = odd
+        _serve(h, json.dumps(data))
+        ok_before = _polls(h, "ok")
+        await h.wait_polled()
+        watch = _watch(h)
+        assert _polls(h, "ok") == ok_before + 1  # a crash before the fix counted nothing
+        assert watch.last_error is None
+        [view] = h.daemon.workflows()
+        assert [p["started_at"] for p in view["points"]] == [None] * len(view["points"])
+        assert h.daemon.scheduler.crashes == 0
+
+
+async def test_nested_json_is_a_failed_poll_with_alert_and_recovery(tmp_path: Path) -> None:
+    async with running(tmp_path, ["clean_upgrade"], configure=_fast_alerts) as h:
+        await h.settle()
+        _serve(h, "[" * 5000 + "]" * 5000)
+        for _ in range(2):
+            await h.wait_polled()
+        watch = _watch(h)
+        assert _polls(h, "bad_response") == 2
+        assert watch.last_error is not None and "deeper than" in watch.last_error
+        [target] = h.daemon.targets()
+        assert target["consecutive_failures"] == 2
+        assert target["last_error_kind"] == "bad_response"
+        [view] = h.daemon.workflows()
+        assert view["last_error"] == watch.last_error  # the API (and the page) show it
+        _assert_bounded(watch, h)
+        assert "watcher.target_unreachable" in await _kinds(h)
+        h.sim.clear_faults()
+        await h.wait_polled()
+        assert watch.last_error is None
+        assert "watcher.target_recovered" in await _kinds(h)
+        assert h.daemon.scheduler.crashes == 0
+
+
+# -- item 3: bounded waits ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header", ["1e300", "-5", "nan", "inf", "garbage", "Fri, 31 Dec 9999 23:59:59 GMT", "9" * 400]
+)
+async def test_any_retry_after_is_capped_at_max_backoff(tmp_path: Path, header: str) -> None:
+    async with running(tmp_path, ["clean_upgrade"]) as h:
+        await h.settle()
+        h.sim.add_fault("throttle", retry_after_header=header)
+        await h.wait_polled()
+        watch = _watch(h)
+        assert _polls(h, "throttled") == 1
+        assert watch.last_error is not None
+        _assert_bounded(watch, h)
+        assert h.daemon.scheduler.crashes == 0
+
+
+# -- item 1: store failures are failed polls, health stays in memory ----------------------
+
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, size: str) -> Iterator[Path]:
+    path.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs for the full-disk test needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        with contextlib.suppress(OSError):  # ENOSPC: the disk is full, as wanted
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)
+    return filler
+
+
+async def test_full_disk_is_a_failed_poll_and_health_is_kept_in_memory(tmp_path: Path) -> None:
+    with _tmpfs(tmp_path / "disk", "1m") as disk:
+
+        def on_disk(raw: dict[str, Any]) -> None:
+            _fast_alerts(raw)
+            raw["state_dir"] = str(disk / "state")
+
+        async with running(tmp_path, ["clean_upgrade"], configure=on_disk) as h:
+            await h.settle()
+            filler = _fill(disk)
+            watch = _watch(h)
+            failed = 0
+            for _ in range(4):  # every step is a change that must be committed
+                await h.step()
+                await h.wait_polled()
+                failed = int(_polls(h, "store"))
+                if failed >= 2:
+                    break
+            assert failed >= 2, "the full disk never failed a commit"
+            assert watch.last_error is not None
+            assert watch.last_error.startswith("state store: OperationalError")
+            assert "full" in watch.last_error
+            [target] = h.daemon.targets()
+            assert target["consecutive_failures"] >= 2  # counted in memory
+            assert target["unsaved_error"] is not None
+            _assert_bounded(watch, h)
+            assert h.daemon.scheduler.crashes == 0
+            filler.unlink()
+            await h.wait_polled()
+            assert watch.last_error is None
+            [target] = h.daemon.targets()
+            assert target["consecutive_failures"] == 0
+            assert target["unsaved_error"] is None
+            kinds = await _kinds(h)  # the alert held in memory is stored once it can be
+            assert "watcher.target_unreachable" in kinds
+            assert "watcher.target_recovered" in kinds
+
+
+async def test_garbage_in_the_middle_of_the_store_fails_polls_visibly(tmp_path: Path) -> None:
+    async with running(tmp_path, ["clean_upgrade"]) as h:
+        await h.settle()
+        for _ in range(3):
+            await h.step()
+            await h.settle()
+        store_file = tmp_path / "state" / "watcher.sqlite3"
+        _checkpoint(store_file)  # every page in the main file, where the garbage lands
+        size = store_file.stat().st_size
+        with store_file.open("r+b") as fh:
+            fh.seek(size // 2 - 2048)
+            fh.write(os.urandom(4096))
+        _checkpoint(store_file)  # a new WAL generation: the daemon rereads its pages
+        outcomes: set[str] = set()
+        deadline = time.monotonic() + 20
+        watch = _watch(h)
+        while time.monotonic() < deadline and "store" not in outcomes:
+            await h.step()
+            await h.wait_polled()
+            outcomes.add("store" if _polls(h, "store") else "ok")
+        assert "store" in outcomes, "the damaged file never failed a poll"
+        assert h.daemon.scheduler.crashes == 0  # before the fix: job.crashed, 60 s, uncounted
+        assert watch.last_error is not None
+        assert watch.last_error.startswith("state store: DatabaseError")
+        _assert_bounded(watch, h)
+
+
+def _checkpoint(path: Path) -> None:
+    """What a second process sharing the file (sqlite3 CLI, a backup) would do."""
+    conn = sqlite3.connect(path)
+    try:
+        with contextlib.suppress(sqlite3.DatabaseError):  # the file may be damaged by now
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("INSERT OR REPLACE INTO kv (key, value, updated_at) VALUES ('probe', '{}', '')")
+            conn.commit()
+    finally:
+        conn.close()
