@@ -64,9 +64,7 @@ def _assert_bounded(watch: WorkflowWatch, h: Harness) -> None:
 # -- item 2: odd values never fail a poll -------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "odd", ["9999-12-31 23:59:59 -0100 UTC", "0001-01-01 00:00:00 +0100 UTC"]
-)
+@pytest.mark.parametrize("odd", ["9999-12-31 23:59:59 -0100 UTC", "0001-01-01 00:00:00 +0100 UTC"])
 async def test_out_of_range_task_times_are_unknown_and_the_poll_succeeds(
     tmp_path: Path, odd: str
 ) -> None:
@@ -235,7 +233,9 @@ def _checkpoint(path: Path) -> None:
     try:
         with contextlib.suppress(sqlite3.DatabaseError):  # the file may be damaged by now
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.execute("INSERT OR REPLACE INTO kv (key, value, updated_at) VALUES ('probe', '{}', '')")
+            conn.execute(
+                "INSERT OR REPLACE INTO kv (key, value, updated_at) VALUES ('probe', '{}', '')"
+            )
             conn.commit()
     finally:
         conn.close()

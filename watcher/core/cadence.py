@@ -14,6 +14,7 @@ from watcher.core import engine
 from watcher.core.models import ACTIVE_STATUSES, TERMINAL_PHASES, Phase
 from watcher.core.policy import Policy, PollPolicy
 
+LONGEST_S = 86400.0  # no wait is ever longer than a day, whatever the configuration says
 _ACTIVE = frozenset(s.value for s in ACTIVE_STATUSES)
 _TERMINAL = frozenset(p.value for p in TERMINAL_PHASES)
 
@@ -90,10 +91,12 @@ def backoff_s(consecutive_failures: int, base: float, cap: float, rand: float) -
 def bounded(delay: float | None, cap: float, floor: float = 0.0) -> float:
     """``delay`` clamped into ``[floor, cap]``: the last word on every wait the daemon makes.
 
-    Never raises and never exceeds ``cap``: NaN, None and +inf (a garbage Retry-After, a
-    computation gone wrong) become ``cap``, -inf and negatives become ``floor``. A ``floor``
-    above ``cap`` yields ``cap``.
+    Never raises and never exceeds ``cap`` (itself bounded by ``LONGEST_S``, so a
+    ``timedelta`` of the result cannot overflow): NaN, None and +inf (a garbage Retry-After,
+    a computation gone wrong) become ``cap``, -inf and negatives become ``floor``. A
+    ``floor`` above ``cap`` yields ``cap``.
     """
+    cap = LONGEST_S if math.isnan(cap) else min(max(cap, 0.0), LONGEST_S)
     if delay is None or math.isnan(delay):
         return cap
     return min(cap, max(floor, delay))

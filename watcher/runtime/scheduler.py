@@ -154,7 +154,7 @@ class PollScheduler:
         count = self._crashes.get(job_id, 0) + 1
         self._crashes[job_id] = count
         self.crashes += 1
-        delay = cadence.failure_delay(count, CRASH_BASE_S, self.max_delay_s, random.random())
+        delay = cadence.failure_delay(count, CRASH_BASE_S, self.max_delay_s, random.random())  # noqa: S311
         if count == 1:
             log.exception("job.crashed", job=job_id, retry_in_s=round(delay, 1))
         else:

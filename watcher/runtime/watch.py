@@ -53,7 +53,6 @@ from watcher.runtime import budget
 log = structlog.get_logger(__name__)
 
 AUTH_RETRY_S = 300.0
-MAX_DELAY_S = 86400.0  # no configuration makes a job wait longer than a day
 _HEALTHY = health.TargetHealth()  # five bad signatures lock an AK for five minutes: never retry hot
 
 
@@ -209,7 +208,7 @@ class TargetHealth:
                 )
                 self._pending.clear()
                 ctx.on_committed(stored)
-        except Exception as exc:  # noqa: BLE001 - the poll's own outcome already reports it
+        except Exception as exc:  # the poll's own outcome reports it too
             if self.unsaved_error is None:
                 log.error(
                     "health.unsaved",
@@ -286,7 +285,7 @@ class WorkflowWatch:
             delay = await self._poll(ctx)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure is a failed poll, see module
+        except Exception as exc:  # every failure is a failed poll, see module
             kind = self.outcome.failed(exc, "poll.failed")
             delay = await _failed(ctx, self.health, exc)
             ctx.on_polled(self.target.name, kind, time.monotonic() - started)
@@ -499,7 +498,7 @@ class ClusterDiscovery:
             delay = await self._list(ctx)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure is a failed poll, see module
+        except Exception as exc:  # every failure is a failed poll, see module
             kind = self.outcome.failed(exc, "discovery.failed")
             delay = await _failed(ctx, self.health, exc)
             ctx.on_polled(self.target.name, kind, time.monotonic() - started)
@@ -546,7 +545,7 @@ def delay_cap(ctx: WatchContext) -> float:
     interval (an ``idle_s`` above ``max_backoff_s`` is the operator's choice)."""
     poll = ctx.poll
     longest = max(poll.idle_s, poll.failed_s, poll.discovery_s, poll.active_s, AUTH_RETRY_S)
-    return cadence.bounded(max(ctx.max_backoff_s, longest), MAX_DELAY_S)
+    return cadence.bounded(max(ctx.max_backoff_s, longest), cadence.LONGEST_S)
 
 
 async def _failed(ctx: WatchContext, target_health: TargetHealth, exc: BaseException) -> float:

@@ -1,8 +1,9 @@
 """Injected failures for testing a client's error handling: status codes, throttling,
 slowness, garbage bodies, and any body a test supplies (``body``: nested arrays, a
 workflow with thousands of points, out-of-range times) or any raw ``Retry-After`` header
-(``retry_after_header``: ``1e300``, ``nan``, an HTTP date, garbage). Each fault matches paths by substring and may be limited to a
-number of requests. (Token expiry is not stored here: it acts once, on the Authenticator.)
+(``retry_after_header``: ``1e300``, ``nan``, an HTTP date, garbage). Each fault matches
+paths by substring and may be limited to a number of requests. (Token expiry is not stored
+here: it acts once, on the Authenticator.)
 """
 
 from __future__ import annotations
