@@ -33,6 +33,10 @@ from watcher.core.ports import RenderedMessage
 from watcher.notify.targets import FLAVORS, Flavor, NotifyUrl
 
 log = structlog.get_logger(__name__)
+# One message stays readable (and cheap to render) whatever one poll found: a workflow of
+# thousands of points lists the first events and says "and N more".
+MAX_EVENTS_SHOWN = 50
+MAX_ITEMS_SHOWN = 50
 
 MAX_TITLE_LEN = 250  # apprise's title limit for most services (LIBRARIES.md 1.4)
 PARTS = ("title", "body")
@@ -104,7 +108,7 @@ def failed_items(event: Event) -> list[str]:
     if not isinstance(raw, list | tuple):
         return []
     out: list[str] = []
-    for item in raw:
+    for item in raw[:MAX_ITEMS_SHOWN]:
         if isinstance(item, Mapping):
             name = str(item.get("name") or item.get("kind") or "?")
             node = item.get("node")
@@ -115,6 +119,8 @@ def failed_items(event: Event) -> list[str]:
             out.append(text)
         elif item is not None:
             out.append(str(item))
+    if len(raw) > MAX_ITEMS_SHOWN:
+        out.append(f"and {len(raw) - MAX_ITEMS_SHOWN} more")
     return out
 
 
@@ -129,11 +135,17 @@ def _first(events: Sequence[Event], attr: str) -> Any:
 
 
 def build_context(events: Sequence[Event], flavor: Flavor) -> dict[str, Any]:
-    """The variables every template sees."""
+    """The variables every template sees; ``events`` holds at most ``MAX_EVENTS_SHOWN``
+    (oldest first), ``more`` says how many were left out, ``event_count`` is the total."""
     head = headline(events)
     target = head.target
+    shown = list(events[:MAX_EVENTS_SHOWN])
+    if head not in shown:  # the event that titles the message is always listed
+        shown[-1] = head
     return {
-        "events": list(events),
+        "events": shown,
+        "more": len(events) - len(shown),
+        "event_count": len(events),
         "event": head,
         "kind": head.kind,
         "severity": str(most_severe(tuple(events))),

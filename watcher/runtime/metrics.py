@@ -8,12 +8,16 @@ several daemons in one process can each own theirs (client_python's ``registry=`
 Label cardinality is bounded on purpose: phases and task statuses are open strings from the
 cloud, so the per-workflow gauges keep exactly one series per (workflow, phase) and per
 (workflow, task, status). When a value changes, the old series is removed, not left at 0,
-and ``forget_workflow`` drops every series of a workflow that is no longer watched.
+and ``forget_workflow`` drops every series of a workflow that is no longer watched. A
+workflow shows at most ``MAX_TASK_SERIES`` tasks (the first, in the API's order): one with
+thousands of points must not add thousands of series, nor block the loop updating them.
+The ``polls`` counter's ``result`` is ``ok`` or the failure kind of ``watch.error_kind``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Mapping
 from typing import Literal
 
@@ -21,12 +25,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX = "cce_watcher_"
 
-PollResult = Literal["ok", "error", "gone", "auth"]
+PollResult = Literal[
+    "ok", "auth", "throttled", "server", "bad_response", "api", "transport", "store", "internal"
+]
 DeliveryResult = Literal["sent", "failed", "dead"]
 
 _POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
 _API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
 _UNKNOWN = "unknown"
+MAX_TASK_SERIES = 64
 
 
 class Metrics:
@@ -175,7 +182,10 @@ class Metrics:
         self._phases[wf] = new_phase
 
         old_tasks = self._tasks.get(wf, {})
-        new_tasks = {task: status or _UNKNOWN for task, status in points.items()}
+        new_tasks = {
+            task: status or _UNKNOWN
+            for task, status in itertools.islice(points.items(), MAX_TASK_SERIES)
+        }
         for task, old_status in old_tasks.items():
             if new_tasks.get(task) != old_status:
                 _remove(self._task, target, workflow_id, task, old_status)

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import structlog
 
@@ -51,8 +51,15 @@ from watcher.core.summary import summarize
 from watcher.runtime import budget
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 AUTH_RETRY_S = 300.0
+# A workflow with more points than this is evaluated in a worker thread (the engine is pure
+# and its inputs immutable), and its events are committed in chunks of COMMIT_CHUNK, so
+# thousands of points never block the event loop for long (issue 7).
+LARGE_WORKFLOW_POINTS = 200
+COMMIT_CHUNK = 250
+LOGGED_EVENTS = 20  # event.new lines per poll; the rest are counted in one line
 _HEALTHY = health.TargetHealth()  # five bad signatures lock an AK for five minutes: never retry hot
 
 
@@ -316,7 +323,10 @@ class WorkflowWatch:
         await self._ensure_cluster_name()
         enrichment = await self._enrich(workflow)
         now = ctx.clock.now()
-        result = engine.evaluate(
+        large = len(workflow.points) > LARGE_WORKFLOW_POINTS
+        result = await _offload(
+            large,
+            engine.evaluate,
             self.state,
             workflow,
             now,
@@ -325,9 +335,11 @@ class WorkflowWatch:
             cluster_name=self.cluster_name,
             enrichment=enrichment,
         )
-        await self._commit(ctx, result, now)
+        await self._commit(ctx, result, now, large=large)
         self._last_workflow = workflow
-        self._deadline = engine.next_deadline(result.state, now, ctx.policy)
+        self._deadline = await _offload(
+            large, engine.next_deadline, result.state, now, ctx.policy
+        )
         self._deadline_policy = ctx.policy
         self.last_error = None
         await self.health.record(ctx, None)
@@ -357,21 +369,38 @@ class WorkflowWatch:
             return False
         return self._deadline is None or self._deadline > now
 
-    async def _commit(self, ctx: WatchContext, result: engine.Evaluation, now: datetime) -> None:
+    async def _commit(
+        self, ctx: WatchContext, result: engine.Evaluation, now: datetime, *, large: bool = False
+    ) -> None:
         events = list(result.events)
-        stored = await ctx.store.commit_poll(
-            self.key, result.state.to_json(), events, ctx.plan(events, now) if events else []
+        state_json = await _offload(large, result.state.to_json)
+        # Thousands of events go in chunks, each with its own deliveries, the state with the
+        # last one: a crash between chunks repeats the poll from the old state, and the
+        # events already stored are skipped by their dedup keys (none lost, none twice).
+        stored: list[Event] = []
+        while len(events) > COMMIT_CHUNK:
+            chunk, events = events[:COMMIT_CHUNK], events[COMMIT_CHUNK:]
+            part = await ctx.store.commit_poll(self.key, None, chunk, ctx.plan(chunk, now))
+            stored.extend(part)
+            if part:
+                ctx.on_committed(part)
+            await asyncio.sleep(0)
+        last = await ctx.store.commit_poll(
+            self.key, state_json, events, ctx.plan(events, now) if events else []
         )
+        stored.extend(last)
         self.state = result.state
-        if stored:
-            for event in stored:
-                log.info(
-                    "event.new",
-                    kind=event.kind,
-                    severity=str(event.severity),
-                    dedup_key=event.dedup_key,
-                )
-            ctx.on_committed(stored)
+        if last:
+            ctx.on_committed(last)
+        for event in stored[:LOGGED_EVENTS]:
+            log.info(
+                "event.new",
+                kind=event.kind,
+                severity=str(event.severity),
+                dedup_key=event.dedup_key,
+            )
+        if len(stored) > LOGGED_EVENTS:
+            log.info("event.new_more", count=len(stored) - LOGGED_EVENTS)
 
     async def _vanished(self, ctx: WatchContext) -> float | None:
         now = ctx.clock.now()
@@ -546,6 +575,13 @@ def delay_cap(ctx: WatchContext) -> float:
     poll = ctx.poll
     longest = max(poll.idle_s, poll.failed_s, poll.discovery_s, poll.active_s, AUTH_RETRY_S)
     return cadence.bounded(max(ctx.max_backoff_s, longest), cadence.LONGEST_S)
+
+
+async def _offload(large: bool, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a pure computation in a worker thread when its input is large, else inline."""
+    if large:
+        return await asyncio.to_thread(func, *args, **kwargs)
+    return func(*args, **kwargs)
 
 
 async def _failed(ctx: WatchContext, target_health: TargetHealth, exc: BaseException) -> float:
