@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
-from tests.e2e.harness import Harness, running
+from tests.e2e.harness import Harness, free_port, running
+from tests.e2e.test_discovery import cluster_target
 from watcher.runtime.watch import WorkflowWatch
 
 pytestmark = pytest.mark.slow
@@ -317,3 +319,32 @@ async def test_five_thousand_points_never_block_the_loop(tmp_path: Path) -> None
         messages = h.webhook_messages()
         assert "more" in messages[-1]["message"]
         assert max(len(m["message"]) for m in messages) < 20_000
+
+
+async def test_a_failing_discovery_is_shown_in_the_http_api(tmp_path: Path) -> None:
+    """A cluster whose listing fails has no workflow card: the target listing shows it."""
+
+    def cluster_with_http(raw: dict[str, Any]) -> None:
+        cluster_target(raw)
+        raw["http"] = {"enabled": True, "listen": f"127.0.0.1:{free_port()}"}
+
+    async with running(tmp_path, ["clean_upgrade"], configure=cluster_with_http) as h:
+        h.sim.add_fault("body", body="[" * 5000 + "]" * 5000, path_contains="upgradeworkflows")
+        await h.wait_polled()
+        assert h.daemon.http is not None
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{h.daemon.http.url}/api/v1/workflows") as resp,
+        ):
+            body = await resp.json()
+        [target] = body["targets"]
+        assert target["consecutive_failures"] == 1
+        assert target["last_error_kind"] == "bad_response"
+        assert "deeper than" in target["discovery_error"]
+        assert body["workflows"] == []
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{h.daemon.http.url}/metrics") as resp,
+        ):
+            metrics = await resp.text()
+        assert 'cce_watcher_polls_total{result="bad_response"' in metrics
