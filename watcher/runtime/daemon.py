@@ -331,11 +331,12 @@ class Daemon:
             await self._feed_wake.wait()
             self._feed_wake.clear()
             while True:
-                batch = await self.store.recent_events(after_seq=self._feed_cursor, limit=500)
+                batch = await self.store.recent_events(after_seq=self._feed_cursor, limit=100)
                 if not batch:
                     break
                 self._feed_cursor = batch[-1].seq
                 self.feed.publish(batch)
+                await asyncio.sleep(0)  # thousands of events: let polls run between batches
 
     async def _run_dispatcher(self) -> None:
         await self.dispatcher.run(self._dispatcher_stop)

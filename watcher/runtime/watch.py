@@ -58,7 +58,7 @@ AUTH_RETRY_S = 300.0
 # and its inputs immutable), and its events are committed in chunks of COMMIT_CHUNK, so
 # thousands of points never block the event loop for long (issue 7).
 LARGE_WORKFLOW_POINTS = 200
-COMMIT_CHUNK = 250
+COMMIT_CHUNK = 100
 LOGGED_EVENTS = 20  # event.new lines per poll; the rest are counted in one line
 _HEALTHY = health.TargetHealth()  # five bad signatures lock an AK for five minutes: never retry hot
 
@@ -303,6 +303,8 @@ class WorkflowWatch:
             delay = cadence.bounded(delay, delay_cap(ctx))
         now = ctx.clock.now()
         self.next_poll_at = now + timedelta(seconds=delay) if delay is not None else None
+        if self.state is not None and len(self.state.workflow.points) > LARGE_WORKFLOW_POINTS:
+            await asyncio.sleep(0)  # the caller summarises it next: a step of its own
         return delay
 
     async def _poll(self, ctx: WatchContext) -> float | None:
@@ -336,6 +338,8 @@ class WorkflowWatch:
             enrichment=enrichment,
         )
         await self._commit(ctx, result, now, large=large)
+        if large:
+            await asyncio.sleep(0)  # the commit was one long step; the summary is the next
         self._last_workflow = workflow
         self._deadline = await _offload(
             large, engine.next_deadline, result.state, now, ctx.policy
