@@ -6,10 +6,13 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from watcher.cloud.responses import (
     api_error,
+    json_depth_exceeds,
     parse_error_body,
     parse_json_object,
     parse_retry_after,
@@ -148,3 +151,69 @@ def test_throttled_carries_retry_after() -> None:
 def test_parse_json_object_rejects(body: bytes) -> None:
     with pytest.raises(BadResponseError):
         parse_json_object(body, "route")
+
+
+def _nest(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    objects = st.dictionaries(st.text(max_size=3), children, max_size=3)
+    return st.lists(children, max_size=3) | objects
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+# -- issue 7: deep nesting is a BadResponseError, Retry-After never raises ----------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000 + b"]" * 5000,  # RecursionError inside json.loads before
+        b'{"a":' * 5000 + b"1" + b"}" * 5000,
+        b'{"x": ' + b"[" * 65 + b"]" * 65 + b"}",
+    ],
+)
+def test_deep_nesting_is_a_bad_response(body: bytes) -> None:
+    assert json_depth_exceeds(body)
+    with pytest.raises(BadResponseError, match="deeper than"):
+        parse_json_object(body, "route")
+    assert parse_error_body(body) == (None, "", None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": "' + b"[" * 5000 + b'"}',  # brackets inside a string do not nest
+        b'{"a": "\\"[[[[", "b": ' + b"[" * 60 + b"]" * 60 + b"}",
+        b'{"list": [' + b"[1]," * 5000 + b"[2]]}",  # wide, not deep
+    ],
+)
+def test_wide_or_quoted_brackets_are_fine(body: bytes) -> None:
+    assert not json_depth_exceeds(body)
+    assert isinstance(parse_json_object(body, "route"), dict)
+
+
+@settings(max_examples=300)
+@given(st.recursive(st.none() | st.integers() | st.text(max_size=5), _nest, max_leaves=40))
+def test_depth_check_agrees_with_the_real_depth(value: object) -> None:
+    body = json.dumps(value).encode()
+    assert json_depth_exceeds(body, limit=3) == (_depth(value) > 3)
+
+
+@given(st.text(max_size=400))
+def test_retry_after_never_raises(value: str) -> None:
+    result = parse_retry_after(value, NOW)
+    assert result is None or result >= 0.0
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1e300", "9" * 400, "Fri, 31 Dec 9999 23:59:59 GMT", "Mon, 01 Jan 0001 00:00:00 -2359"],
+)
+def test_huge_retry_after_is_a_number_the_caller_caps(value: str) -> None:
+    result = parse_retry_after(value, NOW)
+    assert result is None or result >= 0.0

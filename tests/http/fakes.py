@@ -36,6 +36,7 @@ class StaticStatus:
     health: tuple[bool, str] = (True, "")
     readiness: tuple[bool, list[str]] = (True, [])
     views: list[dict[str, Any]] = field(default_factory=list)
+    target_views: list[dict[str, Any]] = field(default_factory=list)
 
     def healthy(self) -> tuple[bool, str]:
         return self.health
@@ -45,6 +46,9 @@ class StaticStatus:
 
     def workflows(self) -> list[dict[str, Any]]:
         return self.views
+
+    def targets(self) -> list[dict[str, Any]]:
+        return self.target_views
 
 
 def make_event(

@@ -252,3 +252,71 @@ async def test_status_page_draws_graphs_and_updates_live(
     await page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
     assert errors == []
+
+
+async def test_repeated_task_types_and_a_broken_view_never_blank_the_page(
+    browser: Any, make_server: ServerFactory, status: StaticStatus
+) -> None:
+    """Issue 7: two points of one task type (a retried upgrade) are both drawn; a view the
+    page cannot draw gets a card saying so; the other cards and the target errors stay."""
+    now = datetime.now(UTC)
+    good = _views(now)[0]
+    twice = workflow_view(
+        key="k-twice",
+        target=TARGET,
+        workflow=_wf(
+            "wf-twice",
+            "Running",
+            [
+                Point(task_type="PreCheck", status="Success", started_at=now, ended_at=now),
+                Point(task_type="Cluster", status="Failed", started_at=now, ended_at=now),
+                Point(task_type="Cluster", status="Running", started_at=now),
+            ],
+            [("PreCheck", "Cluster")],
+        ),
+        now=now,
+    )
+    odd: Any = {"workflow_id": "wf-odd", "points": 5, "target": 7}
+    status.views = [twice, None, odd, good]  # type: ignore[list-item]
+    status.target_views = [
+        {
+            "name": "prod",
+            "consecutive_failures": 3,
+            "failing_since": now.isoformat(),
+            "last_error_kind": "store",
+            "unsaved_error": "state store: OperationalError: database or disk is full",
+            "discovery_error": None,
+        },
+        {"name": "calm", "consecutive_failures": 0, "discovery_error": None},
+    ]
+    server = await make_server()
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(server.url + "/")
+    await page.locator('.wf[data-workflow-id="wf-running"]').wait_for()
+
+    twice_card = page.locator('.wf[data-workflow-id="wf-twice"]')
+    slots = await twice_card.locator(".node").evaluate_all(
+        "ns => ns.map(n => [n.dataset.taskType, n.dataset.slot, n.dataset.status])"
+    )
+    assert slots == [
+        ["PreCheck", "PreCheck", "Success"],
+        ["Cluster", "Cluster", "Failed"],
+        ["Cluster", "Cluster#2", "Running"],
+    ]
+    assert await page.locator(".wf").count() == 4  # nothing blanked
+    broken = page.locator('.wf[data-broken="true"]')
+    assert await broken.count() == 1
+    assert "could not be drawn" in (await broken.locator(".error").text_content() or "")
+    assert await page.locator('.wf[data-workflow-id="wf-odd"] .node').count() == 0
+    assert await page.locator(".wf.empty, .empty.error").count() == 0
+
+    banner = page.locator('#targets .target[data-target="prod"]')
+    assert await banner.get_attribute("data-failures") == "3"
+    assert "(store)" in (await banner.locator(".wf-title").text_content() or "")
+    assert await banner.locator(".error").text_content() == (
+        "state store: OperationalError: database or disk is full"
+    )
+    assert await page.locator('#targets .target[data-target="calm"]').count() == 0
+    assert errors == []

@@ -216,3 +216,30 @@ def test_fmt_duration(seconds: float | timedelta | None, text: str) -> None:
 
 def test_strip_controls_keeps_newlines_and_tabs() -> None:
     assert strip_controls("a\tb\nc\x00d\x1be\r") == "a\tb\ncde"
+
+
+# -- issue 7: one message stays bounded whatever one poll found ----------------------------
+
+
+@pytest.mark.parametrize("flavor", ["chat", "email"])
+def test_thousands_of_events_are_listed_up_to_a_cap_then_counted(flavor: str) -> None:
+    events = [
+        make_event(f"k{i}", "task.started", Severity.INFO, message=f"Custom{i} task Running")
+        for i in range(5000)
+    ]
+    events.append(CLUSTER_FAILED)
+    msg = Renderer().render(events, flavor)  # type: ignore[arg-type]
+    assert "Custom0 task Running" in msg.body
+    assert "Custom4999 task Running" not in msg.body
+    assert "Cluster upgrade task Failed" in msg.body  # the headline is always listed
+    assert f"and {5001 - 50} more" in msg.body
+    assert len(msg.body) < 30_000
+    assert msg.extra["event_count"] == 5001
+
+
+def test_thousands_of_failed_items_are_capped() -> None:
+    items = [{"name": f"Check{i}", "node": "n"} for i in range(3000)]
+    event = make_event("c", details={"failed_items": items})
+    body = Renderer().render([event], "chat").body
+    assert "Check49 on n" in body and "Check50 on" not in body
+    assert "and 2950 more" in body

@@ -102,3 +102,41 @@ async def test_run_soon_and_lateness_are_tracked() -> None:
     await asyncio.wait_for(ran.wait(), 2)
     assert sched.lateness_quantile(0.99) is not None
     await sched.shutdown(1)
+
+
+async def test_crashing_job_backs_off_up_to_the_cap_not_a_fixed_minute() -> None:
+    sched = PollScheduler(max_delay_s=0.05)
+    sched.start()
+    calls = 0
+
+    async def job() -> float | None:
+        nonlocal calls
+        calls += 1
+        raise RecursionError("a bug")
+
+    sched.add("j", job)
+    await asyncio.sleep(0.5)
+    assert calls >= 3  # retried at most max_delay_s apart (it was a fixed 60 s)
+    assert sched.crashes == calls
+    await sched.shutdown(1)
+
+
+async def test_absurd_delays_are_clamped_not_raised() -> None:
+    sched = PollScheduler(max_delay_s=0.05)
+    sched.start()
+    calls = 0
+    done = asyncio.Event()
+
+    async def job() -> float | None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            done.set()
+            return None
+        return [1e300, float("nan")][calls - 1]  # timedelta(1e300) raised before
+
+    sched.add("j", job, first_delay=float("inf"))
+    sched.run_soon("j", -5.0)
+    await asyncio.wait_for(done.wait(), 2)
+    assert sched.crashes == 0
+    await sched.shutdown(1)

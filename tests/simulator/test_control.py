@@ -170,3 +170,20 @@ async def test_request_counters(sim: Simulator, client: Client) -> None:
     assert counts["total"] == 3
     assert counts["auth_failures"] == 1
     assert counts["auth_failure_reasons"] == {"x-auth-token not found": 1}
+
+
+async def test_body_fault_serves_any_body_and_raw_retry_after(
+    sim: Simulator, client: Client
+) -> None:
+    nested = "[" * 5000 + "]" * 5000
+    added = await client.control(
+        "POST", "/_sim/faults", {"kind": "body", "body": nested, "count": 1}
+    )
+    assert added.status == 200 and added.json["fault"]["body"] == "<10000 characters>"
+    reply = await client.call("GET", _show(sim))
+    assert reply.status == 200 and reply.raw == nested.encode()
+    sim.add_fault("throttle", retry_after_header="1e300", count=1)
+    reply = await client.call("GET", _show(sim))
+    assert reply.status == 429 and reply.headers["Retry-After"] == "1e300"
+    bad = await client.control("POST", "/_sim/faults", {"kind": "body"})
+    assert bad.status == 400

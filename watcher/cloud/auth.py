@@ -324,7 +324,7 @@ class IamPasswordAuth:
         try:
             data = json.loads(body)
             expires_at = parse_timestamp_lenient(data["token"]["expires_at"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             pass
         now = self._now()
         # Without a readable expiry, renew early rather than use a token past its end.
@@ -509,7 +509,7 @@ class MetadataAuth:
             _check_status("metadata credentials request", status, body, headers)
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CredentialError("metadata credentials: the answer is not JSON") from None
         return parse_temporary_keys(data)
 

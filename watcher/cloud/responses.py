@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -29,6 +30,12 @@ from watcher.core.errors import (
 CHUNK = 64 * 1024
 ERROR_BODY_CAP = 64 * 1024  # error bodies are small; anything longer is truncated, not fatal
 _MESSAGE_LIMIT = 300
+# Real CCE bodies nest about 6 deep; json.loads recurses once per level (RecursionError
+# near 1,000) and every consumer after it recurses too, so anything deeper is refused first.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_SAME_BRACKETS = bytes.maketrans(b"{}", b"[]")
 
 
 async def read_capped(
@@ -58,11 +65,34 @@ async def read_capped(
     return b"".join(chunks)
 
 
+def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when the JSON in ``body`` nests arrays/objects deeper than ``limit``.
+
+    Without recursion and in C-speed passes: strings are cut out (their brackets do not
+    count), only brackets are kept, then each pass drops the innermost ``[]`` pairs, so
+    the text is empty after exactly ``depth`` passes. A malformed body may pass this check;
+    json.loads rejects it next.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # the common case: too few brackets to nest that deep
+    brackets = _JSON_STRING.sub(b"", body).translate(_SAME_BRACKETS, _NOT_BRACKETS)
+    for _ in range(limit):
+        shorter = brackets.replace(b"[]", b"")
+        if not shorter or shorter == brackets:
+            return False
+        brackets = shorter
+    return True
+
+
 def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
     """Decode a JSON object or raise BadResponseError naming ``what`` (never echoing the body)."""
+    if json_depth_exceeds(body):
+        raise BadResponseError(
+            f"{what}: body nests deeper than {MAX_JSON_DEPTH} levels ({len(body)} bytes)"
+        )
     try:
         data = json.loads(body)
-    except ValueError:  # includes UnicodeDecodeError
+    except (ValueError, RecursionError):  # ValueError includes UnicodeDecodeError
         raise BadResponseError(f"{what}: body is not JSON ({len(body)} bytes)") from None
     if not isinstance(data, dict):
         raise BadResponseError(f"{what}: body is JSON but not an object")
@@ -107,8 +137,8 @@ def parse_error_body(
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
-        data = json.loads(body) if body else None
-    except ValueError:
+        data = json.loads(body) if body and not json_depth_exceeds(body) else None
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -133,7 +163,11 @@ def encoded_authorization(body: bytes) -> str | None:
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds (>= 0): delta-seconds or an HTTP date; None if absent or odd."""
+    """Retry-After as seconds (>= 0): delta-seconds or an HTTP date; None if absent or odd.
+
+    Unbounded above (``1e300`` is a float): the caller caps it at its own maximum backoff
+    (``cadence.failure_delay``); here only values that are no number at all become None.
+    """
     if value is None:
         return None
     text = value.strip()
@@ -147,11 +181,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
 def is_gateway_code(code: str | None) -> bool:

@@ -14,6 +14,7 @@ from watcher.core import engine
 from watcher.core.models import ACTIVE_STATUSES, TERMINAL_PHASES, Phase
 from watcher.core.policy import Policy, PollPolicy
 
+LONGEST_S = 86400.0  # no wait is ever longer than a day, whatever the configuration says
 _ACTIVE = frozenset(s.value for s in ACTIVE_STATUSES)
 _TERMINAL = frozenset(p.value for p in TERMINAL_PHASES)
 
@@ -85,6 +86,37 @@ def backoff_s(consecutive_failures: int, base: float, cap: float, rand: float) -
     ceiling = min(cap, base * math.ldexp(1.0, exponent))
     jitter = min(max(rand, 0.0), 1.0)
     return jitter * ceiling
+
+
+def bounded(delay: float | None, cap: float, floor: float = 0.0) -> float:
+    """``delay`` clamped into ``[floor, cap]``: the last word on every wait the daemon makes.
+
+    Never raises and never exceeds ``cap`` (itself bounded by ``LONGEST_S``, so a
+    ``timedelta`` of the result cannot overflow): NaN, None and +inf (a garbage Retry-After,
+    a computation gone wrong) become ``cap``, -inf and negatives become ``floor``. A
+    ``floor`` above ``cap`` yields ``cap``.
+    """
+    cap = LONGEST_S if math.isnan(cap) else min(max(cap, 0.0), LONGEST_S)
+    if delay is None or math.isnan(delay):
+        return cap
+    return min(cap, max(floor, delay))
+
+
+def failure_delay(
+    consecutive_failures: int,
+    base: float,
+    cap: float,
+    rand: float,
+    *,
+    retry_after: float | None = None,
+    floor: float = 1.0,
+) -> float:
+    """Seconds until the next try after a failed poll: jittered backoff, at least the
+    server's Retry-After, never below ``floor`` (no hot loop) and never above ``cap``."""
+    delay = backoff_s(consecutive_failures, base, cap, rand)
+    if retry_after is not None and not math.isnan(retry_after):
+        delay = max(delay, retry_after)
+    return bounded(delay, cap, floor)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -21,7 +21,9 @@ from typing import Any, Literal
 from watcher.core.engine import format_duration
 from watcher.core.events import Event, Kind, Severity, TargetRef
 
-ErrorKind = Literal["auth", "transport", "server", "throttled", "bad_response"]
+ErrorKind = Literal[
+    "auth", "transport", "server", "throttled", "bad_response", "api", "store", "internal"
+]
 
 _DESCRIPTIONS = {
     "auth": "credentials rejected",
@@ -29,6 +31,9 @@ _DESCRIPTIONS = {
     "server": "server error",
     "throttled": "throttled",
     "bad_response": "unexpected answer",
+    "api": "API error",
+    "store": "state store failed",
+    "internal": "internal error",
 }
 
 

@@ -4,6 +4,11 @@ The cloud mixes Go's ``time.Time.String()`` (any offset, 0-9 fraction digits, a 
 abbreviation, maybe a monotonic suffix) with RFC 3339, and leaves unset times as the empty
 string. Every parsed value is an aware UTC datetime; the offset is authoritative and the
 abbreviation is ignored.
+
+Out-of-range dates (Go's year 9999 with a negative offset, its zero time ``0001-01-01``
+with a positive one, anything outside ``EARLIEST``..``LATEST``) are "unknown" (None), never
+an error: one odd value must not fail a poll, and the range leaves headroom so the engine's
+date arithmetic (deadlines, leads, durations) can never overflow either.
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ _RFC3339 = re.compile(
 )
 
 
+# No cloud time is outside this; the margins keep ``moment +/- any policy duration`` valid.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 class TimestampError(ValueError):
     """A non-empty timestamp string that matches no known format."""
 
@@ -31,19 +41,25 @@ def _micro(fraction: str | None) -> int:
     return int((fraction or "0")[:6].ljust(6, "0"))
 
 
-def _build(parts: tuple[str, ...], fraction: str | None, offset: timedelta) -> datetime:
+def _build(parts: tuple[str, ...], fraction: str | None, offset: timedelta) -> datetime | None:
     year, month, day, hour, minute, second = (int(p) for p in parts)
+    if abs(offset) >= timedelta(hours=24):
+        return None  # an offset of a day or more: not a real zone, so not a real time
     try:
         local = datetime(
             year, month, day, hour, minute, second, _micro(fraction), tzinfo=timezone(offset)
         )
     except ValueError as exc:
+        if year < 1 or year > 9999:  # the calendar is fine, the year is out of range
+            return None
         raise TimestampError(str(exc)) from None
+    if not EARLIEST <= local <= LATEST:
+        return None  # out of range: unknown (comparing aware datetimes cannot overflow)
     return local.astimezone(UTC)
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
-    """Parse a CCE/IAM timestamp to aware UTC; ``None`` or blank gives ``None``.
+    """Parse a CCE/IAM timestamp to aware UTC; ``None``, blank or out of range gives ``None``.
 
     Raises TimestampError for a non-empty string in no known format, so the caller decides
     whether an odd value fails the poll or is carried as unknown.

@@ -9,7 +9,8 @@ Routes (SPEC.md section 8):
 - ``GET /healthz``  200 ``{"status": "ok"}`` / 503 ``{"status": "unhealthy", "reason"}``
 - ``GET /readyz``   200 ``{"status": "ready"}`` / 503 ``{"status": "not ready", "reasons"}``
 - ``GET /metrics``  Prometheus text of the given registry (outbox gauges refreshed first)
-- ``GET /api/v1/workflows``  ``{"workflows": [WorkflowView...]}`` (see ``status.py``)
+- ``GET /api/v1/workflows``  ``{"workflows": [WorkflowView...], "targets": [...]}``
+  (see ``status.py``)
 - ``GET /api/v1/events?after=<seq>&limit=<n>``  ``{"events": [CloudEvent...], "next": seq}``
   in seq order; without ``after`` (or ``after=0``) the latest ``limit`` events, the
   store's convention (seqs start at 1). Follow with ``after=next``.
@@ -324,8 +325,8 @@ def _stat(stats: dict[str, float], *names: str) -> float:
 
 
 async def _workflows(request: web.Request) -> web.Response:
-    workflows = request.app[CONTEXT].status.workflows()
-    return _json({"workflows": workflows})
+    status = request.app[CONTEXT].status
+    return _json({"workflows": status.workflows(), "targets": status.targets()})
 
 
 async def _events(request: web.Request) -> web.Response:

@@ -56,6 +56,12 @@ class StatusSource(Protocol):
         """Every watched workflow as a ``WorkflowView`` (see the module docstring)."""
         ...
 
+    def targets(self) -> list[dict[str, Any]]:
+        """Each target's health: ``{"name", "consecutive_failures", "failing_since",
+        "last_error_kind", "unsaved_error", "discovery_error"}`` (a cluster target whose
+        listing fails has no workflow card to show its error on)."""
+        ...
+
 
 class TargetView(TypedDict):
     name: str

@@ -42,6 +42,10 @@ from watcher.notify.links import Links
 from watcher.notify.targets import FLAVORS, Flavor, NotifyUrl
 
 log = structlog.get_logger(__name__)
+# One message stays readable (and cheap to render) whatever one poll found: a workflow of
+# thousands of points lists the first events and says "and N more".
+MAX_EVENTS_SHOWN = 50
+MAX_ITEMS_SHOWN = 50
 
 MAX_TITLE_LEN = 250  # apprise's title limit for most services (LIBRARIES.md 1.4)
 PARTS = ("title", "body")
@@ -101,11 +105,13 @@ def failed_items(event: Event) -> list[str]:
     if not isinstance(raw, list | tuple):
         return []
     out: list[str] = []
-    for item in raw:
+    for item in raw[:MAX_ITEMS_SHOWN]:
         if isinstance(item, Mapping):
             out.append(item_text(item))
         elif item is not None:
             out.append(str(item))
+    if len(raw) > MAX_ITEMS_SHOWN:
+        out.append(f"and {len(raw) - MAX_ITEMS_SHOWN} more")
     return out
 
 
@@ -134,14 +140,20 @@ def build_context(
     links: Links | None = None,
     url: NotifyUrl | None = None,
 ) -> dict[str, Any]:
-    """The variables every template sees."""
+    """The variables every template sees; ``events`` holds at most ``MAX_EVENTS_SHOWN``
+    (oldest first), ``more`` says how many were left out, ``event_count`` is the total."""
     head = headline(events)
     target = head.target
     links = links or Links()
+    shown = list(events[:MAX_EVENTS_SHOWN])
+    if head not in shown:  # the event that titles the message is always listed
+        shown[-1] = head
     # Chat: the title already says the headline; it is not repeated as the first line.
-    rest = list(events[1:]) if events[0] is head else list(events)
+    rest = shown[1:] if shown[0] is head else shown
     return {
-        "events": list(events),
+        "events": shown,
+        "more": len(events) - len(shown),
+        "event_count": len(events),
         "event": head,
         "rest": rest,
         "kind": head.kind,

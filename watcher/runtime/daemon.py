@@ -47,6 +47,7 @@ from watcher.runtime.watch import (
     TargetHealth,
     WatchContext,
     WorkflowWatch,
+    delay_cap,
 )
 from watcher.runtime.wiring import (
     CloudClients,
@@ -194,7 +195,7 @@ class Daemon:
         )
 
     def _make_context(self, settings: Settings, plan: NotifyPlan) -> WatchContext:
-        return WatchContext(
+        ctx = WatchContext(
             store=self.store,
             plan=self.ops.planner(plan.urls, plan.routes),
             policy=settings.policy.to_policy(),
@@ -206,6 +207,8 @@ class Daemon:
             max_backoff_s=settings.polling.max_backoff_s,
             ops=self.ops,
         )
+        self.scheduler.max_delay_s = delay_cap(ctx)  # no job waits longer, whatever it says
+        return ctx
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -362,11 +365,12 @@ class Daemon:
             await self._feed_wake.wait()
             self._feed_wake.clear()
             while True:
-                batch = await self.store.recent_events(after_seq=self._feed_cursor, limit=500)
+                batch = await self.store.recent_events(after_seq=self._feed_cursor, limit=100)
                 if not batch:
                     break
                 self._feed_cursor = batch[-1].seq
                 self.feed.publish(batch)
+                await asyncio.sleep(0)  # thousands of events: let polls run between batches
 
     async def _run_dispatcher(self) -> None:
         await self.dispatcher.run(self._dispatcher_stop)
@@ -524,10 +528,22 @@ class Daemon:
         watches = [*self.finished.values(), *self.watches.values()]
         acks = self.ops.workflow_acks()
         return [
-            s | {"ack": ack.to_json() if (ack := acks.get(w.key)) else None}
+            w.view(now) | {"ack": ack.to_json() if (ack := acks.get(w.key)) else None}
             for w in watches
-            if (s := w.summary(now)) is not None
         ]
+
+    def targets(self) -> list[dict[str, Any]]:
+        """Each target's health and last error (a failing discovery has no workflow card)."""
+        out = []
+        for name, target_health in self.healths.items():
+            discovery = self.discoveries.get(name)
+            out.append(
+                {
+                    **target_health.view(),
+                    "discovery_error": discovery.last_error if discovery else None,
+                }
+            )
+        return out
 
     # -- control ---------------------------------------------------------------------------
 

@@ -12,12 +12,16 @@ and ``forget_workflow`` drops every series of a workflow that is no longer watch
 
 The per-target ``target_up`` and ``target_last_success_timestamp_seconds`` gauges and the
 heartbeat gauge exist for alerting (deploy/prometheus/): a series that is absent means "not
-watched" or "not configured", never "failing", so no alert fires for what nobody asked for.
+watched" or "not configured", never "failing", so no alert fires for what nobody asked for. A
+workflow shows at most ``MAX_TASK_SERIES`` tasks (the first, in the API's order): one with
+thousands of points must not add thousands of series, nor block the loop updating them.
+The ``polls`` counter's ``result`` is ``ok`` or the failure kind of ``watch.error_kind``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +35,9 @@ from watcher import __version__
 
 PREFIX = "cce_watcher_"
 
-PollResult = Literal["ok", "error", "gone", "auth"]
+PollResult = Literal[
+    "ok", "auth", "throttled", "server", "bad_response", "api", "transport", "store", "internal"
+]
 DeliveryResult = Literal["sent", "failed", "dead"]
 
 _POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
@@ -39,6 +45,7 @@ _API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 2
 _UNKNOWN = "unknown"
 # Poll results that prove the target answered as expected ("gone" is a clean 404).
 _REACHED = frozenset({"ok", "gone"})
+MAX_TASK_SERIES = 64
 
 
 class Metrics:
@@ -265,7 +272,10 @@ class Metrics:
             self._states[wf] = state
 
         old_tasks = self._tasks.get(wf, {})
-        new_tasks = {task: status or _UNKNOWN for task, status in points.items()}
+        new_tasks = {
+            task: status or _UNKNOWN
+            for task, status in itertools.islice(points.items(), MAX_TASK_SERIES)
+        }
         for task, old_status in old_tasks.items():
             if new_tasks.get(task) != old_status:
                 _remove(self._task, target, workflow_id, task, old_status)

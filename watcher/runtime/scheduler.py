@@ -6,11 +6,17 @@ stop. The wrapper owns the APScheduler details the rest of the daemon should not
 dropping (a late poll is still worth running), and the graceful shutdown APScheduler lacks
 (LIBRARIES.md 2.5: its shutdown cancels running coroutine jobs, so we pause, wait for the
 in-flight ones with a bound, and only then shut it down).
+
+Every delay is clamped into ``[0, max_delay_s]`` here (NaN, inf, 1e300: a computation gone
+wrong must neither raise in ``timedelta`` nor park a job for ever), and a job that crashes
+is retried on a jittered exponential backoff up to that cap, not APScheduler's fixed
+interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -19,19 +25,22 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from watcher.core import cadence
+
 log = structlog.get_logger(__name__)
 
 JobFunc = Callable[[], Awaitable[float | None]]
 
 # A nominal interval for the trigger. Every run sets its own next run time explicitly, so
-# this only matters if a run crashes before it could: then the job retries a minute later.
+# this only matters if a run crashes before it could set it (then _run's backoff applies).
 _FALLBACK_S = 60.0
+CRASH_BASE_S = 5.0  # first retry of a crashed job; doubles per crash in a row, up to the cap
 
 
 class PollScheduler:
     """Runs adaptive async jobs on the daemon's loop and stops them cleanly."""
 
-    def __init__(self, *, lateness_window: int = 4096) -> None:
+    def __init__(self, *, lateness_window: int = 4096, max_delay_s: float = 3600.0) -> None:
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -43,7 +52,10 @@ class PollScheduler:
         self._window = lateness_window
         self._last_run = time.monotonic()
         self._running: dict[str, float] = {}  # job id -> monotonic start of its current run
+        self._crashes: dict[str, int] = {}  # job id -> crashes in a row
+        self.max_delay_s = max_delay_s
         self.runs = 0
+        self.crashes = 0
 
     def start(self) -> None:
         """Start inside the running loop (AsyncIOScheduler needs one)."""
@@ -68,8 +80,9 @@ class PollScheduler:
     def add(self, job_id: str, func: JobFunc, *, first_delay: float = 0.0) -> None:
         """Add (or replace) a job whose first run is ``first_delay`` seconds from now."""
         self._funcs[job_id] = func
-        when = datetime.now(UTC) + timedelta(seconds=max(0.0, first_delay))
-        self._due[job_id] = time.monotonic() + max(0.0, first_delay)
+        first_delay = self.bound(first_delay)
+        when = datetime.now(UTC) + timedelta(seconds=first_delay)
+        self._due[job_id] = time.monotonic() + first_delay
         self._scheduler.add_job(
             self._run,
             IntervalTrigger(seconds=_FALLBACK_S, timezone=UTC),
@@ -80,8 +93,13 @@ class PollScheduler:
             replace_existing=True,
         )
 
+    def bound(self, delay: float | None) -> float:
+        """A delay clamped into ``[0, max_delay_s]``; never raises."""
+        return cadence.bounded(delay, self.max_delay_s)
+
     def remove(self, job_id: str) -> None:
         self._funcs.pop(job_id, None)
+        self._crashes.pop(job_id, None)
         self._due.pop(job_id, None)
         if self._scheduler.get_job(job_id) is not None:
             self._scheduler.remove_job(job_id)
@@ -90,6 +108,7 @@ class PollScheduler:
         """Move a job's next run earlier (a new workflow to look at, a reload)."""
         job = self._scheduler.get_job(job_id)
         if job is not None:
+            delay = self.bound(delay)
             self._due[job_id] = time.monotonic() + delay
             job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
 
@@ -107,13 +126,15 @@ class PollScheduler:
         if task is not None:
             self._inflight.add(task)
         structlog.contextvars.clear_contextvars()  # jobs inherit a stale context otherwise
-        delay: float | None = _FALLBACK_S
+        delay: float | None
         try:
             delay = await func()
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("job.crashed", job=job_id)
+            delay = self._crashed(job_id)
+        else:
+            self._crashes.pop(job_id, None)
         finally:
             if task is not None:
                 self._inflight.discard(task)
@@ -124,10 +145,24 @@ class PollScheduler:
         if delay is None:
             self.remove(job_id)
             return
+        delay = self.bound(delay)
         self._due[job_id] = time.monotonic() + delay
         job = self._scheduler.get_job(job_id)
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+
+    def _crashed(self, job_id: str) -> float:
+        """Backoff for a job whose run raised; the traceback is logged on the first crash
+        of a run only (the job's own failure handling is the place for details)."""
+        count = self._crashes.get(job_id, 0) + 1
+        self._crashes[job_id] = count
+        self.crashes += 1
+        delay = cadence.failure_delay(count, CRASH_BASE_S, self.max_delay_s, random.random())  # noqa: S311
+        if count == 1:
+            log.exception("job.crashed", job=job_id, retry_in_s=round(delay, 1))
+        else:
+            log.warning("job.crashed_again", job=job_id, crashes=count, retry_in_s=round(delay, 1))
+        return delay
 
     def _record_lateness(self, seconds: float) -> None:
         self._lateness.append(seconds)

@@ -4,17 +4,25 @@ One workflow poll is fetch -> enrich -> evaluate (pure engine) -> plan deliverie
 routing) -> commit state, events and deliveries in one transaction -> wake the outbox.
 Nothing is sent before the commit, so a crash at any point either repeats the poll (the
 events get the same dedup keys and are stored once) or finds it done.
+
+Any exception out of a poll or a discovery (a cloud error, an odd value, a store that
+cannot write) is a failed poll, handled in one place (``PollOutcome``): classified by
+``error_kind``, counted, logged once per failure run and once on recovery, recorded in
+target health (kept in memory while the store itself fails), shown as ``last_error`` and
+retried on the capped backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import structlog
 
@@ -47,8 +55,15 @@ if TYPE_CHECKING:
     from watcher.runtime.ops import OpsState
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 AUTH_RETRY_S = 300.0
+# A workflow with more points than this is evaluated in a worker thread (the engine is pure
+# and its inputs immutable), and its events are committed in chunks of COMMIT_CHUNK, so
+# thousands of points never block the event loop for long (issue 7).
+LARGE_WORKFLOW_POINTS = 200
+COMMIT_CHUNK = 100
+LOGGED_EVENTS = 20  # event.new lines per poll; the rest are counted in one line
 _HEALTHY = health.TargetHealth()  # five bad signatures lock an AK for five minutes: never retry hot
 
 
@@ -93,7 +108,10 @@ class WatchContext:
 
 
 def error_kind(exc: BaseException) -> str:
-    """Classify a poll failure for health tracking and metrics."""
+    """Classify a poll failure for health tracking and metrics (the ``result`` label of
+    ``cce_watcher_polls``): auth, throttled, server, bad_response, api, transport (other
+    cloud and credential failures), store (the state store failed) or internal (anything
+    else: a bug or an odd value nothing anticipated)."""
     if isinstance(exc, AuthError):
         return "auth"
     if isinstance(exc, ThrottledError):
@@ -104,18 +122,80 @@ def error_kind(exc: BaseException) -> str:
         return "bad_response"
     if isinstance(exc, ApiError):
         return "api"
-    return "transport"
+    if isinstance(exc, WatcherError):
+        return "transport"
+    if isinstance(exc, sqlite3.Error):
+        return "store"
+    return "internal"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for ``last_error`` and logs: our own errors say what failed; anything else
+    also names its type, since its message alone ("date value out of range") rarely does."""
+    text = " ".join(str(exc).split())[:300]
+    if isinstance(exc, WatcherError):
+        return text or type(exc).__name__
+    prefix = "state store" if isinstance(exc, sqlite3.Error) else "internal error"
+    return f"{prefix}: {type(exc).__name__}: {text}" if text else f"{prefix}: {type(exc).__name__}"
+
+
+class PollOutcome:
+    """The failure/recovery bookkeeping one job (a workflow watch, a discovery) shares.
+
+    Logs a failure when a run of failures starts or changes kind, and the recovery once, so
+    a target down for a day leaves two lines, not a traceback every poll. Unexpected errors
+    (kind ``internal``) carry their traceback on that first line only.
+    """
+
+    def __init__(self) -> None:
+        self.last_error: str | None = None
+        self.failing_kind: str | None = None
+        self.failures = 0
+
+    def failed(self, exc: BaseException, event: str) -> str:
+        kind = error_kind(exc)
+        self.last_error = describe_error(exc)
+        self.failures += 1
+        if kind != self.failing_kind:
+            log.warning(
+                event,
+                error=self.last_error,
+                kind=kind,
+                exc_info=exc if kind == "internal" else None,
+            )
+        else:
+            log.debug(event, error=self.last_error, kind=kind, failures=self.failures)
+        self.failing_kind = kind
+        return kind
+
+    def ok(self, event: str) -> None:
+        if self.failing_kind is not None:
+            log.info(event, after_failures=self.failures, last_kind=self.failing_kind)
+        self.failing_kind = None
+        self.failures = 0
+
+
+_PENDING_HEALTH_EVENTS = 100  # health events held while the store cannot take them
 
 
 class TargetHealth:
-    """Health of one configured target across all of its polls; persisted in the store."""
+    """Health of one configured target across all of its polls; persisted in the store.
+
+    The in-memory state is the truth: it is updated before anything is written, so a store
+    that cannot write (a full disk, a damaged file) never loses a failure count or crashes
+    the poll that records it. Unsaved state and events are written on the next record after
+    the store recovers; until then ``unsaved_error`` says why (and it is logged once).
+    """
 
     def __init__(self, target: TargetRef, state: health.TargetHealth) -> None:
         self.target = target
         self.state = state
+        self.unsaved_error: str | None = None
+        self._dirty = False
+        self._pending: deque[Event] = deque(maxlen=_PENDING_HEALTH_EVENTS)
 
     async def record(self, ctx: WatchContext, error: BaseException | None) -> None:
-        if error is None and self.state == _HEALTHY:
+        if error is None and self.state == _HEALTHY and not self._dirty and not self._pending:
             return  # the common case on every good poll: nothing to record or send
         now = ctx.clock.now()
         if error is None:
@@ -124,21 +204,52 @@ class TargetHealth:
             events, new = health.record_failure(
                 self.state, now, error_kind(error), ctx.unreachable_after, target=self.target
             )
-        changed = new != self.state
+        self._dirty = self._dirty or new != self.state
         self.state = new
-        if changed:
-            await ctx.store.save_kv(f"health/{self.target.name}", new.to_json())
-        if events:
-            if ctx.ops is not None:
-                events = tuple(ctx.ops.annotate(f"{self.target.name}/_target", events, now))
-            stored = await ctx.store.commit_poll(
-                f"{self.target.name}/_target", None, events, ctx.plan(events, now)
-            )
-            ctx.on_committed(stored)
+        self._pending.extend(events)
+        await self._save(ctx, now)
+
+    async def _save(self, ctx: WatchContext, now: datetime) -> None:
+        try:
+            if self._dirty:
+                await ctx.store.save_kv(f"health/{self.target.name}", self.state.to_json())
+                self._dirty = False
+            if self._pending:
+                events = list(self._pending)
+                if ctx.ops is not None:
+                    events = list(ctx.ops.annotate(f"{self.target.name}/_target", events, now))
+                stored = await ctx.store.commit_poll(
+                    f"{self.target.name}/_target", None, events, ctx.plan(events, now)
+                )
+                self._pending.clear()
+                ctx.on_committed(stored)
+        except Exception as exc:  # the poll's own outcome reports it too
+            if self.unsaved_error is None:
+                log.error(
+                    "health.unsaved",
+                    error=describe_error(exc),
+                    pending_events=len(self._pending),
+                )
+            self.unsaved_error = describe_error(exc)
+            return
+        if self.unsaved_error is not None:
+            log.info("health.saved")
+            self.unsaved_error = None
 
     @property
     def failures(self) -> int:
         return int(self.state.consecutive_failures)
+
+    def view(self) -> dict[str, Any]:
+        """The target's row in ``/api/v1/workflows``'s ``targets`` list."""
+        since = self.state.failing_since
+        return {
+            "name": self.target.name,
+            "consecutive_failures": self.failures,
+            "failing_since": since.isoformat() if since else None,
+            "last_error_kind": self.state.last_error_kind if self.failures else None,
+            "unsaved_error": self.unsaved_error,
+        }
 
 
 @dataclass
@@ -152,10 +263,10 @@ class WorkflowWatch:
     display_name: str | None = None
     state: engine.WatchState | None = None
     cluster_name: str | None = None
-    last_error: str | None = None
     next_poll_at: datetime | None = None
     final_poll_done: bool = False
     console_template: str | None = None  # notify.console_url, for the summary's link
+    outcome: PollOutcome = field(default_factory=PollOutcome, repr=False)
     _last_workflow: Workflow | None = field(default=None, repr=False)
     _deadline: datetime | None = field(default=None, repr=False)
     _deadline_policy: Policy | None = field(default=None, repr=False)
@@ -165,6 +276,14 @@ class WorkflowWatch:
     @property
     def key(self) -> str:
         return f"{self.target.name}/{self.workflow_id}"
+
+    @property
+    def last_error(self) -> str | None:
+        return self.outcome.last_error
+
+    @last_error.setter
+    def last_error(self, value: str | None) -> None:
+        self.outcome.last_error = value
 
     def is_active(self) -> bool:
         # Cached per state: the state changes on commits, the question is asked every poll.
@@ -182,13 +301,19 @@ class WorkflowWatch:
             delay = await self._poll(ctx)
         except asyncio.CancelledError:
             raise
-        except WatcherError as exc:
-            delay = await self._failed(ctx, exc)
-            ctx.on_polled(self.target.name, error_kind(exc), time.monotonic() - started)
+        except Exception as exc:  # every failure is a failed poll, see module
+            kind = self.outcome.failed(exc, "poll.failed")
+            delay = await _failed(ctx, self.health, exc)
+            ctx.on_polled(self.target.name, kind, time.monotonic() - started)
         else:
+            self.outcome.ok("poll.recovered")
             ctx.on_polled(self.target.name, "ok", time.monotonic() - started)
+        if delay is not None:
+            delay = cadence.bounded(delay, delay_cap(ctx))
         now = ctx.clock.now()
         self.next_poll_at = now + timedelta(seconds=delay) if delay is not None else None
+        if self.state is not None and len(self.state.workflow.points) > LARGE_WORKFLOW_POINTS:
+            await asyncio.sleep(0)  # the caller summarises it next: a step of its own
         return delay
 
     async def _poll(self, ctx: WatchContext) -> float | None:
@@ -209,7 +334,10 @@ class WorkflowWatch:
         await self._ensure_cluster_name()
         enrichment = await self._enrich(workflow)
         now = ctx.clock.now()
-        result = engine.evaluate(
+        large = len(workflow.points) > LARGE_WORKFLOW_POINTS
+        result = await _offload(
+            large,
+            engine.evaluate,
             self.state,
             workflow,
             now,
@@ -219,9 +347,13 @@ class WorkflowWatch:
             enrichment=enrichment,
             ack=ctx.ops.ack_for(self.key, now) if ctx.ops is not None else None,
         )
-        await self._commit(ctx, result, now)
+        await self._commit(ctx, result, now, large=large)
+        if large:
+            await asyncio.sleep(0)  # the commit was one long step; the summary is the next
         self._last_workflow = workflow
-        self._deadline = engine.next_deadline(result.state, now, ctx.policy)
+        self._deadline = await _offload(
+            large, engine.next_deadline, result.state, now, ctx.policy
+        )
         self._deadline_policy = ctx.policy
         self.last_error = None
         await self.health.record(ctx, None)
@@ -251,25 +383,42 @@ class WorkflowWatch:
             return False
         return self._deadline is None or self._deadline > now
 
-    async def _commit(self, ctx: WatchContext, result: engine.Evaluation, now: datetime) -> None:
+    async def _commit(
+        self, ctx: WatchContext, result: engine.Evaluation, now: datetime, *, large: bool = False
+    ) -> None:
         events = list(result.events)
         if ctx.ops is not None and events:
-            events = ctx.ops.annotate(self.key, events, now)
-        stored = await ctx.store.commit_poll(
-            self.key, result.state.to_json(), events, ctx.plan(events, now) if events else []
+            events = list(ctx.ops.annotate(self.key, events, now))
+        state_json = await _offload(large, result.state.to_json)
+        # Thousands of events go in chunks, each with its own deliveries, the state with the
+        # last one: a crash between chunks repeats the poll from the old state, and the
+        # events already stored are skipped by their dedup keys (none lost, none twice).
+        stored: list[Event] = []
+        while len(events) > COMMIT_CHUNK:
+            chunk, events = events[:COMMIT_CHUNK], events[COMMIT_CHUNK:]
+            part = await ctx.store.commit_poll(self.key, None, chunk, ctx.plan(chunk, now))
+            stored.extend(part)
+            if part:
+                ctx.on_committed(part)
+            await asyncio.sleep(0)
+        last = await ctx.store.commit_poll(
+            self.key, state_json, events, ctx.plan(events, now) if events else []
         )
+        stored.extend(last)
         self.state = result.state
         if ctx.ops is not None and stored:
             await ctx.ops.committed(self.key, stored, now)
-        if stored:
-            for event in stored:
-                log.info(
-                    "event.new",
-                    kind=event.kind,
-                    severity=str(event.severity),
-                    dedup_key=event.dedup_key,
-                )
-            ctx.on_committed(stored)
+        if last:
+            ctx.on_committed(last)
+        for event in stored[:LOGGED_EVENTS]:
+            log.info(
+                "event.new",
+                kind=event.kind,
+                severity=str(event.severity),
+                dedup_key=event.dedup_key,
+            )
+        if len(stored) > LOGGED_EVENTS:
+            log.info("event.new_more", count=len(stored) - LOGGED_EVENTS)
 
     async def _vanished(self, ctx: WatchContext) -> float | None:
         now = ctx.clock.now()
@@ -289,19 +438,6 @@ class WorkflowWatch:
         await self.health.record(ctx, None)
         return None
 
-    async def _failed(self, ctx: WatchContext, exc: WatcherError) -> float:
-        self.last_error = str(exc)
-        log.warning("poll.failed", error=str(exc), kind=error_kind(exc))
-        await self.health.record(ctx, exc)
-        if isinstance(exc, AuthError):
-            return AUTH_RETRY_S
-        delay = cadence.backoff_s(
-            self.health.failures, ctx.poll.active_s, ctx.max_backoff_s, ctx.rand()
-        )
-        if isinstance(exc, ThrottledError) and exc.retry_after:
-            delay = max(delay, exc.retry_after)
-        return max(delay, 1.0)
-
     async def _ensure_cluster_name(self) -> None:
         if self.cluster_name is not None:
             return
@@ -309,7 +445,7 @@ class WorkflowWatch:
             cluster = await self.client.show_cluster(
                 self.target.cluster_id, api=api_of(self.target)
             )
-        except WatcherError as exc:
+        except WatcherError as exc:  # a name is cosmetic; other errors fail the poll
             log.info("cluster.name_unavailable", error=str(exc))
             self.cluster_name = ""  # do not ask again every poll; messages use the id
             return
@@ -340,6 +476,29 @@ class WorkflowWatch:
             except WatcherError as exc:
                 log.info("enrich.cluster_failed", error=str(exc))
         return engine.Enrichment(precheck=precheck, upgrade=upgrade, cluster=cluster)
+
+    def view(self, now: datetime) -> dict[str, Any]:
+        """The API's view; before the first good poll, a card that says why there is none."""
+        summary = self.summary(now)
+        if summary is not None:
+            return summary
+        return {
+            "key": self.key,
+            "target": self.target.to_dict(),
+            "display_name": self.display_name,
+            "cluster_name": self.cluster_name or None,
+            "workflow_id": self.workflow_id,
+            "phase": None,
+            "from_version": None,
+            "to_version": None,
+            "observed_at": None,
+            "next_poll_at": self.next_poll_at.isoformat() if self.next_poll_at else None,
+            "last_error": self.last_error,
+            "precheck_expires_at": None,
+            "precheck_expires_in_s": None,
+            "points": [],
+            "lines": [],
+        }
 
     def summary(self, now: datetime) -> dict[str, Any] | None:
         if self.state is None:
@@ -387,34 +546,38 @@ class ClusterDiscovery:
     spawn: Spawner
     known: set[str] = field(default_factory=set)
     listed_before: bool = False
-    last_error: str | None = None
+    outcome: PollOutcome = field(default_factory=PollOutcome, repr=False)
 
     @property
     def key(self) -> str:
         return f"{self.target.name}/_discovery"
 
+    @property
+    def last_error(self) -> str | None:
+        return self.outcome.last_error
+
     async def poll(self, ctx: WatchContext) -> float | None:
         structlog.contextvars.bind_contextvars(target=self.target.name)
         started = time.monotonic()
         try:
-            workflows = await self.client.list_workflows(
-                self.target.cluster_id, api=api_of(self.target)
-            )
+            delay = await self._list(ctx)
         except asyncio.CancelledError:
             raise
-        except WatcherError as exc:
-            self.last_error = str(exc)
-            log.warning("discovery.failed", error=str(exc))
-            await self.health.record(ctx, exc)
-            ctx.on_polled(self.target.name, error_kind(exc), time.monotonic() - started)
-            if isinstance(exc, AuthError):
-                return AUTH_RETRY_S
-            return cadence.backoff_s(
-                self.health.failures, ctx.poll.active_s, ctx.max_backoff_s, ctx.rand()
-            )
-        self.last_error = None
+        except Exception as exc:  # every failure is a failed poll, see module
+            kind = self.outcome.failed(exc, "discovery.failed")
+            delay = await _failed(ctx, self.health, exc)
+            ctx.on_polled(self.target.name, kind, time.monotonic() - started)
+        else:
+            self.outcome.ok("discovery.recovered")
+            self.outcome.last_error = None
+            ctx.on_polled(self.target.name, "ok", time.monotonic() - started)
+        return cadence.bounded(delay, delay_cap(ctx))
+
+    async def _list(self, ctx: WatchContext) -> float:
+        workflows = await self.client.list_workflows(
+            self.target.cluster_id, api=api_of(self.target)
+        )
         await self.health.record(ctx, None)
-        ctx.on_polled(self.target.name, "ok", time.monotonic() - started)
         known_before, was_listed = len(self.known), self.listed_before
         for workflow in workflows:
             if workflow.uid in self.known:
@@ -431,8 +594,41 @@ class ClusterDiscovery:
             await ctx.store.save_kv(self.key, {"known": sorted(self.known)})
         return ctx.poll.discovery_s
 
+    def view(self) -> dict[str, Any]:
+        """The discovery's part of a target listing (API, status page)."""
+        return {"key": self.key, "last_error": self.last_error}
+
     async def restore(self, store: Store) -> None:
         data = await store.load_kv(self.key)
         if data is not None:
             self.known = set(data.get("known", []))
             self.listed_before = True
+
+
+def delay_cap(ctx: WatchContext) -> float:
+    """The longest wait any job may be given: the backoff cap, or a longer configured
+    interval (an ``idle_s`` above ``max_backoff_s`` is the operator's choice)."""
+    poll = ctx.poll
+    longest = max(poll.idle_s, poll.failed_s, poll.discovery_s, poll.active_s, AUTH_RETRY_S)
+    return cadence.bounded(max(ctx.max_backoff_s, longest), cadence.LONGEST_S)
+
+
+async def _offload(large: bool, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a pure computation in a worker thread when its input is large, else inline."""
+    if large:
+        return await asyncio.to_thread(func, *args, **kwargs)
+    return func(*args, **kwargs)
+
+
+async def _failed(ctx: WatchContext, target_health: TargetHealth, exc: BaseException) -> float:
+    """Record a failed poll in the target's health; the delay until the next try."""
+    await target_health.record(ctx, exc)
+    if isinstance(exc, AuthError):
+        return AUTH_RETRY_S  # a fixed, bounded pause: repeated bad signatures lock the key
+    return cadence.failure_delay(
+        target_health.failures,
+        ctx.poll.active_s,
+        ctx.max_backoff_s,
+        ctx.rand(),
+        retry_after=exc.retry_after if isinstance(exc, ThrottledError) else None,
+    )

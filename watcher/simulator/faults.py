@@ -1,6 +1,9 @@
 """Injected failures for testing a client's error handling: status codes, throttling,
-slowness, garbage bodies. Each fault matches paths by substring and may be limited to a
-number of requests. (Token expiry is not stored here: it acts once, on the Authenticator.)
+slowness, garbage bodies, and any body a test supplies (``body``: nested arrays, a
+workflow with thousands of points, out-of-range times) or any raw ``Retry-After`` header
+(``retry_after_header``: ``1e300``, ``nan``, an HTTP date, garbage). Each fault matches
+paths by substring and may be limited to a number of requests. (Token expiry is not stored
+here: it acts once, on the Authenticator.)
 """
 
 from __future__ import annotations
@@ -8,7 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-KINDS = ("status", "throttle", "slow", "garbage", "token_expiry")
+KINDS = ("status", "throttle", "slow", "garbage", "body", "token_expiry")
+MAX_BODY = 16 * 1024 * 1024  # a test body, not a way to exhaust the simulator's memory
 
 
 @dataclass(slots=True)
@@ -19,9 +23,14 @@ class Fault:
     retry_after: float | None = None
     delay: float = 1.0
     path_contains: str = ""
+    body: str | None = None  # kind "body": served verbatim as application/json
+    retry_after_header: str | None = None  # sent as Retry-After verbatim (wins over retry_after)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.body is not None and len(self.body) > 200:
+            out["body"] = f"<{len(self.body)} characters>"
+        return out
 
 
 def make_fault(raw: dict[str, Any]) -> Fault:
@@ -29,10 +38,11 @@ def make_fault(raw: dict[str, Any]) -> Fault:
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
-    unknown = set(raw) - {"kind", "status", "count", "retry_after", "delay", "path_contains"}
+    fields = {"kind", "status", "count", "retry_after", "delay", "path_contains"}
+    unknown = set(raw) - fields - {"body", "retry_after_header"}
     if unknown:
         raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
-    default_status = 429 if kind == "throttle" else 200 if kind == "garbage" else 503
+    default_status = 429 if kind == "throttle" else 200 if kind in ("garbage", "body") else 503
     count = raw.get("count")
     fault = Fault(
         kind=kind,
@@ -41,8 +51,16 @@ def make_fault(raw: dict[str, Any]) -> Fault:
         retry_after=None if raw.get("retry_after") is None else float(raw["retry_after"]),
         delay=float(raw.get("delay", 1.0)),
         path_contains=str(raw.get("path_contains") or ""),
+        body=None if raw.get("body") is None else str(raw["body"]),
+        retry_after_header=(
+            None if raw.get("retry_after_header") is None else str(raw["retry_after_header"])
+        ),
     )
-    if kind == "throttle" and fault.retry_after is None:
+    if kind == "body" and fault.body is None:
+        raise ValueError("a body fault needs a body")
+    if fault.body is not None and len(fault.body) > MAX_BODY:
+        raise ValueError(f"body must be at most {MAX_BODY} characters")
+    if kind == "throttle" and fault.retry_after is None and fault.retry_after_header is None:
         fault.retry_after = 1.0
     if fault.count is not None and fault.count < 1:
         raise ValueError("count must be at least 1")

@@ -159,6 +159,9 @@ class Simulator:
             return None
         if fault.kind == "garbage":
             return web.Response(body=GARBAGE, status=fault.status, content_type="application/json")
+        if fault.kind == "body":
+            body = (fault.body or "").encode()
+            return web.Response(body=body, status=fault.status, content_type="application/json")
         if fault.kind == "throttle":
             response = gateway_error(
                 fault.status,
@@ -169,7 +172,9 @@ class Simulator:
         else:
             code, message = CCE_CODES.get(fault.status, CCE_CODES[500])
             response = cce_error(fault.status, code, message)
-        if fault.retry_after is not None:
+        if fault.retry_after_header is not None:
+            response.headers["Retry-After"] = fault.retry_after_header
+        elif fault.retry_after is not None:
             response.headers["Retry-After"] = f"{fault.retry_after:g}"
         return response
 
@@ -200,10 +205,13 @@ class Simulator:
         retry_after: float | None = None,
         delay: float | None = None,
         path_contains: str | None = None,
+        body: str | None = None,
+        retry_after_header: str | None = None,
     ) -> dict[str, Any]:
         """Inject a fault; ``token_expiry`` expires every issued token and temporary key."""
         raw: dict[str, Any] = {"kind": kind, "status": status, "count": count}
         raw.update(retry_after=retry_after, path_contains=path_contains)
+        raw.update(body=body, retry_after_header=retry_after_header)
         if delay is not None:
             raw["delay"] = delay
         fault = make_fault(raw)
