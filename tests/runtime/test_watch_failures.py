@@ -18,13 +18,13 @@ from watcher.core.events import Event
 from watcher.core.models import Workflow
 from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import SystemClock
-from watcher.runtime.watch import (
+from watcher.runtime.poller import (
     ClusterDiscovery,
     TargetHealth,
     WatchContext,
     WorkflowWatch,
+    classify,
     describe_error,
-    error_kind,
 )
 from watcher.store.sqlite import SqliteStore
 
@@ -90,7 +90,7 @@ async def test_any_exception_is_a_failed_poll(
     watch = WorkflowWatch(client=cloud, target=TARGET, workflow_id="wf-1", health=target_health)
     with capture_logs() as logs:
         delays = [await watch.poll(ctx) for _ in range(3)]
-    assert error_kind(error) == kind
+    assert classify(error) == kind
     assert polled == [kind] * 3
     assert watch.last_error == describe_error(error)
     assert all(d is not None and 1.0 <= d <= 40.0 for d in delays)

@@ -1,6 +1,6 @@
 """Target health: turn a run of failed polls into one alert per outage, and one recovery.
 
-The runtime records every poll of a target here (success, or the kind of failure) and
+The runtime records every poll of a target here (success, or its ``PollOutcome``) and
 persists the returned ``TargetHealth``. Pure functions: no clock, no I/O. Dedup keys carry
 the outage start, so a second outage alerts again while a replay of the same one does not.
 
@@ -16,24 +16,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from watcher.core.engine import format_duration
 from watcher.core.events import Event, Kind, Severity, TargetRef
+from watcher.core.outcome import PollOutcome
 
-ErrorKind = Literal[
-    "auth", "transport", "server", "throttled", "bad_response", "api", "store", "internal"
-]
-
-_DESCRIPTIONS = {
-    "auth": "credentials rejected",
-    "transport": "no answer",
-    "server": "server error",
-    "throttled": "throttled",
-    "bad_response": "unexpected answer",
-    "api": "API error",
-    "store": "state store failed",
-    "internal": "internal error",
+_DESCRIPTIONS: dict[str, str] = {
+    PollOutcome.AUTH: "credentials rejected",
+    PollOutcome.TRANSPORT: "no answer",
+    PollOutcome.SERVER: "server error",
+    PollOutcome.THROTTLED: "throttled",
+    PollOutcome.BAD_RESPONSE: "unexpected answer",
+    PollOutcome.API: "API error",
+    PollOutcome.STORE: "state store failed",
+    PollOutcome.INTERNAL: "internal error",
 }
 
 
@@ -101,7 +98,7 @@ def record_success(
 def record_failure(
     prev: TargetHealth,
     now: datetime,
-    error_kind: str,
+    error_kind: PollOutcome | str,
     policy_threshold: int,
     *,
     target: TargetRef,
@@ -114,6 +111,7 @@ def record_failure(
     failure: an auth outage is already alerted by its own kind.
     """
     now = _utc(now)
+    error_kind = str(error_kind)  # persisted and shown as the plain label value
     count = prev.consecutive_failures + 1
     since = prev.failing_since or now
     new = TargetHealth(
@@ -125,7 +123,7 @@ def record_failure(
     )
     events: list[Event] = []
     what = _DESCRIPTIONS.get(error_kind, error_kind or "failure")
-    if error_kind == "auth" and prev.auth_failed_since is None:
+    if error_kind == PollOutcome.AUTH and prev.auth_failed_since is None:
         new = TargetHealth(count, since, new.unreachable_since, now, error_kind)
         events.append(
             _event(
@@ -140,7 +138,7 @@ def record_failure(
             )
         )
     elif (
-        error_kind != "auth"
+        error_kind != PollOutcome.AUTH
         and prev.unreachable_since is None
         and count >= max(1, policy_threshold)
     ):

@@ -30,18 +30,17 @@ from watcher.core import engine, health, selfhealth
 from watcher.core.errors import ConfigError
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import TERMINAL_PHASES, Workflow
+from watcher.core.outcome import PollOutcome
 from watcher.core.ports import Clock, SystemClock
 from watcher.delivery.dispatcher import Dispatcher
+from watcher.http.feed import EventFeed
 from watcher.http.server import HttpServer, build_app, start_http
 from watcher.notify.sender import AppriseSender
 from watcher.runtime import sdnotify
 from watcher.runtime.budget import HostBudget
-from watcher.runtime.feed import EventFeed
 from watcher.runtime.metrics import Metrics
 from watcher.runtime.ops import OpsState
-from watcher.runtime.scheduler import PollScheduler
-from watcher.runtime.selfwatch import Heartbeat, SelfAlerts
-from watcher.runtime.watch import (
+from watcher.runtime.poller import (
     CloudSource,
     ClusterDiscovery,
     TargetHealth,
@@ -49,6 +48,8 @@ from watcher.runtime.watch import (
     WorkflowWatch,
     delay_cap,
 )
+from watcher.runtime.scheduler import PollScheduler
+from watcher.runtime.selfwatch import Heartbeat, SelfAlerts
 from watcher.runtime.wiring import (
     CloudClients,
     NotifyPlan,
@@ -343,7 +344,7 @@ class Daemon:
         self.dispatcher.wake()
         self._feed_wake.set()
 
-    def _polled(self, target: str, result: str, seconds: float) -> None:
+    def _polled(self, target: str, result: PollOutcome, seconds: float) -> None:
         self.metrics.poll_finished(target, result, seconds)
 
     def _update_gauges(self, watch: WorkflowWatch) -> None:

@@ -1,15 +1,17 @@
-"""Watching: one poll of a workflow, discovery of a cluster's workflows, target health.
+"""The poller: one poll of a workflow, discovery of a cluster's workflows, target health.
 
-One workflow poll is fetch -> enrich -> evaluate (pure engine) -> plan deliveries (pure
-routing) -> commit state, events and deliveries in one transaction -> wake the outbox.
-Nothing is sent before the commit, so a crash at any point either repeats the poll (the
-events get the same dedup keys and are stored once) or finds it done.
+One workflow poll is fetch (cloud/client.py) -> parse (cloud/responses.py) -> evaluate (pure
+core/engine.py) -> plan deliveries (pure notify/routing.py, via the ops cache) -> commit
+state, events and deliveries in one transaction (the Store port) -> wake the outbox
+(delivery/dispatcher.py). Nothing is sent before the commit, so a crash at any point either
+repeats the poll (the events get the same dedup keys and are stored once) or finds it done.
 
-Any exception out of a poll or a discovery (a cloud error, an odd value, a store that
-cannot write) is a failed poll, handled in one place (``PollOutcome``): classified by
-``error_kind``, counted, logged once per failure run and once on recovery, recorded in
+``WorkflowWatch`` and ``ClusterDiscovery`` are both jobs of the scheduler and share ONE
+failure path (``run_job``): any exception out of a poll (a cloud error, an odd value, a
+store that cannot write) is classified into a ``core.outcome.PollOutcome``, counted in the
+metrics, logged once per failure run and once on recovery (``FailureRun``), recorded in
 target health (kept in memory while the store itself fails), shown as ``last_error`` and
-retried on the capped backoff.
+retried on the capped backoff, which honours Retry-After.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import random
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
@@ -46,6 +48,7 @@ from watcher.core.models import (
     UpgradeTask,
     Workflow,
 )
+from watcher.core.outcome import PollOutcome
 from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import Clock, PlannedDelivery, Store
 from watcher.core.summary import summarize
@@ -99,7 +102,7 @@ class WatchContext:
     poll: PollPolicy
     clock: Clock
     on_committed: Callable[[list[Event]], None]
-    on_polled: Callable[[str, str, float], None] = lambda target, result, seconds: None
+    on_polled: Callable[[str, PollOutcome, float], None] = lambda target, result, seconds: None
     unreachable_after: int = 5
     max_backoff_s: float = 600.0
     rand: Callable[[], float] = random.random
@@ -107,26 +110,24 @@ class WatchContext:
     ops: OpsState | None = None
 
 
-def error_kind(exc: BaseException) -> str:
-    """Classify a poll failure for health tracking and metrics (the ``result`` label of
-    ``cce_watcher_polls``): auth, throttled, server, bad_response, api, transport (other
-    cloud and credential failures), store (the state store failed) or internal (anything
-    else: a bug or an odd value nothing anticipated)."""
+def classify(exc: BaseException) -> PollOutcome:
+    """The outcome of a poll that raised ``exc`` (health, metrics, logs): transport covers
+    other cloud and credential failures, internal anything nothing anticipated."""
     if isinstance(exc, AuthError):
-        return "auth"
+        return PollOutcome.AUTH
     if isinstance(exc, ThrottledError):
-        return "throttled"
+        return PollOutcome.THROTTLED
     if isinstance(exc, ServerError):
-        return "server"
+        return PollOutcome.SERVER
     if isinstance(exc, BadResponseError):
-        return "bad_response"
+        return PollOutcome.BAD_RESPONSE
     if isinstance(exc, ApiError):
-        return "api"
+        return PollOutcome.API
     if isinstance(exc, WatcherError):
-        return "transport"
+        return PollOutcome.TRANSPORT
     if isinstance(exc, sqlite3.Error):
-        return "store"
-    return "internal"
+        return PollOutcome.STORE
+    return PollOutcome.INTERNAL
 
 
 def describe_error(exc: BaseException) -> str:
@@ -139,8 +140,8 @@ def describe_error(exc: BaseException) -> str:
     return f"{prefix}: {type(exc).__name__}: {text}" if text else f"{prefix}: {type(exc).__name__}"
 
 
-class PollOutcome:
-    """The failure/recovery bookkeeping one job (a workflow watch, a discovery) shares.
+class FailureRun:
+    """The failure/recovery bookkeeping of one job (a workflow watch, a discovery).
 
     Logs a failure when a run of failures starts or changes kind, and the recovery once, so
     a target down for a day leaves two lines, not a traceback every poll. Unexpected errors
@@ -149,11 +150,11 @@ class PollOutcome:
 
     def __init__(self) -> None:
         self.last_error: str | None = None
-        self.failing_kind: str | None = None
+        self.failing_kind: PollOutcome | None = None
         self.failures = 0
 
-    def failed(self, exc: BaseException, event: str) -> str:
-        kind = error_kind(exc)
+    def failed(self, exc: BaseException, event: str) -> PollOutcome:
+        kind = classify(exc)
         self.last_error = describe_error(exc)
         self.failures += 1
         if kind != self.failing_kind:
@@ -161,7 +162,7 @@ class PollOutcome:
                 event,
                 error=self.last_error,
                 kind=kind,
-                exc_info=exc if kind == "internal" else None,
+                exc_info=exc if kind is PollOutcome.INTERNAL else None,
             )
         else:
             log.debug(event, error=self.last_error, kind=kind, failures=self.failures)
@@ -170,7 +171,7 @@ class PollOutcome:
 
     def ok(self, event: str) -> None:
         if self.failing_kind is not None:
-            log.info(event, after_failures=self.failures, last_kind=self.failing_kind)
+            log.info(event, after_failures=self.failures, last_kind=str(self.failing_kind))
         self.failing_kind = None
         self.failures = 0
 
@@ -202,7 +203,7 @@ class TargetHealth:
             events, new = health.record_success(self.state, now, target=self.target)
         else:
             events, new = health.record_failure(
-                self.state, now, error_kind(error), ctx.unreachable_after, target=self.target
+                self.state, now, classify(error), ctx.unreachable_after, target=self.target
             )
         self._dirty = self._dirty or new != self.state
         self.state = new
@@ -266,7 +267,7 @@ class WorkflowWatch:
     next_poll_at: datetime | None = None
     final_poll_done: bool = False
     console_template: str | None = None  # notify.console_url, for the summary's link
-    outcome: PollOutcome = field(default_factory=PollOutcome, repr=False)
+    failures: FailureRun = field(default_factory=FailureRun, repr=False)
     _last_workflow: Workflow | None = field(default=None, repr=False)
     _deadline: datetime | None = field(default=None, repr=False)
     _deadline_policy: Policy | None = field(default=None, repr=False)
@@ -279,11 +280,11 @@ class WorkflowWatch:
 
     @property
     def last_error(self) -> str | None:
-        return self.outcome.last_error
+        return self.failures.last_error
 
     @last_error.setter
     def last_error(self, value: str | None) -> None:
-        self.outcome.last_error = value
+        self.failures.last_error = value
 
     def is_active(self) -> bool:
         # Cached per state: the state changes on commits, the question is asked every poll.
@@ -296,20 +297,7 @@ class WorkflowWatch:
         """One poll; returns seconds until the next one, or None when watching is over."""
         structlog.contextvars.bind_contextvars(target=self.target.name, workflow=self.workflow_id)
         budget.priority.set(budget.ACTIVE if self.is_active() else budget.IDLE)
-        started = time.monotonic()
-        try:
-            delay = await self._poll(ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # every failure is a failed poll, see module
-            kind = self.outcome.failed(exc, "poll.failed")
-            delay = await _failed(ctx, self.health, exc)
-            ctx.on_polled(self.target.name, kind, time.monotonic() - started)
-        else:
-            self.outcome.ok("poll.recovered")
-            ctx.on_polled(self.target.name, "ok", time.monotonic() - started)
-        if delay is not None:
-            delay = cadence.bounded(delay, delay_cap(ctx))
+        delay = await run_job(ctx, self.target.name, self.health, self.failures, "poll", self._poll)
         now = ctx.clock.now()
         self.next_poll_at = now + timedelta(seconds=delay) if delay is not None else None
         if self.state is not None and len(self.state.workflow.points) > LARGE_WORKFLOW_POINTS:
@@ -546,7 +534,7 @@ class ClusterDiscovery:
     spawn: Spawner
     known: set[str] = field(default_factory=set)
     listed_before: bool = False
-    outcome: PollOutcome = field(default_factory=PollOutcome, repr=False)
+    failures: FailureRun = field(default_factory=FailureRun, repr=False)
 
     @property
     def key(self) -> str:
@@ -554,24 +542,15 @@ class ClusterDiscovery:
 
     @property
     def last_error(self) -> str | None:
-        return self.outcome.last_error
+        return self.failures.last_error
 
     async def poll(self, ctx: WatchContext) -> float | None:
         structlog.contextvars.bind_contextvars(target=self.target.name)
-        started = time.monotonic()
-        try:
-            delay = await self._list(ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # every failure is a failed poll, see module
-            kind = self.outcome.failed(exc, "discovery.failed")
-            delay = await _failed(ctx, self.health, exc)
-            ctx.on_polled(self.target.name, kind, time.monotonic() - started)
-        else:
-            self.outcome.ok("discovery.recovered")
-            self.outcome.last_error = None
-            ctx.on_polled(self.target.name, "ok", time.monotonic() - started)
-        return cadence.bounded(delay, delay_cap(ctx))
+        delay = await run_job(
+            ctx, self.target.name, self.health, self.failures, "discovery", self._list
+        )
+        assert delay is not None  # a discovery never ends by itself
+        return delay
 
     async def _list(self, ctx: WatchContext) -> float:
         workflows = await self.client.list_workflows(
@@ -592,6 +571,7 @@ class ClusterDiscovery:
         # also the marker that later listings are not the first (see the class docstring).
         if len(self.known) != known_before or not was_listed:
             await ctx.store.save_kv(self.key, {"known": sorted(self.known)})
+        self.failures.last_error = None
         return ctx.poll.discovery_s
 
     def view(self) -> dict[str, Any]:
@@ -620,8 +600,37 @@ async def _offload(large: bool, func: Callable[..., T], *args: Any, **kwargs: An
     return func(*args, **kwargs)
 
 
+async def run_job(
+    ctx: WatchContext,
+    target: str,
+    target_health: TargetHealth,
+    failures: FailureRun,
+    name: str,
+    body: Callable[[WatchContext], Awaitable[float | None]],
+) -> float | None:
+    """Run one poll ``body`` of either job: the ONE failure path (see module).
+
+    Returns the capped delay until the next run, or None when ``body`` says watching is
+    over. Cancellation is never swallowed.
+    """
+    started = time.monotonic()
+    try:
+        delay = await body(ctx)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # every failure is a failed poll, see module
+        outcome = failures.failed(exc, f"{name}.failed")
+        delay = await _failed(ctx, target_health, exc)
+        ctx.on_polled(target, outcome, time.monotonic() - started)
+    else:
+        failures.ok(f"{name}.recovered")
+        ctx.on_polled(target, PollOutcome.OK, time.monotonic() - started)
+    return None if delay is None else cadence.bounded(delay, delay_cap(ctx))
+
+
 async def _failed(ctx: WatchContext, target_health: TargetHealth, exc: BaseException) -> float:
-    """Record a failed poll in the target's health; the delay until the next try."""
+    """Record a failed poll in the target's health; the delay until the next try (a fixed
+    pause for auth, else the capped backoff, never shorter than the server's Retry-After)."""
     await target_health.record(ctx, exc)
     if isinstance(exc, AuthError):
         return AUTH_RETRY_S  # a fixed, bounded pause: repeated bad signatures lock the key
