@@ -17,8 +17,8 @@ from watcher.config import Settings, load_settings
 from watcher.core.errors import ConfigError, WatcherError
 from watcher.logs import configure_logging, register_secret, url_secrets
 from watcher.runtime import oneshot
+from watcher.runtime.app import App
 from watcher.runtime.check_progress import CheckProgress
-from watcher.runtime.daemon import Daemon
 from watcher.runtime.demo import run_demo
 from watcher.simulator.command import simulate
 
@@ -64,7 +64,7 @@ def run(config_path: Path | None) -> None:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
     settings = config_cli.load_or_exit(config_path, require_targets=True)
     setup_logging(settings)
-    daemon = Daemon(
+    daemon = App(
         settings, reload_settings=lambda: load_settings(config_path, require_targets=True)
     )
     try:

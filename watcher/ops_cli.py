@@ -24,7 +24,7 @@ from watcher import config_cli
 from watcher.core.errors import WatcherError
 from watcher.notify.routing import Silence
 from watcher.opsinput import InputError, ack_from, resolve_workflow, silence_from
-from watcher.runtime.daemon import STORE_FILE
+from watcher.runtime.app import STORE_FILE
 from watcher.runtime.wiring import config_silences
 from watcher.store.sqlite import SqliteStore
 

@@ -29,8 +29,8 @@ from watcher.core.wording import plural
 from watcher.notify.sender import AppriseSender
 from watcher.notify.targets import build_urls
 from watcher.notify.templates import sample_event
+from watcher.runtime.app import STORE_FILE
 from watcher.runtime.check_progress import CheckProgress
-from watcher.runtime.daemon import STORE_FILE
 from watcher.runtime.poller import api_of
 from watcher.runtime.wiring import CloudClients, notify_plan, target_ref
 from watcher.store.sqlite import SqliteStore

@@ -53,6 +53,7 @@ from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import Clock, PlannedDelivery, Store
 from watcher.core.summary import summarize
 from watcher.runtime import budget
+from watcher.runtime.registry import WatchKey, health_kv_key
 
 if TYPE_CHECKING:
     from watcher.runtime.ops import OpsState
@@ -213,15 +214,14 @@ class TargetHealth:
     async def _save(self, ctx: WatchContext, now: datetime) -> None:
         try:
             if self._dirty:
-                await ctx.store.save_kv(f"health/{self.target.name}", self.state.to_json())
+                await ctx.store.save_kv(health_kv_key(self.target.name), self.state.to_json())
                 self._dirty = False
             if self._pending:
                 events = list(self._pending)
+                key = str(WatchKey.of_target(self.target.name))
                 if ctx.ops is not None:
-                    events = list(ctx.ops.annotate(f"{self.target.name}/_target", events, now))
-                stored = await ctx.store.commit_poll(
-                    f"{self.target.name}/_target", None, events, ctx.plan(events, now)
-                )
+                    events = list(ctx.ops.annotate(key, events, now))
+                stored = await ctx.store.commit_poll(key, None, events, ctx.plan(events, now))
                 self._pending.clear()
                 ctx.on_committed(stored)
         except Exception as exc:  # the poll's own outcome reports it too
@@ -273,10 +273,12 @@ class WorkflowWatch:
     _deadline_policy: Policy | None = field(default=None, repr=False)
     _active: bool = field(default=False, repr=False)
     _active_for: engine.WatchState | None = field(default=None, repr=False)
+    watch_key: WatchKey = field(init=False, repr=False)
+    key: str = field(init=False, repr=False)  # watch_key as the store and the API spell it
 
-    @property
-    def key(self) -> str:
-        return f"{self.target.name}/{self.workflow_id}"
+    def __post_init__(self) -> None:
+        self.watch_key = WatchKey.workflow(self.target.name, self.workflow_id)
+        self.key = str(self.watch_key)
 
     @property
     def last_error(self) -> str | None:
@@ -339,9 +341,7 @@ class WorkflowWatch:
         if large:
             await asyncio.sleep(0)  # the commit was one long step; the summary is the next
         self._last_workflow = workflow
-        self._deadline = await _offload(
-            large, engine.next_deadline, result.state, now, ctx.policy
-        )
+        self._deadline = await _offload(large, engine.next_deadline, result.state, now, ctx.policy)
         self._deadline_policy = ctx.policy
         self.last_error = None
         await self.health.record(ctx, None)
@@ -537,8 +537,12 @@ class ClusterDiscovery:
     failures: FailureRun = field(default_factory=FailureRun, repr=False)
 
     @property
+    def watch_key(self) -> WatchKey:
+        return WatchKey.discovery(self.target.name)
+
+    @property
     def key(self) -> str:
-        return f"{self.target.name}/_discovery"
+        return str(self.watch_key)
 
     @property
     def last_error(self) -> str | None:

@@ -43,9 +43,7 @@ class WatchKey:
 
     @classmethod
     def workflow(cls, target: str, workflow_id: str) -> WatchKey:
-        if not workflow_id or workflow_id.startswith("_"):
-            # The cloud's ids are UUIDs; a reserved tail would read back as another kind.
-            raise ValueError(f"not a workflow id: {workflow_id!r}")
+        # The cloud's ids are UUIDs: never empty, never with a reserved "_" tail.
         return cls(target, KeyKind.WORKFLOW, workflow_id)
 
     @classmethod
