@@ -36,11 +36,15 @@ class RaisingCloud:
     def __init__(self) -> None:
         self.error: BaseException | None = None
 
-    async def show_workflow(self, cluster_id: str, workflow_id: str, *, api: Any) -> Workflow:
+    async def show_workflow(
+        self, cluster_id: str, workflow_id: str, *, api: Any, priority: Any = None
+    ) -> Workflow:
         assert self.error is not None
         raise self.error
 
-    async def list_workflows(self, cluster_id: str, *, api: Any) -> tuple[Workflow, ...]:
+    async def list_workflows(
+        self, cluster_id: str, *, api: Any, priority: Any = None
+    ) -> tuple[Workflow, ...]:
         if self.error is not None:
             raise self.error
         return ()

@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, Literal, Protocol, TypeVar
 
 import aiohttp
@@ -55,11 +56,19 @@ OFFLOAD_BODY = 256 * 1024
 T = TypeVar("T")
 
 
+class Priority(IntEnum):
+    """Who waits first for the request budget: polls of an active workflow before idle
+    ones. Passed down each call as an argument (no context variable)."""
+
+    ACTIVE = 0
+    IDLE = 1
+
+
 class RequestLimiter(Protocol):
     """A request budget per API host (the runtime plugs in a token bucket)."""
 
-    async def acquire(self, host: str) -> None:
-        """Wait until one more request to ``host`` is allowed."""
+    async def acquire(self, host: str, *, priority: Priority = Priority.IDLE) -> None:
+        """Wait until one more request to ``host`` is allowed (lower priority first)."""
         ...
 
 
@@ -173,14 +182,16 @@ class CceClient:
 
     # -- API calls --------------------------------------------------------------------------
 
-    async def show_workflow(self, cluster_id: str, workflow_id: str, *, api: Api) -> Workflow:
+    async def show_workflow(
+        self, cluster_id: str, workflow_id: str, *, api: Api, priority: Priority = Priority.IDLE
+    ) -> Workflow:
         """ShowUpgradeWorkFlow. A CCE 404 raises WorkflowGoneError."""
         path = (
             self._cluster_path(api, cluster_id)
             + "/operation/upgradeworkflows/"
             + check_id(workflow_id, "workflow id")
         )
-        body = await self._get_body(api, "show_workflow", path, workflow=True)
+        body = await self._get_body(api, "show_workflow", path, workflow=True, priority=priority)
         # A watched workflow is mostly unchanged between polls: hand back the very same
         # object for the same bytes, so the caller can skip the diff by identity.
         cached = self._last_workflows.get(path)
@@ -193,30 +204,36 @@ class CceClient:
             self._last_workflows.popitem(last=False)
         return workflow
 
-    async def list_workflows(self, cluster_id: str, *, api: Api) -> tuple[Workflow, ...]:
+    async def list_workflows(
+        self, cluster_id: str, *, api: Api, priority: Priority = Priority.IDLE
+    ) -> tuple[Workflow, ...]:
         """ListUpgradeWorkFlows, newest first."""
         path = self._cluster_path(api, cluster_id) + "/operation/upgradeworkflows"
-        body = await self._get_body(api, "list_workflows", path)
+        body = await self._get_body(api, "list_workflows", path, priority=priority)
         return await _decode(body, f"{api}.list_workflows", "list_workflows", parse_workflow_list)
 
-    async def show_precheck(self, cluster_id: str, task_id: str, *, api: Api) -> PreCheckTask:
+    async def show_precheck(
+        self, cluster_id: str, task_id: str, *, api: Api, priority: Priority = Priority.IDLE
+    ) -> PreCheckTask:
         """ShowPreCheck: the task behind the workflow's PreCheck point."""
         path = (
             self._cluster_path(api, cluster_id)
             + "/operation/precheck/tasks/"
             + check_id(task_id, "task id")
         )
-        data = await self._get_json(api, "show_precheck", path)
+        data = await self._get_json(api, "show_precheck", path, priority=priority)
         return _parse("show_precheck", PreCheckTask.from_api, data)
 
-    async def show_upgrade_task(self, cluster_id: str, task_id: str, *, api: Api) -> UpgradeTask:
+    async def show_upgrade_task(
+        self, cluster_id: str, task_id: str, *, api: Api, priority: Priority = Priority.IDLE
+    ) -> UpgradeTask:
         """ShowUpgradeClusterTask: the task behind the workflow's Cluster point."""
         path = (
             self._cluster_path(api, cluster_id)
             + "/operation/upgrade/tasks/"
             + check_id(task_id, "task id")
         )
-        data = await self._get_json(api, "show_upgrade_task", path)
+        data = await self._get_json(api, "show_upgrade_task", path, priority=priority)
         return _parse("show_upgrade_task", UpgradeTask.from_api, data)
 
     async def list_clusters(self, *, api: Api) -> tuple[Cluster, ...]:
@@ -224,9 +241,12 @@ class CceClient:
         data = await self._get_json(api, "list_clusters", self._project_path(api) + "/clusters")
         return _parse("list_clusters", parse_cluster_list, data)
 
-    async def show_cluster(self, cluster_id: str, *, api: Api) -> Cluster:
+    async def show_cluster(
+        self, cluster_id: str, *, api: Api, priority: Priority = Priority.IDLE
+    ) -> Cluster:
         """ShowCluster."""
-        data = await self._get_json(api, "show_cluster", self._cluster_path(api, cluster_id))
+        path = self._cluster_path(api, cluster_id)
+        data = await self._get_json(api, "show_cluster", path, priority=priority)
         return _parse("show_cluster", Cluster.from_api, data)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -242,13 +262,25 @@ class CceClient:
         return f"{self._project_path(api)}/clusters/{check_id(cluster_id, 'cluster id')}"
 
     async def _get_json(
-        self, api: Api, name: str, path: str, *, workflow: bool = False
+        self,
+        api: Api,
+        name: str,
+        path: str,
+        *,
+        workflow: bool = False,
+        priority: Priority = Priority.IDLE,
     ) -> dict[str, Any]:
-        body = await self._get_body(api, name, path, workflow=workflow)
+        body = await self._get_body(api, name, path, workflow=workflow, priority=priority)
         return responses.parse_json_object(body, f"{api}.{name}")
 
     async def _get_body(
-        self, api: Api, name: str, path: str, *, workflow: bool = False
+        self,
+        api: Api,
+        name: str,
+        path: str,
+        *,
+        workflow: bool = False,
+        priority: Priority = Priority.IDLE,
     ) -> bytes:
         route = f"{api}.{name}"
         # Every segment was checked by check_id, so the path needs no further encoding.
@@ -260,7 +292,7 @@ class CceClient:
             signed = False
             try:
                 if self._limiter is not None:
-                    await self._limiter.acquire(host)
+                    await self._limiter.acquire(host, priority=priority)
                 headers = await self._auth.sign("GET", url, {"Accept": "application/json"}, b"")
                 signed = True
                 return await self._send(url, host, route, headers, workflow=workflow)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import structlog
 
+from watcher.cloud.client import Priority
 from watcher.core import cadence, engine, health
 from watcher.core.console import workflow_url
 from watcher.core.errors import (
@@ -52,7 +53,6 @@ from watcher.core.outcome import PollOutcome
 from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import Clock, PlannedDelivery, Store
 from watcher.core.summary import summarize
-from watcher.runtime import budget
 from watcher.runtime.registry import WatchKey, health_kv_key
 
 if TYPE_CHECKING:
@@ -81,13 +81,21 @@ def api_of(target: TargetRef) -> Api:
 class CloudSource(Protocol):
     """What the watcher needs from the CCE client (watcher.cloud.client.CceClient)."""
 
-    async def show_workflow(self, cluster_id: str, workflow_id: str, *, api: Api) -> Workflow: ...
-    async def list_workflows(self, cluster_id: str, *, api: Api) -> tuple[Workflow, ...]: ...
-    async def show_precheck(self, cluster_id: str, task_id: str, *, api: Api) -> PreCheckTask: ...
+    async def show_workflow(
+        self, cluster_id: str, workflow_id: str, *, api: Api, priority: Priority = ...
+    ) -> Workflow: ...
+    async def list_workflows(
+        self, cluster_id: str, *, api: Api, priority: Priority = ...
+    ) -> tuple[Workflow, ...]: ...
+    async def show_precheck(
+        self, cluster_id: str, task_id: str, *, api: Api, priority: Priority = ...
+    ) -> PreCheckTask: ...
     async def show_upgrade_task(
-        self, cluster_id: str, task_id: str, *, api: Api
+        self, cluster_id: str, task_id: str, *, api: Api, priority: Priority = ...
     ) -> UpgradeTask: ...
-    async def show_cluster(self, cluster_id: str, *, api: Api) -> Cluster: ...
+    async def show_cluster(
+        self, cluster_id: str, *, api: Api, priority: Priority = ...
+    ) -> Cluster: ...
 
 
 Planner = Callable[[Sequence[Event], datetime], list[PlannedDelivery]]
@@ -288,6 +296,10 @@ class WorkflowWatch:
     def last_error(self, value: str | None) -> None:
         self.failures.last_error = value
 
+    def _priority(self) -> Priority:
+        """Polls of an active workflow wait less for the request budget than idle ones."""
+        return Priority.ACTIVE if self.is_active() else Priority.IDLE
+
     def is_active(self) -> bool:
         # Cached per state: the state changes on commits, the question is asked every poll.
         if self._active_for is not self.state:
@@ -298,7 +310,6 @@ class WorkflowWatch:
     async def poll(self, ctx: WatchContext) -> float | None:
         """One poll; returns seconds until the next one, or None when watching is over."""
         structlog.contextvars.bind_contextvars(target=self.target.name, workflow=self.workflow_id)
-        budget.priority.set(budget.ACTIVE if self.is_active() else budget.IDLE)
         delay = await run_job(ctx, self.target.name, self.health, self.failures, "poll", self._poll)
         now = ctx.clock.now()
         self.next_poll_at = now + timedelta(seconds=delay) if delay is not None else None
@@ -310,7 +321,7 @@ class WorkflowWatch:
         api = api_of(self.target)
         try:
             workflow = await self.client.show_workflow(
-                self.target.cluster_id, self.workflow_id, api=api
+                self.target.cluster_id, self.workflow_id, api=api, priority=self._priority()
             )
         except WorkflowGoneError:
             return await self._vanished(ctx)
@@ -431,7 +442,7 @@ class WorkflowWatch:
             return
         try:
             cluster = await self.client.show_cluster(
-                self.target.cluster_id, api=api_of(self.target)
+                self.target.cluster_id, api=api_of(self.target), priority=self._priority()
             )
         except WatcherError as exc:  # a name is cosmetic; other errors fail the poll
             log.info("cluster.name_unavailable", error=str(exc))
@@ -445,22 +456,26 @@ class WorkflowWatch:
             return None
         precheck: PreCheckTask | None = None
         upgrade: UpgradeTask | None = None
-        cluster_id, api = self.target.cluster_id, api_of(self.target)
+        cluster_id, api, priority = self.target.cluster_id, api_of(self.target), self._priority()
         # Enrichment is a nice-to-have: its failure must not fail the poll or lose events.
         if "precheck" in wanted and (point := workflow.point(TaskType.PRECHECK)) and point.task_id:
             try:
-                precheck = await self.client.show_precheck(cluster_id, point.task_id, api=api)
+                precheck = await self.client.show_precheck(
+                    cluster_id, point.task_id, api=api, priority=priority
+                )
             except WatcherError as exc:
                 log.info("enrich.precheck_failed", error=str(exc))
         if "upgrade" in wanted and (point := workflow.point(TaskType.CLUSTER)) and point.task_id:
             try:
-                upgrade = await self.client.show_upgrade_task(cluster_id, point.task_id, api=api)
+                upgrade = await self.client.show_upgrade_task(
+                    cluster_id, point.task_id, api=api, priority=priority
+                )
             except WatcherError as exc:
                 log.info("enrich.upgrade_failed", error=str(exc))
         cluster: Cluster | None = None
         if "cluster" in wanted:
             try:
-                cluster = await self.client.show_cluster(cluster_id, api=api)
+                cluster = await self.client.show_cluster(cluster_id, api=api, priority=priority)
             except WatcherError as exc:
                 log.info("enrich.cluster_failed", error=str(exc))
         return engine.Enrichment(precheck=precheck, upgrade=upgrade, cluster=cluster)
@@ -558,7 +573,7 @@ class ClusterDiscovery:
 
     async def _list(self, ctx: WatchContext) -> float:
         workflows = await self.client.list_workflows(
-            self.target.cluster_id, api=api_of(self.target)
+            self.target.cluster_id, api=api_of(self.target), priority=Priority.IDLE
         )
         await self.health.record(ctx, None)
         known_before, was_listed = len(self.known), self.listed_before
