@@ -1,14 +1,16 @@
 """One-shot commands over the same parts as the daemon: `check`, `events`, `notify-test`.
 
-`check` is the daemon's burst mode: one poll round, a table, an exit code for scripts and
-cron (0 fine or in progress, 1 a workflow failed or a pre-check expired, 2 configuration,
-credential or API error).
+`check` is the daemon's burst mode (arq's): the same poller (``poller.py``) runs each
+target's jobs exactly once against a throwaway store, then prints a table and returns an
+exit code for scripts and cron (0 fine or in progress, 1 a workflow failed or a pre-check
+expired, 2 configuration, credential or API error).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,15 @@ import aiohttp
 from yarl import URL
 
 from watcher import textsafe
-from watcher.cloud.client import Api, CceClient
+from watcher.cloud.client import CceClient
 from watcher.cloud.http import make_session
 from watcher.config import Settings, Target, mask_url
+from watcher.core import health
 from watcher.core.console import workflow_url
 from watcher.core.errors import WatcherError
-from watcher.core.events import Event
-from watcher.core.models import TERMINAL_PHASES, Workflow
+from watcher.core.events import Event, TargetRef
+from watcher.core.models import Workflow
+from watcher.core.ports import Store, SystemClock
 from watcher.core.summary import format_text, needs_attention, summarize
 from watcher.core.wording import plural
 from watcher.notify.sender import AppriseSender
@@ -31,7 +35,13 @@ from watcher.notify.targets import build_urls
 from watcher.notify.templates import sample_event
 from watcher.runtime.app import STORE_FILE
 from watcher.runtime.check_progress import CheckProgress
-from watcher.runtime.poller import api_of
+from watcher.runtime.poller import (
+    ClusterDiscovery,
+    TargetHealth,
+    WatchContext,
+    WorkflowWatch,
+    api_of,
+)
 from watcher.runtime.wiring import CloudClients, notify_plan, target_ref
 from watcher.store.sqlite import SqliteStore
 
@@ -42,18 +52,50 @@ async def check(
     as_json: bool,
     timeout_s: float | None = None,
     progress: CheckProgress | None = None,
+    store: Store | None = None,
 ) -> tuple[int, str]:
     """Poll every target once; return (exit code, text to print).
 
-    ``timeout_s`` bounds the whole check (each request gets at most that long, too);
-    ``progress`` hears about every attempt (watcher.runtime.check_progress).
+    The daemon's poller in burst mode (arq): each target's discovery or workflow watch
+    runs exactly once, against ``store`` (a throwaway store: `check` never writes the
+    daemon's state file). ``timeout_s`` bounds the whole check (each request gets at most
+    that long, too); ``progress`` hears about every attempt (runtime/check_progress.py).
     """
+    if store is not None:
+        return await _check(settings, store, as_json, timeout_s, progress)
+    # TODO(lead, issue 8): use watcher.store.memory.MemoryStore() here once f8-store is
+    # merged; until then a SQLite file in a temporary directory stands in for it.
+    with tempfile.TemporaryDirectory(prefix="cce-watcher-check-") as tmp:
+        throwaway = await SqliteStore.open(Path(tmp) / STORE_FILE)
+        try:
+            return await _check(settings, throwaway, as_json, timeout_s, progress)
+        finally:
+            await throwaway.close()
+
+
+async def _check(
+    settings: Settings,
+    store: Store,
+    as_json: bool,
+    timeout_s: float | None,
+    progress: CheckProgress | None,
+) -> tuple[int, str]:
     now = datetime.now(UTC)
     summaries: list[dict[str, Any]] = []
     errors: list[str] = []
     request_s = min(settings.cloud.timeout_s, timeout_s or settings.cloud.timeout_s)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s if timeout_s else None
+    ctx = WatchContext(
+        store=store,
+        plan=lambda events, when: [],  # nothing is delivered: check only prints
+        policy=settings.policy.to_policy(),
+        poll=settings.polling.to_poll_policy(),
+        clock=SystemClock(),
+        on_committed=lambda events: None,
+        unreachable_after=settings.polling.unreachable_after,
+        max_backoff_s=settings.polling.max_backoff_s,
+    )
     async with make_session(
         ca_file=settings.cloud.ca_file,
         timeout=aiohttp.ClientTimeout(total=request_s, connect=min(5.0, request_s)),
@@ -64,18 +106,17 @@ async def check(
         for target in settings.targets:
             ref = target_ref(target)
             client = clients.for_target(target)
-            api = api_of(ref)
             try:
                 async with asyncio.timeout_at(deadline):
-                    workflows, cluster_name = await _check_one(client, target, api)
+                    workflows, cluster_name, error = await _check_one(ctx, client, target)
             except TimeoutError:
                 errors.append(
                     f"{target.name}: no answer within --timeout {timeout_s:g} s"
                     f" ({URL(client.endpoint).host})"
                 )
                 continue
-            except WatcherError as exc:
-                errors.append(f"{target.name}: {exc}")
+            if error is not None:
+                errors.append(f"{target.name}: {error}")
                 continue
             summaries += [
                 summarize(
@@ -106,23 +147,46 @@ async def check(
 
 
 async def _check_one(
-    client: CceClient, target: Target, api: Api
-) -> tuple[tuple[Workflow, ...], str | None]:
-    """One target's workflows (the running ones, or else the newest) and cluster name."""
+    ctx: WatchContext, client: CceClient, target: Target
+) -> tuple[list[Workflow], str | None, str | None]:
+    """One round of the target's jobs: its workflows (the running ones, or else the
+    newest), the cluster name, and the error that failed the round (None when it did not).
+    """
+    ref = target_ref(target)
+    target_health = TargetHealth(ref, health.TargetHealth())
+    uids: list[str] = []
     if target.workflow_id:
-        workflows: tuple[Workflow, ...] = (
-            await client.show_workflow(target.cluster_id, target.workflow_id, api=api),
-        )
+        uids.append(target.workflow_id)
     else:
-        listed = await client.list_workflows(target.cluster_id, api=api)
-        # The running ones, or else the newest: what an on-call engineer asks.
-        workflows = tuple(w for w in listed if w.phase not in TERMINAL_PHASES)
-        workflows = workflows or listed[:1]
+        discovery = ClusterDiscovery(
+            client=client,
+            target=ref,
+            health=target_health,
+            spawn=lambda uid, _listed: uids.append(uid),  # running ones (first listing)
+        )
+        await discovery.poll(ctx)
+        if discovery.last_error is not None:
+            return [], None, discovery.last_error
+        if not uids:  # none running: the newest, as listed, is what an on-call asks about
+            newest = discovery.listed[:1]
+            return list(newest), await _cluster_name(client, ref), None
+    workflows: list[Workflow] = []
+    cluster_name: str | None = None
+    for uid in uids:
+        watch = WorkflowWatch(client=client, target=ref, workflow_id=uid, health=target_health)
+        await watch.poll(ctx)
+        if watch.state is None:  # failed, or a workflow id the cloud does not know
+            return [], None, watch.last_error or "no answer"
+        workflows.append(watch.state.workflow)
+        cluster_name = watch.cluster_name or None
+    return workflows, cluster_name, None
+
+
+async def _cluster_name(client: CceClient, ref: TargetRef) -> str | None:
     try:
-        cluster_name = (await client.show_cluster(target.cluster_id, api=api)).display_name
+        return (await client.show_cluster(ref.cluster_id, api=api_of(ref))).display_name
     except WatcherError:
-        cluster_name = None
-    return workflows, cluster_name
+        return None
 
 
 async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
@@ -173,9 +237,7 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
             tries = plural(d.attempts, "attempt")
             # Attempts that got no answer in time: the service may have had it already.
             maybe = f", {d.maybe_delivered} maybe delivered" if d.maybe_delivered else ""
-            lines.append(
-                f"{'':>8}-> {safe(d.url_key)}: {safe(d.state)}, {tries}{maybe}{error}"
-            )
+            lines.append(f"{'':>8}-> {safe(d.url_key)}: {safe(d.state)}, {tries}{maybe}{error}")
     return "\n".join(lines) or "no events yet"
 
 

@@ -549,6 +549,7 @@ class ClusterDiscovery:
     spawn: Spawner
     known: set[str] = field(default_factory=set)
     listed_before: bool = False
+    listed: tuple[Workflow, ...] = ()  # the latest listing, newest first
     failures: FailureRun = field(default_factory=FailureRun, repr=False)
 
     @property
@@ -575,6 +576,7 @@ class ClusterDiscovery:
         workflows = await self.client.list_workflows(
             self.target.cluster_id, api=api_of(self.target), priority=Priority.IDLE
         )
+        self.listed = workflows
         await self.health.record(ctx, None)
         known_before, was_listed = len(self.known), self.listed_before
         for workflow in workflows:
