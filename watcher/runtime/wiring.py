@@ -1,6 +1,6 @@
 """Factories that turn Settings into adapters: cloud clients, notification parts, policy.
 
-Kept apart from the lifecycle (daemon.py) so `check`, `notify-test` and `demo` build the
+Kept apart from the composition root (app.py) so `check`, `notify-test` and `demo` build the
 same parts the daemon does, the same way.
 """
 
