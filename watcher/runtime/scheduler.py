@@ -41,6 +41,7 @@ class PollScheduler:
         self._inflight: set[asyncio.Task[object]] = set()
         self._lateness: list[float] = []
         self._window = lateness_window
+        self.on_lateness: Callable[[float], None] | None = None  # e.g. a /metrics histogram
         self._last_run = time.monotonic()
         self.runs = 0
 
@@ -128,6 +129,8 @@ class PollScheduler:
 
     def _record_lateness(self, seconds: float) -> None:
         self._lateness.append(seconds)
+        if self.on_lateness is not None:
+            self.on_lateness(seconds)
         if len(self._lateness) > self._window:
             del self._lateness[: len(self._lateness) - self._window]
 
