@@ -10,8 +10,9 @@ events). Reported, black-box only:
 * time     step -> last message, and first -> last message (pure delivery), messages/s;
 * order    every message arrives in the daemon's event order for that URL (inversions);
 * memory   peak RSS (VmHWM) of the daemon and RSS before/after;
-* schedule p99 start lateness of polls during the incident (/metrics histogram), and
-           the daemon's CPU over it.
+* schedule p99 start lateness of polls during the incident (/metrics histogram), p99 of
+           how much later than the interval each workflow was re-polled (simulator side),
+           and the daemon's CPU over it.
 
     make bench-delivery                             # 5,000 workflows -> 10,000 events
     .venv/bin/python tests/bench/bench_delivery.py --workflows 500 --interval 10
@@ -98,7 +99,7 @@ async def run(args: argparse.Namespace) -> int:
     await receiver.start()
     try:
         with (
-            bb.bulk_simulator(n, 1, 1.0, "workflow") as info,
+            bb.bulk_simulator(n, 1, 1.0, "workflow", interval) as info,
             tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp,
         ):
             active = set(info["active"])
@@ -119,6 +120,7 @@ async def run(args: argparse.Namespace) -> int:
                     warm = len(receiver.bodies)
                     seq0 = await last_seq(http, daemon)
                     before = await bb.scrape(http, daemon, timeout=60)
+                    gaps0 = (await bb.poll_gaps(http, sim_url))["count"]
                     rss0, cpu0 = rss_mb(daemon.pid), bb.cpu_seconds(daemon.pid)
                     stepped, stepped_wall = time.monotonic(), time.time()
                     async with http.post(f"{sim_url}/_sim/step", json={}) as resp:
@@ -135,6 +137,7 @@ async def run(args: argparse.Namespace) -> int:
                     cpu1 = bb.cpu_seconds(daemon.pid)
                     rss1, peak = rss_mb(daemon.pid), bb.peak_rss_mb(daemon.pid)
                     after = await bb.scrape(http, daemon, timeout=60)
+                    gap = (await bb.poll_gaps(http, sim_url, gaps0))["p99"]
                     events = await stored_events(http, daemon, seq0)
                     await bb.stop(daemon)
             finally:
@@ -166,7 +169,8 @@ async def run(args: argparse.Namespace) -> int:
     print(f"  memory: peak RSS {peak:.0f} MB; RSS {rss0:.0f} -> {rss1:.0f} MB")
     print(
         f"  schedule meanwhile: lateness p99 {bb.lateness_p99_ms(before, after):.0f} ms,"
-        f" daemon CPU {100 * (cpu1 - cpu0) / total:.0f}% of a core"
+        f"; poll-gap lateness p99 {'n/a' if gap is None else f'{gap * 1000:.0f} ms'}"
+        f" (simulator side), daemon CPU {100 * (cpu1 - cpu0) / total:.0f}% of a core"
     )
     return 0
 

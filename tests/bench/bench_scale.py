@@ -67,6 +67,14 @@ class Config:
     def workflows(self) -> int:
         return self.clusters * self.per_cluster
 
+    @property
+    def uniform_s(self) -> float:
+        """The one interval every polled workflow has (0: mixed, no poll-gap measure)."""
+        p = self.polling
+        if self.kind == "workflow" and p.get("active_s") and p.get("active_s") == p.get("idle_s"):
+            return float(p["active_s"])
+        return 0.0
+
 
 def active_at(n: int, interval: float, label: str) -> Config:
     """``n`` active workflows, one per cluster, workflow targets, budget 2x the demand."""
@@ -105,6 +113,7 @@ class Result:
     peak_rss: float = math.nan
     metrics_kb: float = math.nan
     scrape_s: float = math.nan
+    gap_p99: float | None = None  # simulator-side poll lateness over the window, seconds
     ready_s: float | None = None
     stop_s: float = math.nan
     budget_lines: int = 0
@@ -169,7 +178,11 @@ async def measure(config: Config, window: float, warmup: float) -> Result:
     try:
         with (
             bb.bulk_simulator(
-                config.clusters, config.per_cluster, config.active_fraction, config.kind
+                config.clusters,
+                config.per_cluster,
+                config.active_fraction,
+                config.kind,
+                config.uniform_s,
             ) as info,
             tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp,
         ):
@@ -192,6 +205,7 @@ async def measure(config: Config, window: float, warmup: float) -> Result:
                     if result.ready_s is None:
                         result.notes.append(f"/readyz not ready after {warmup:.0f} s warm-up")
                     before = await bb.scrape(http, daemon, timeout=window)
+                    gaps0 = (await bb.poll_gaps(http, sim_url))["count"]
                     cpu0, req0, t0 = (
                         bb.cpu_seconds(daemon.pid),
                         await bb.sim_requests(http, sim_url),
@@ -213,6 +227,8 @@ async def measure(config: Config, window: float, warmup: float) -> Result:
                     )
                     result.rss, result.peak_rss = rss_mb(daemon.pid), bb.peak_rss_mb(daemon.pid)
                     after = await bb.scrape(http, daemon, timeout=max(30.0, window))
+                    if config.uniform_s:
+                        result.gap_p99 = (await bb.poll_gaps(http, sim_url, gaps0))["p99"]
                 result.cpu_pct = 100 * (cpu1 - cpu0) / (t1 - t0)
                 result.req_s = (req1 - req0) / (t1 - t0)
                 result.lateness_ms = bb.lateness_p99_ms(before, after)
@@ -242,6 +258,13 @@ def detail(r: Result) -> str:
             f"\n    change -> webhook: {len(r.webhook)} events, p50"
             f" {quantile(r.webhook, 0.5):.2f} s, p99 {quantile(r.webhook, 0.99):.2f} s"
             f", max {max(r.webhook):.2f} s" + (f", {lost} never arrived" if lost else "")
+        )
+    if r.config.uniform_s:
+        gap = "no repeated poll" if r.gap_p99 is None else f"{r.gap_p99 * 1000:.0f} ms"
+        demand = r.active / r.config.uniform_s
+        out += (
+            f"\n    demand {demand:.0f} req/s; poll-gap lateness p99 (simulator side:"
+            f" re-poll later than {r.config.uniform_s:g} s) {gap}"
         )
     for note in r.notes:
         out += f"\n    note: {note}"

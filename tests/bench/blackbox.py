@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 
@@ -43,13 +43,48 @@ WORKFLOW = re.compile(r"workflow ([0-9a-f-]{36})")
 # -- the simulator child --------------------------------------------------------------------
 
 
-def serve(clusters: int, per_cluster: int, active_fraction: float, kind: str) -> None:
-    """Child: a bulk tenant on a loopback port until stdin closes."""
-    from watcher.simulator import start_simulator
+def serve(clusters: int, per_cluster: int, active_fraction: float, kind: str, every: float) -> None:
+    """Child: a bulk tenant on a loopback port until stdin closes.
+
+    With ``every`` > 0 it also records, for each workflow GET (show or list), how much
+    later than ``every`` seconds after the previous GET of the same path it came: the poll
+    lateness a user sees, whatever the daemon's internals (GET /_bench/lateness).
+    """
+    from aiohttp import web
+
+    from watcher.simulator import Simulator
     from watcher.simulator.bulk import populate, targets
 
+    gaps: list[float] = []
+    last: dict[str, float] = {}
+
+    @web.middleware
+    async def gap(request: web.Request, handler: Any) -> web.StreamResponse:
+        if every > 0 and request.method == "GET" and "/upgradeworkflows" in request.path:
+            now = time.monotonic()
+            prev = last.get(request.path)
+            last[request.path] = now
+            if prev is not None:
+                gaps.append(max(0.0, now - prev - every))
+        return cast(web.StreamResponse, await handler(request))
+
+    async def report(request: web.Request) -> web.Response:
+        since = int(request.query.get("since", "0"))
+        window = sorted(gaps[since:])
+        p99 = window[min(len(window) - 1, int(0.99 * len(window)))] if window else None
+        return web.json_response({"count": len(gaps), "window": len(window), "p99": p99})
+
+    class GapSimulator(Simulator):
+        def app(self) -> web.Application:
+            app = super().app()
+            app.middlewares.append(gap)
+            app.router.add_get("/_bench/lateness", report)
+            return app
+
     async def main() -> None:
-        async with start_simulator(scenarios=["clean_upgrade"], autoplay=False) as sim:
+        sim = GapSimulator(scenarios=["clean_upgrade"], autoplay=False)
+        await sim.start("127.0.0.1", 0)
+        try:
             tenant = populate(
                 sim, clusters=clusters, per_cluster=per_cluster, active_fraction=active_fraction
             )
@@ -63,16 +98,24 @@ def serve(clusters: int, per_cluster: int, active_fraction: float, kind: str) ->
             }
             print(json.dumps(info), flush=True)
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        finally:
+            await sim.stop()
 
     asyncio.run(main())
 
 
+async def poll_gaps(http: aiohttp.ClientSession, sim_url: str, since: int = 0) -> dict[str, Any]:
+    """The child's poll-gap lateness record: total count, and count and p99 since ``since``."""
+    async with http.get(f"{sim_url}/_bench/lateness", params={"since": str(since)}) as resp:
+        return dict(await resp.json())
+
+
 @contextlib.contextmanager
 def bulk_simulator(
-    clusters: int, per_cluster: int, active_fraction: float, kind: str
+    clusters: int, per_cluster: int, active_fraction: float, kind: str, every: float = 0.0
 ) -> Iterator[dict[str, Any]]:
     """Start the child simulator; yields its info line (see ``serve``)."""
-    args = [str(clusters), str(per_cluster), str(active_fraction), kind]
+    args = [str(clusters), str(per_cluster), str(active_fraction), kind, str(every)]
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--serve", *args],
         stdin=subprocess.PIPE,
@@ -251,10 +294,12 @@ def body_workflow(body: dict[str, Any]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="bulk simulator child (see module docstring)")
-    parser.add_argument("--serve", nargs=4, metavar=("CLUSTERS", "PER", "FRACTION", "KIND"))
+    parser.add_argument(
+        "--serve", nargs=5, metavar=("CLUSTERS", "PER", "FRACTION", "KIND", "EVERY"), required=True
+    )
     args = parser.parse_args(argv)
-    clusters, per, fraction, kind = args.serve
-    serve(int(clusters), int(per), float(fraction), kind)
+    clusters, per, fraction, kind, every = args.serve
+    serve(int(clusters), int(per), float(fraction), kind, float(every))
     return 0
 
 
