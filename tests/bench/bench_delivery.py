@@ -168,7 +168,7 @@ async def run(args: argparse.Namespace) -> int:
     print(f"  order: {inversions(events, arrived)} inversions against the stored event order")
     print(f"  memory: peak RSS {peak:.0f} MB; RSS {rss0:.0f} -> {rss1:.0f} MB")
     print(
-        f"  schedule meanwhile: lateness p99 {bb.lateness_p99_ms(before, after):.0f} ms,"
+        f"  schedule meanwhile: lateness p99 {bb.lateness_p99_ms(before, after):.0f} ms (start)"
         f"; poll-gap lateness p99 {'n/a' if gap is None else f'{gap * 1000:.0f} ms'}"
         f" (simulator side), daemon CPU {100 * (cpu1 - cpu0) / total:.0f}% of a core"
     )
