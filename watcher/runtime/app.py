@@ -99,6 +99,7 @@ class App:
         self.feed = EventFeed()
         self.feed_pump = FeedPump(self.feed)
         self.scheduler = PollScheduler()
+        self.scheduler.on_lateness = self.metrics.schedule_lateness
         self.reload_settings = reload_settings
         self.watching: Registry[WorkflowWatch, ClusterDiscovery, TargetHealth] = Registry()
         self.http: HttpServer | None = None
