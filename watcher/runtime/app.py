@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +268,7 @@ class App:
         sdnotify.ready(status=self._status_line())
         log.info("daemon.started", targets=len(settings.targets), urls=len(plan.urls))
 
-    def _spawn(self, name: str, coro: Any, *, drain: bool = False) -> None:
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, Any], *, drain: bool = False) -> None:
         """Start a named root task; its stop is pushed as a shutdown phase (reverse order)."""
         self.root_tasks.spawn(name, coro)
         stop = self._stack.push_async_callback
@@ -482,8 +483,8 @@ class App:
     def _status_line(self) -> str:
         return f"watching {len(self.settings.targets)} targets"
 
-    def _retention(self) -> Any:
-        return self.settings.retention
+    def _retention(self) -> timedelta:
+        return self.settings.retention  # re-read: a reload may change it
 
     async def prune(self) -> int:
         """Run housekeeping now (tests, operators)."""
