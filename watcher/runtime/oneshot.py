@@ -18,13 +18,14 @@ from watcher.cloud.http import make_session
 from watcher.config import Settings
 from watcher.core.errors import WatcherError
 from watcher.core.models import TERMINAL_PHASES, Workflow
+from watcher.core.ports import SystemClock
 from watcher.core.summary import format_text, needs_attention, summarize
 from watcher.notify.sender import AppriseSender
 from watcher.notify.templates import sample_event
 from watcher.runtime.daemon import STORE_FILE
 from watcher.runtime.watch import api_of
 from watcher.runtime.wiring import CloudClients, notify_plan, target_ref
-from watcher.store.sqlite import SqliteStore
+from watcher.store import open_store
 
 
 async def check(settings: Settings, *, as_json: bool) -> tuple[int, str]:
@@ -80,9 +81,9 @@ async def check(settings: Settings, *, as_json: bool) -> tuple[int, str]:
 async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
     """Recent events and each delivery's state, read from the store."""
     path = Path(settings.state_dir) / STORE_FILE
-    if not path.exists():
+    if settings.state.backend == "sqlite" and not path.exists():
         raise WatcherError(f"no state store at {path}: has the daemon run yet?")
-    store = await SqliteStore.open(path)
+    store = await open_store(settings, SystemClock())
     try:
         rows = await store.events_with_deliveries(limit)
     finally:

@@ -33,3 +33,29 @@ async def open_store(settings: Settings, clock: Clock) -> SqliteStore | Postgres
     from watcher.store.sqlite import SqliteStore  # noqa: PLC0415
 
     return await SqliteStore.open(Path(settings.state_dir) / STORE_FILE, clock=clock)
+
+
+async def check_store(settings: Settings, clock: Clock) -> list[str]:
+    """Problems reaching the configured store, one line each; empty when it answers.
+
+    For ``config validate --online``: a PostgreSQL store is opened (which also migrates it),
+    pinged and closed. The SQLite file is not touched (opening would create it). The lines
+    quote psycopg's reason (host, port, user), never the DSN itself.
+    """
+    if settings.state.backend != "postgres":
+        return []
+    import psycopg  # noqa: PLC0415
+
+    from watcher.core.errors import WatcherError  # noqa: PLC0415
+
+    try:
+        store = await open_store(settings, clock)
+    except (psycopg.Error, WatcherError, OSError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return [f"state.dsn: cannot open the PostgreSQL store: {reason}"]
+    try:
+        if not await store.ping():
+            return ["state.dsn: the PostgreSQL store does not answer a query"]
+    finally:
+        await store.close()
+    return []
