@@ -55,26 +55,47 @@ class Server:
     run_as: str | None = None
     bindir: Path | None = None
 
+    options: str = ""  # postgres server options of a private cluster
+
+    def start(self) -> None:
+        """Start a private cluster (again) and wait until it accepts connections."""
+        if self.datadir is None:
+            raise RuntimeError("not a private cluster, or already removed")
+        self._pg_ctl(
+            "-o",
+            self.options,
+            "-l",
+            str(self.datadir.parent / "server.log"),
+            "-w",
+            "-t",
+            "120",
+            "start",
+        )
+
+    def halt(self, mode: str = "immediate") -> None:
+        """Stop a private cluster, keeping its data. "immediate" is a crash: with this
+        cluster's fsync/synchronous_commit off, the last commits may be lost; "fast" is a
+        clean shutdown that keeps every commit."""
+        if self.datadir is not None:
+            self._pg_ctl("-m", mode, "-w", "stop")
+
     def stop(self) -> None:
         """Stop a private cluster and remove its directory; nothing for external servers."""
         if self.datadir is None or self.bindir is None:
             return
         with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            _run(
-                [
-                    str(self.bindir / "pg_ctl"),
-                    "-D",
-                    str(self.datadir),
-                    "-m",
-                    "immediate",
-                    "-w",
-                    "stop",
-                ],
-                run_as=self.run_as,
-                timeout=60,
-            )
+            self.halt()
         shutil.rmtree(self.datadir.parent, ignore_errors=True)
         self.datadir = None
+
+    def _pg_ctl(self, *args: str) -> None:
+        if self.bindir is None or self.datadir is None:
+            raise RuntimeError("not a private cluster")
+        _run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), *args],
+            run_as=self.run_as,
+            timeout=180,
+        )
 
 
 def answers(dsn: str) -> str | None:
@@ -193,27 +214,11 @@ def start_private_cluster(port: int | None = None) -> Server:
             run_as=run_as,
             timeout=180,
         )
-        options = (
+        server.options = (
             f"-p {port} -c listen_addresses=127.0.0.1 -k {top} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
         )
-        _run(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(datadir),
-                "-o",
-                options,
-                "-l",
-                str(top / "server.log"),
-                "-w",
-                "-t",
-                "120",
-                "start",
-            ],
-            run_as=run_as,
-            timeout=180,
-        )
+        server.start()
         deadline = time.monotonic() + 30
         while (reason := answers(server.dsn)) is not None:
             if time.monotonic() > deadline:

@@ -78,3 +78,44 @@ async def test_seq_follows_commit_order(pg_dsn: str) -> None:
         assert order == [("first",), ("second",)]
     finally:
         await store.close()
+
+
+async def _wait_ping(store: PostgresStore, want: bool, within_s: float) -> float:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while await store.ping() is not want:
+        assert loop.time() - start < within_s, f"ping did not become {want} in {within_s} s"
+        await asyncio.sleep(0.2)
+    return loop.time() - start
+
+
+@pytest.mark.timeout(300)
+async def test_the_store_reports_an_outage_and_recovers_after_a_server_restart(
+    pg_server: object,
+) -> None:
+    """ping (what /readyz shows) is False while the server is down; the pool reconnects
+    by itself when it is back, and nothing committed before is lost."""
+    from tests import pg
+
+    try:
+        server = pg.start_private_cluster()
+    except pg.PgUnavailable as exc:
+        pytest.fail(f"PostgreSQL unavailable: {exc}", pytrace=False)
+    try:
+        store = await PostgresStore.open(server.dsn, clock=FakeClock(), pool_size=2)
+        try:
+            await store.commit_poll("wf", {"v": 1}, [make_event("before")], [])
+            await asyncio.to_thread(server.halt, "fast")
+            down_s = await _wait_ping(store, False, 30)
+            with pytest.raises(psycopg.OperationalError):
+                await store.load_state("wf")
+            await asyncio.to_thread(server.start)
+            up_s = await _wait_ping(store, True, 15)  # psycopg-pool default: minutes
+            print(f"outage seen after {down_s:.1f} s, recovered {up_s:.1f} s after restart")
+            assert await store.load_state("wf") == {"v": 1}
+            new = await store.commit_poll("wf", {"v": 2}, [make_event("after")], [])
+            assert [e.dedup_key for e in new] == ["after"]
+        finally:
+            await store.close()
+    finally:
+        server.stop()

@@ -38,6 +38,13 @@ from watcher.store.sqlite import EventWithDeliveries, Silence
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 CONNECT_TIMEOUT_S = 10
+# How long a call waits for a pooled connection before it fails (the poll or delivery then
+# fails and is retried by its own schedule), and how long the pool keeps retrying one broken
+# connection with exponential backoff before it gives up and starts afresh at the next
+# request. psycopg-pool's default (5 min) lets the backoff grow to minutes, so after a
+# database restart the store would stay down far longer than the database.
+POOL_TIMEOUT_S = 10.0
+RECONNECT_TIMEOUT_S = 10.0
 PING_TIMEOUT_S = 5.0
 
 
@@ -112,6 +119,8 @@ class PostgresStore:
             max_size=pool_size,
             kwargs=kwargs,
             check=AsyncConnectionPool.check_connection,
+            timeout=POOL_TIMEOUT_S,
+            reconnect_timeout=RECONNECT_TIMEOUT_S,
             open=False,  # an implicitly opened async pool is deprecated (LIBRARIES pitfalls)
             name="watcher-store",
         )
