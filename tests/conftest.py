@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -52,7 +53,11 @@ def pg_database(pg_server: Any) -> Iterator[str]:
     from tests import pg
 
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    with pg.private_database(pg_server, worker) as dsn:
+    with contextlib.ExitStack() as stack:
+        try:
+            dsn = stack.enter_context(pg.private_database(pg_server, worker))
+        except pg.PgUnavailable as exc:
+            pytest.fail(f"PostgreSQL unavailable: {exc}", pytrace=False)
         yield dsn
 
 

@@ -244,8 +244,12 @@ def _run(argv: list[str], *, run_as: str | None, timeout: float) -> None:
 def private_database(server: Server, label: str) -> Iterator[str]:
     """Create an empty database for one test session/worker; drop it afterwards."""
     name = f"watcher_test_{label}_{uuid.uuid4().hex[:8]}".lower()
-    with psycopg.connect(server.dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    try:
+        with psycopg.connect(server.dsn, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise PgUnavailable(f"cannot create a test database on {server.origin}: {reason}") from None
     try:
         yield make_conninfo(server.dsn, dbname=name)
     finally:

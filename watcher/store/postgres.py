@@ -124,7 +124,11 @@ class PostgresStore:
             open=False,  # an implicitly opened async pool is deprecated (LIBRARIES pitfalls)
             name="watcher-store",
         )
-        await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        try:
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except BaseException:
+            await pool.close()  # stop its background reconnect workers
+            raise
         return cls(pool, clock or SystemClock())
 
     # -- states -------------------------------------------------------------------------
