@@ -223,6 +223,25 @@ async def test_events_keep_every_field(backend: Backend) -> None:
     assert stored.event == event
 
 
+async def test_nul_characters_in_events_and_state_round_trip(backend: Backend) -> None:
+    """Cloud error texts are stored verbatim; a NUL in one must not make a poll uncommittable."""
+    event = make_event("nul", details={"reason": "bad\x00byte"})
+    await backend.store.commit_poll("wf", {"last_error": "x\x00y"}, [event], [plan("u", "nul")])
+    (stored,) = await backend.store.recent_events()
+    assert stored.event == event
+    assert await backend.store.load_state("wf") == {"last_error": "x\x00y"}
+    await backend.store.save_kv("k", {"v": "\x00"})
+    assert await backend.store.load_kv("k") == {"v": "\x00"}
+    # Free-text errors keep everything but the NUL itself (PostgreSQL text cannot hold it).
+    (head,) = await backend.store.due_deliveries(T0)
+    await backend.store.mark_failed(head.id, T0, "HTTP 500: bad\x00body", T0)
+    await backend.store.mark_dead(head.id, T0, "gave up: bad\x00body")
+    (dead,) = await backend.store.deliveries_for(["nul"])
+    assert dead.state == "dead" and dead.attempts == 2
+    assert dead.last_error is not None
+    assert dead.last_error.replace("\ufffd", "\x00") == "gave up: bad\x00body"
+
+
 # -- the outbox -----------------------------------------------------------------------------
 
 
@@ -377,3 +396,50 @@ async def test_store_satisfies_the_port(backend: Backend) -> None:
         return store
 
     assert accepts(backend.store) is backend.store
+
+
+# -- what the CLI and the status pages read -------------------------------------------------
+
+
+async def test_events_with_deliveries_and_list_deliveries(backend: Backend) -> None:
+    store = backend.store
+    await store.commit_poll(
+        "wf-1",
+        None,
+        [make_event("a"), make_event("b")],
+        [plan("chat", "a", "b"), plan("mail", "b")],
+    )
+    await store.commit_poll("wf-2", None, [make_event("c")], [])
+    chat = (await store.due_deliveries(T0))[0]
+    await store.mark_sent(chat.id, T0)
+
+    rows = await store.events_with_deliveries(limit=10)
+    assert [
+        (r.event.dedup_key, r.workflow_key, [(d.url_key, d.state) for d in r.deliveries])
+        for r in rows
+    ] == [
+        ("a", "wf-1", [("chat", "sent")]),
+        ("b", "wf-1", [("chat", "sent"), ("mail", "pending")]),
+        ("c", "wf-2", []),
+    ]
+    assert [r.event.dedup_key for r in await store.events_with_deliveries(limit=1)] == ["c"]
+    assert [d.url_key for d in await store.list_deliveries()] == ["mail", "chat"]
+    assert [d.url_key for d in await store.list_deliveries(state="sent")] == ["chat"]
+    assert [d.url_key for d in await store.list_deliveries(limit=1)] == ["mail"]
+
+
+async def test_silences_add_list_remove(backend: Backend) -> None:
+    store = backend.store
+    s1 = await store.add_silence({"cluster": "prod-*"}, T0 + timedelta(hours=1), "maintenance")
+    s2 = await store.add_silence({"kinds": ["task.*"]}, T0 - timedelta(hours=1))
+    assert [s.id for s in await store.list_silences()] == [s1.id, s2.id]
+    (active,) = await store.list_silences(active_at=T0)
+    assert active == s1
+    assert (active.matcher, active.reason, active.created_at) == (
+        {"cluster": "prod-*"},
+        "maintenance",
+        T0,
+    )
+    assert await store.remove_silence(s1.id) is True
+    assert await store.remove_silence(s1.id) is False
+    assert [s.id for s in await store.list_silences()] == [s2.id]

@@ -6,10 +6,14 @@ schema is newer than it knows. Several replicas may start at once against one da
 every step first takes a transaction-scoped advisory lock: exactly one of them migrates, the
 others then see the new version and do nothing.
 
-The tables mirror the SQLite ones with native types (``timestamptz``, ``jsonb``, ``text[]``)
-and already carry what the HA work builds on: delivery claims (``claimed_by``,
+The tables mirror the SQLite ones with native types (``timestamptz``, ``text[]``). JSON
+documents are ``json``, not ``jsonb``: ``json`` keeps the exact text like SQLite does, and
+``jsonb`` rejects the escape ``\u0000``, which a cloud error message may well contain; a
+poll that can never commit would stall its workflow.
+
+The tables already carry what the HA work builds on: delivery claims (``claimed_by``,
 ``claim_until``) and a per-target lease table (``holder``, ``lease_until``, ``epoch``). This
-store does not use them yet; they are unused and NULL until replicas share the work.
+store does not use them yet; they stay NULL/empty until replicas share the work.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ _V1 = (
     """
     CREATE TABLE states (
         workflow_key text PRIMARY KEY,
-        state        jsonb NOT NULL,
+        state        json NOT NULL,
         updated_at   timestamptz NOT NULL
     )
     """,
@@ -45,7 +49,7 @@ _V1 = (
         severity     text NOT NULL,
         workflow_key text NOT NULL,
         observed_at  timestamptz NOT NULL,
-        data         jsonb NOT NULL
+        data         json NOT NULL
     )
     """,
     "CREATE INDEX events_workflow ON events (workflow_key, seq)",
@@ -81,7 +85,7 @@ _V1 = (
     """
     CREATE TABLE silences (
         id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        matcher    jsonb NOT NULL,
+        matcher    json NOT NULL,
         until      timestamptz NOT NULL,
         reason     text NOT NULL DEFAULT '',
         created_at timestamptz NOT NULL
@@ -90,7 +94,7 @@ _V1 = (
     """
     CREATE TABLE kv (
         key        text PRIMARY KEY,
-        value      jsonb NOT NULL,
+        value      json NOT NULL,
         updated_at timestamptz NOT NULL
     )
     """,

@@ -66,6 +66,12 @@ def _opt_dt(value: datetime | None) -> datetime | None:
     return None if value is None else _dt(value)
 
 
+def _text(value: str) -> str:
+    """Free text (error messages, reasons) with NUL, which PostgreSQL text cannot hold,
+    shown as U+FFFD: a sender's error quoting a binary body must not fail the bookkeeping."""
+    return value.replace("\x00", "\ufffd")
+
+
 def _dumps(value: Any) -> str:
     # The SQLite store's serialisation, so both reject the same values (NaN, non-JSON types).
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -183,14 +189,14 @@ class PostgresStore:
             if state_json is not None:
                 await conn.execute(
                     "INSERT INTO states (workflow_key, state, updated_at) "
-                    "VALUES (%s, %s::jsonb, %s) ON CONFLICT (workflow_key) DO UPDATE "
+                    "VALUES (%s, %s::json, %s) ON CONFLICT (workflow_key) DO UPDATE "
                     "SET state = excluded.state, updated_at = excluded.updated_at",
                     (workflow_key, state_json, now),
                 )
             for event, row in zip(events, rows, strict=True):
                 cur = await conn.execute(
                     "INSERT INTO events (dedup_key, event_id, kind, severity, workflow_key, "
-                    "observed_at, data) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) "
+                    "observed_at, data) VALUES (%s, %s, %s, %s, %s, %s, %s::json) "
                     "ON CONFLICT (dedup_key) DO NOTHING",
                     row,
                 )
@@ -279,7 +285,7 @@ class PostgresStore:
             await conn.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, last_error = %s, "
                 "next_attempt_at = %s WHERE id = %s AND state = 'pending'",
-                (error, _ts(next_attempt_at), delivery_id),
+                (_text(error), _ts(next_attempt_at), delivery_id),
             )
 
     async def mark_dead(self, delivery_id: int, now: datetime, error: str) -> None:
@@ -288,7 +294,7 @@ class PostgresStore:
             await conn.execute(
                 "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, "
                 "last_error = %s, next_attempt_at = %s WHERE id = %s AND state = 'pending'",
-                (error, _ts(now), delivery_id),
+                (_text(error), _ts(now), delivery_id),
             )
 
     async def deliveries_for(self, event_keys: Sequence[str]) -> list[Delivery]:
@@ -392,14 +398,14 @@ class PostgresStore:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO silences (matcher, until, reason, created_at) "
-                "VALUES (%s::jsonb, %s, %s, %s) RETURNING id",
-                (_dumps(dict(matcher)), _ts(until), reason, now),
+                "VALUES (%s::json, %s, %s, %s) RETURNING id",
+                (_dumps(dict(matcher)), _ts(until), _text(reason), now),
             )
             row = await cur.fetchone()
         if row is None:  # pragma: no cover - RETURNING always yields the row
             raise RuntimeError("INSERT ... RETURNING id returned no row")
         return Silence(
-            id=row[0], matcher=dict(matcher), until=_ts(until), reason=reason, created_at=now
+            id=row[0], matcher=dict(matcher), until=_ts(until), reason=_text(reason), created_at=now
         )
 
     async def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
@@ -436,7 +442,7 @@ class PostgresStore:
         text = _dumps(dict(value))
         async with self._pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO kv (key, value, updated_at) VALUES (%s, %s::jsonb, %s) "
+                "INSERT INTO kv (key, value, updated_at) VALUES (%s, %s::json, %s) "
                 "ON CONFLICT (key) DO UPDATE "
                 "SET value = excluded.value, updated_at = excluded.updated_at",
                 (key, text, _ts(self._clock.now())),
