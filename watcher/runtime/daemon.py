@@ -55,11 +55,11 @@ from watcher.runtime.wiring import (
     notify_plan,
     target_ref,
 )
-from watcher.store.sqlite import SqliteStore
+from watcher.store import STORE_FILE as STORE_FILE  # noqa: PLC0414  (re-exported for oneshot)
+from watcher.store import open_store
 
 log = structlog.get_logger(__name__)
 
-STORE_FILE = "watcher.sqlite3"
 HOUSEKEEPING_S = 6 * 3600.0  # how often old deliveries and events are pruned
 FINISHED_SHOWN = 100  # finished workflows kept in /api/v1/workflows and on the status page
 SELF_CHECK_S = 5.0  # how often the store is probed and systemd's watchdog is pinged
@@ -118,7 +118,7 @@ class Daemon:
     async def start(self) -> None:
         settings = self.settings
         self._tick = time.monotonic()
-        self.store = await SqliteStore.open(Path(settings.state_dir) / STORE_FILE, clock=self.clock)
+        self.store = await open_store(settings, self.clock)
         self._stack.push_async_callback(self.store.close)
         self._store_ok = True
         tail = await self.store.recent_events(limit=1)
