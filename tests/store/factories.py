@@ -51,3 +51,13 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
+
+
+def make_state(phase: str = "Running", *, uid: str = "wf-1", seq: int = 0, **extra: Any) -> Any:
+    """A small WatchState (typed as Any here so factories stay importable by every test)."""
+    from watcher.core.engine import WatchState  # noqa: PLC0415
+    from watcher.core.models import Workflow  # noqa: PLC0415
+
+    return WatchState(
+        workflow=Workflow(uid=uid, phase=phase, **extra), observed_at=T0, phase_seq=seq
+    )

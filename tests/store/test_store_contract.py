@@ -1,8 +1,10 @@
-"""One contract for the ``Store`` port, run against every backend on real databases.
+"""One contract for the ``Store`` port, run against every backend.
 
-SqliteStore uses a file in tmp_path; PostgresStore a fresh schema on the PostgreSQL server
-that tests/pg.py finds or starts (never skipped silently). Backend-specific details (file
-mode, WAL, migrations) stay in each backend's own tests; what the runtime relies on is here.
+MemoryStore runs in process; SqliteStore uses a file in tmp_path; PostgresStore a fresh
+schema on the PostgreSQL server that tests/pg.py finds or starts (never skipped silently).
+Backend-specific details (file mode, WAL, migrations) stay in each backend's own tests; what
+the runtime relies on is here. The two tests that need a durable database (a fault injected
+below the store, a reopen) say so when they skip the memory store.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,13 +20,27 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.store.factories import T0, FakeClock, make_event
+from tests.store.factories import T0, FakeClock, make_event, make_state
+from watcher.core.acks import Acknowledgement
 from watcher.core.events import Severity
-from watcher.core.ports import PlannedDelivery
+from watcher.core.health import TargetHealth
+from watcher.core.ports import OutboxStats, PlannedDelivery, Store
+from watcher.notify.routing import Silence
+from watcher.store.memory import MemoryStore
 from watcher.store.postgres import PostgresStore
 from watcher.store.sqlite import SqliteStore
 
-AnyStore = SqliteStore | PostgresStore
+AnyStore = Store
+
+# mypy checks that every backend implements the whole port (a missing or mistyped method
+# fails `make lint`, not a runtime call deep inside the daemon).
+_MEMORY: type[Store] = MemoryStore
+_SQLITE: type[Store] = SqliteStore
+_POSTGRES: type[Store] = PostgresStore
+
+
+def _typed(store: MemoryStore) -> Store:
+    return store  # the instance check, in the form the runtime uses it
 
 
 @dataclass
@@ -32,8 +48,8 @@ class Backend:
     """A store under test plus a raw side channel to inject a fault into its database."""
 
     store: AnyStore
-    reopen: Callable[[], Awaitable[AnyStore]]
-    raw: Callable[[str], None]  # run one statement outside the store
+    reopen: Callable[[], Awaitable[AnyStore]] | None  # None: nothing survives a close
+    raw: Callable[[str], None] | None  # run one statement outside the store
     fail_deliveries_sql: tuple[str, ...]  # makes every delivery INSERT fail "disk on fire"
     heal_deliveries_sql: str
 
@@ -78,11 +94,15 @@ def _pg_backend(dsn: str, store: PostgresStore, clock: FakeClock) -> Backend:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[Backend]:
-    if request.param == "sqlite":
+    if request.param == "memory":
+        memory = MemoryStore(clock=clock)
+        yield Backend(memory, None, None, (), "")
+        await memory.close()
+    elif request.param == "sqlite":
         path = tmp_path / "state" / "watcher.sqlite3"
         sqlite_store = await SqliteStore.open(path, clock=clock)
         yield _sqlite_backend(path, sqlite_store, clock)
@@ -110,13 +130,14 @@ async def test_commit_writes_state_events_and_deliveries(backend: Backend) -> No
     e1, e2 = make_event("k1"), make_event("k2", severity=Severity.FAILURE)
     new = await store.commit_poll(
         "wf-1",
-        {"phase": "Running", "n": [1, 2.5]},
+        make_state("Running", seq=2),
         [e1, e2],
         [plan("chat", "k1", "k2"), plan("mail", "k2")],
     )
     assert new == [e1, e2]
-    assert await store.load_state("wf-1") == {"phase": "Running", "n": [1, 2.5]}
-    assert await store.load_all_states() == {"wf-1": {"phase": "Running", "n": [1, 2.5]}}
+    assert await store.load_state("wf-1") == make_state("Running", seq=2)
+    assert await store.load_all_states() == {"wf-1": make_state("Running", seq=2)}
+    assert await store.workflow_keys() == ["wf-1"]
     due = await store.due_deliveries(T0)
     assert [(d.url_key, [e.dedup_key for e in d.events]) for d in due] == [
         ("chat", ["k1", "k2"]),
@@ -126,7 +147,7 @@ async def test_commit_writes_state_events_and_deliveries(backend: Backend) -> No
     assert (first.state, first.attempts, first.workflow_key) == ("pending", 0, "wf-1")
     assert first.created_at == T0 and first.next_attempt_at == T0
     assert first.created_at.utcoffset() == timedelta(0)
-    assert (first.last_error, first.sent_at) == (None, None)
+    assert (first.last_error, first.sent_at, first.maybe_delivered) == (None, None, 0)
 
 
 async def test_known_and_repeated_keys_are_skipped_and_dropped_from_deliveries(
@@ -154,14 +175,14 @@ async def test_known_and_repeated_keys_are_skipped_and_dropped_from_deliveries(
 
 async def test_state_none_keeps_the_stored_state_and_order_is_kept(backend: Backend) -> None:
     store = backend.store
-    await store.commit_poll("wf-1", {"phase": "Init"}, [], [])
+    await store.commit_poll("wf-1", make_state("Init"), [], [])
     await store.commit_poll(
         "wf-1",
         None,
         [make_event("a"), make_event("b"), make_event("c")],
         [plan("u", "c", "a", "b")],
     )
-    assert await store.load_state("wf-1") == {"phase": "Init"}
+    assert await store.load_state("wf-1") == make_state("Init")
     assert await store.load_state("unknown") is None
     (d,) = await store.due_deliveries(T0)
     assert [e.dedup_key for e in d.events] == ["c", "a", "b"]
@@ -170,25 +191,30 @@ async def test_state_none_keeps_the_stored_state_and_order_is_kept(backend: Back
 async def test_a_commit_that_fails_midway_leaves_nothing_behind(backend: Backend) -> None:
     """State and events are written when the delivery insert fails: everything rolls back."""
     store = backend.store
-    await store.commit_poll("wf-1", {"v": 1}, [make_event("k0")], [plan("u", "k0")])
+    if backend.raw is None:
+        pytest.skip("MemoryStore has no database below it to inject a fault into")
+    await store.commit_poll("wf-1", make_state(seq=1), [make_event("k0")], [plan("u", "k0")])
     for sql in backend.fail_deliveries_sql:
         backend.raw(sql)
     with pytest.raises(Exception, match="disk on fire"):
-        await store.commit_poll("wf-1", {"v": 2}, [make_event("k1")], [plan("u", "k1")])
+        await store.commit_poll("wf-1", make_state(seq=2), [make_event("k1")], [plan("u", "k1")])
 
-    assert await store.load_state("wf-1") == {"v": 1}
+    assert await store.load_state("wf-1") == make_state(seq=1)
     assert await _keys(store) == ["k0"]
     assert len(await store.deliveries_for(["k0", "k1"])) == 1
     backend.raw(backend.heal_deliveries_sql)
-    again = await store.commit_poll("wf-1", {"v": 2}, [make_event("k1")], [plan("u", "k1")])
+    again = await store.commit_poll(
+        "wf-1", make_state(seq=2), [make_event("k1")], [plan("u", "k1")]
+    )
     assert [e.dedup_key for e in again] == ["k1"]
-    assert await store.load_state("wf-1") == {"v": 2}
+    assert await store.load_state("wf-1") == make_state(seq=2)
 
 
 async def test_unserialisable_state_and_naive_times_fail_before_writing(backend: Backend) -> None:
     store = backend.store
+    bad = replace(make_state(), fired=frozenset({"a", 1}))  # cannot be sorted, so not written
     with pytest.raises(TypeError):
-        await store.commit_poll("wf-1", {"bad": object()}, [make_event("k")], [plan("u", "k")])
+        await store.commit_poll("wf-1", bad, [make_event("k")], [plan("u", "k")])
     with pytest.raises(ValueError, match="naive"):
         await store.due_deliveries(T0.replace(tzinfo=None))
     assert await store.recent_events() == []
@@ -199,7 +225,9 @@ async def test_concurrent_commits_of_one_key_store_it_once(backend: Backend) -> 
     store = backend.store
     results = await asyncio.gather(
         *(
-            store.commit_poll(f"wf-{i}", {"i": i}, [make_event("same")], [plan("u", "same")])
+            store.commit_poll(
+                f"wf-{i}", make_state(seq=i), [make_event("same")], [plan("u", "same")]
+            )
             for i in range(6)
         )
     )
@@ -226,12 +254,13 @@ async def test_events_keep_every_field(backend: Backend) -> None:
 async def test_nul_characters_in_events_and_state_round_trip(backend: Backend) -> None:
     """Cloud error texts are stored verbatim; a NUL in one must not make a poll uncommittable."""
     event = make_event("nul", details={"reason": "bad\x00byte"})
-    await backend.store.commit_poll("wf", {"last_error": "x\x00y"}, [event], [plan("u", "nul")])
+    state = replace(make_state(), fired=frozenset({"x\x00y"}))
+    await backend.store.commit_poll("wf", state, [event], [plan("u", "nul")])
     (stored,) = await backend.store.recent_events()
     assert stored.event == event
-    assert await backend.store.load_state("wf") == {"last_error": "x\x00y"}
-    await backend.store.save_kv("k", {"v": "\x00"})
-    assert await backend.store.load_kv("k") == {"v": "\x00"}
+    assert await backend.store.load_state("wf") == state
+    await backend.store.save_known_workflows("t/_discovery", ["\x00"])
+    assert await backend.store.load_known_workflows("t/_discovery") == {"\x00"}
     # Free-text errors keep everything but the NUL itself (PostgreSQL text cannot hold it).
     (head,) = await backend.store.due_deliveries(T0)
     await backend.store.mark_failed(head.id, T0, "HTTP 500: bad\x00body", T0)
@@ -295,15 +324,24 @@ async def test_marks_finish_deliveries_once_and_show_in_stats(
     assert [d.url_key for d in await store.due_deliveries(T0)] == ["P"]
 
     stats = await store.outbox_stats(T0 + timedelta(seconds=90))
-    assert stats == {"pending": 1.0, "dead": 1.0, "oldest_pending_age_s": 90.0}
+    assert stats == OutboxStats(pending=1, dead=1, oldest_pending_age_s=90.0)
 
 
 async def test_outbox_stats_of_an_empty_outbox(backend: Backend) -> None:
-    assert await backend.store.outbox_stats(T0) == {
-        "pending": 0.0,
-        "dead": 0.0,
-        "oldest_pending_age_s": 0.0,
-    }
+    assert await backend.store.outbox_stats(T0) == OutboxStats(
+        pending=0, dead=0, oldest_pending_age_s=0.0
+    )
+
+
+async def test_maybe_delivered_attempts_are_counted(backend: Backend) -> None:
+    store = backend.store
+    await store.commit_poll("wf", None, [make_event("m")], [plan("u", "m")])
+    (head,) = await store.due_deliveries(T0)
+    await store.mark_failed(head.id, T0, "no answer in 30 s", T0, maybe_delivered=True)
+    await store.mark_failed(head.id, T0, "HTTP 503", T0)
+    await store.mark_dead(head.id, T0, "gave up", maybe_delivered=True)
+    (row,) = await store.deliveries_for(["m"])
+    assert (row.state, row.attempts, row.maybe_delivered) == ("dead", 3, 2)
 
 
 # -- the event feed -------------------------------------------------------------------------
@@ -327,12 +365,21 @@ async def test_recent_events_tail_and_cursor_paging(backend: Backend) -> None:
 # -- kv, prune, ping, reopen ----------------------------------------------------------------
 
 
-async def test_kv_round_trips_and_replaces(backend: Backend) -> None:
+async def test_health_and_known_workflows_round_trip_and_replace(backend: Backend) -> None:
     store = backend.store
-    assert await store.load_kv("health/prod") is None
-    await store.save_kv("health/prod", {"ok": False, "failures": 3})
-    await store.save_kv("health/prod", {"ok": True, "failures": 0, "ids": ["a", "b"]})
-    assert await store.load_kv("health/prod") == {"ok": True, "failures": 0, "ids": ["a", "b"]}
+    assert await store.load_health("prod") is None
+    failing = TargetHealth(consecutive_failures=3, failing_since=T0, last_error_kind="server")
+    await store.save_health("prod", failing)
+    assert await store.load_health("prod") == failing
+    await store.save_health("prod", TargetHealth())
+    assert await store.load_health("prod") == TargetHealth()
+    assert await store.load_health("other") is None
+
+    assert await store.load_known_workflows("prod/_discovery") is None
+    await store.save_known_workflows("prod/_discovery", [])  # the first-listing marker
+    assert await store.load_known_workflows("prod/_discovery") == frozenset()
+    await store.save_known_workflows("prod/_discovery", {"b", "a"})
+    assert await store.load_known_workflows("prod/_discovery") == {"a", "b"}
 
 
 async def test_prune_removes_old_finished_rows_but_never_pending_ones(backend: Backend) -> None:
@@ -365,15 +412,17 @@ async def test_prune_works_in_bounded_batches(backend: Backend) -> None:
 
 async def test_everything_survives_close_and_reopen(backend: Backend) -> None:
     store = backend.store
-    await store.commit_poll("wf", {"v": 1}, [make_event("k")], [plan("u", "k")])
-    await store.save_kv("health/t", {"ok": True})
+    if backend.reopen is None:
+        pytest.skip("MemoryStore keeps nothing across a close, by design")
+    await store.commit_poll("wf", make_state(seq=1), [make_event("k")], [plan("u", "k")])
+    await store.save_health("t", TargetHealth(consecutive_failures=1))
     await store.close()
     again = await backend.reopen()
     try:
-        assert await again.load_state("wf") == {"v": 1}
+        assert await again.load_state("wf") == make_state(seq=1)
         assert await _keys(again) == ["k"]
         assert [d.url_key for d in await again.due_deliveries(T0)] == ["u"]
-        assert await again.load_kv("health/t") == {"ok": True}
+        assert await again.load_health("t") == TargetHealth(consecutive_failures=1)
     finally:
         await again.close()
 
@@ -389,13 +438,21 @@ async def test_ping_and_close(backend: Backend) -> None:
 
 
 async def test_store_satisfies_the_port(backend: Backend) -> None:
-    """Both classes type-check as the runtime's Store (also enforced by mypy on open_store)."""
-    from watcher.core.ports import Store
+    """Every backend type-checks as the runtime's Store (see _MEMORY/_SQLITE/_POSTGRES)."""
 
     def accepts(store: Store) -> Any:
         return store
 
     assert accepts(backend.store) is backend.store
+    assert _typed(MemoryStore()) is not None
+
+
+async def test_self_check_and_identity_of_a_healthy_store(backend: Backend) -> None:
+    store = backend.store
+    assert store.identity_problem() is None
+    assert await store.self_check() is None
+    await store.close()
+    assert await store.self_check() == "the store is closed"
 
 
 # -- what the CLI and the status pages read -------------------------------------------------
@@ -428,18 +485,65 @@ async def test_events_with_deliveries_and_list_deliveries(backend: Backend) -> N
     assert [d.url_key for d in await store.list_deliveries(limit=1)] == ["mail"]
 
 
-async def test_silences_add_list_remove(backend: Backend) -> None:
+async def test_silences_add_list_expire_remove(backend: Backend, clock: FakeClock) -> None:
     store = backend.store
-    s1 = await store.add_silence({"cluster": "prod-*"}, T0 + timedelta(hours=1), "maintenance")
-    s2 = await store.add_silence({"kinds": ["task.*"]}, T0 - timedelta(hours=1))
-    assert [s.id for s in await store.list_silences()] == [s1.id, s2.id]
-    (active,) = await store.list_silences(active_at=T0)
-    assert active == s1
-    assert (active.matcher, active.reason, active.created_at) == (
-        {"cluster": "prod-*"},
+    s1 = await store.add_silence(
+        Silence(
+            until=T0 + timedelta(hours=1),
+            cluster_id="prod-*",
+            labels={"env": "prod"},
+            creator="ana",
+            comment="maintenance",
+        )
+    )
+    s2 = await store.add_silence(Silence(until=T0 - timedelta(hours=1), kinds=("task.*",)))
+    later = await store.add_silence(
+        Silence(until=T0 + timedelta(hours=3), starts_at=T0 + timedelta(hours=2))
+    )
+    assert s1.id is not None and len({s1.id, s2.id, later.id}) == 3
+    assert [s.id for s in await store.list_silences()] == [s1.id, s2.id, later.id]
+    # Ended ones drop out of the active list; one that starts later is listed already.
+    assert await store.list_silences(active_at=T0) == [s1, later]
+    assert (s1.cluster_id, s1.labels, s1.creator, s1.comment, s1.created_at) == (
+        "prod-*",
+        {"env": "prod"},
+        "ana",
         "maintenance",
         T0,
     )
-    assert await store.remove_silence(s1.id) is True
-    assert await store.remove_silence(s1.id) is False
-    assert [s.id for s in await store.list_silences()] == [s2.id]
+    assert later.starts_at == T0 + timedelta(hours=2)
+
+    expired = await store.expire_silence(int(s1.id), T0 + timedelta(minutes=5))
+    assert expired is not None and expired.until == T0 + timedelta(minutes=5)
+    again = await store.expire_silence(int(s1.id), T0 + timedelta(minutes=30))
+    assert again is not None and again.until == T0 + timedelta(minutes=5)  # stays as it was
+    assert await store.expire_silence(999_999, T0) is None
+    assert await store.list_silences(active_at=T0 + timedelta(minutes=10)) == [later]
+
+    assert await store.remove_silence(int(s2.id or 0)) is True
+    assert await store.remove_silence(int(s2.id or 0)) is False
+    assert [s.id for s in await store.list_silences()] == [s1.id, later.id]
+
+
+async def test_acks_set_replace_end_and_list(backend: Backend) -> None:
+    store = backend.store
+    first = Acknowledgement("prod/wf-1", "ana", "looking", T0, T0 + timedelta(hours=1))
+    await store.set_ack(first)
+    await store.set_ack(Acknowledgement("prod/wf-2", "bo", "", T0, T0 + timedelta(minutes=1)))
+    assert await store.list_acks() == [
+        first,
+        Acknowledgement("prod/wf-2", "bo", "", T0, T0 + timedelta(minutes=1)),
+    ]
+    # Past its end an acknowledgement is no longer in force and cannot be ended again.
+    later = T0 + timedelta(minutes=5)
+    assert await store.list_acks(active_at=later) == [first]
+    assert await store.end_ack("prod/wf-2", later) is False
+    assert await store.end_ack("prod/wf-1", later) is True
+    assert await store.end_ack("prod/wf-1", later) is False
+    assert await store.list_acks(active_at=later) == []
+    (ended, _) = await store.list_acks()
+    assert ended.ended_at == later
+    # A new acknowledgement replaces the ended one and is in force again.
+    renewed = Acknowledgement("prod/wf-1", "cy", "again", later, T0 + timedelta(hours=2))
+    await store.set_ack(renewed)
+    assert await store.list_acks(active_at=later) == [renewed]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
@@ -29,6 +29,8 @@ class Phase(StrEnum):
 
 
 TERMINAL_PHASES = frozenset({Phase.SUCCESS, Phase.CANCEL})
+
+Api = Literal["cce", "autopilot"]  # which CCE API serves a cluster (standard or Autopilot)
 
 
 class TaskStatus(StrEnum):

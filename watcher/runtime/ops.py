@@ -24,9 +24,8 @@ import structlog
 
 from watcher.core.acks import Acknowledgement, changes_workflow
 from watcher.core.events import Event
-from watcher.core.ports import Clock, PlannedDelivery
+from watcher.core.ports import Clock, PlannedDelivery, Store
 from watcher.notify import routing
-from watcher.store.sqlite import SqliteStore
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +39,7 @@ class OpsState:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         clock: Clock,
         *,
         on_count: Callable[[int], None] = lambda n: None,

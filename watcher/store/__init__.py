@@ -12,14 +12,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from watcher.config import Settings
-    from watcher.core.ports import Clock
-    from watcher.store.postgres import PostgresStore
-    from watcher.store.sqlite import SqliteStore
+    from watcher.core.ports import Clock, Store
 
 STORE_FILE = "watcher.sqlite3"
 
 
-async def open_store(settings: Settings, clock: Clock) -> SqliteStore | PostgresStore:
+async def open_store(settings: Settings, clock: Clock) -> Store:
     """Open (and migrate) the store the settings name."""
     state = settings.state
     if state.backend == "postgres":

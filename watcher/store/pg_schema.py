@@ -110,7 +110,32 @@ _V1 = (
     """,
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1),)
+_V2 = (
+    # Silences added at run time (CLI, API), as in SQLite's version 2: when they start and
+    # who added them; ``reason`` is the comment; expiring one sets ``until`` to now.
+    "ALTER TABLE silences ADD COLUMN starts_at timestamptz",
+    "ALTER TABLE silences ADD COLUMN creator text NOT NULL DEFAULT ''",
+    # At most one acknowledgement per workflow; ``ended_at`` is set when the workflow
+    # changed after it.
+    """
+    CREATE TABLE acks (
+        workflow_key text PRIMARY KEY,
+        by           text NOT NULL,
+        note         text NOT NULL DEFAULT '',
+        created_at   timestamptz NOT NULL,
+        until        timestamptz NOT NULL,
+        ended_at     timestamptz
+    )
+    """,
+)
+
+_V3 = (
+    # Attempts whose outcome is unknown (sent, no answer within the send timeout), as in
+    # SQLite's version 3.
+    "ALTER TABLE deliveries ADD COLUMN maybe_delivered integer NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2), Migration(3, _V3))
 
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -20,8 +20,8 @@ Sessions use ``TimeZone=UTC`` and every datetime returned is aware UTC, as with 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,11 +29,22 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from watcher.core.acks import Acknowledgement
+from watcher.core.engine import WatchState
 from watcher.core.errors import WatcherError
 from watcher.core.events import Event
-from watcher.core.ports import Clock, Delivery, PlannedDelivery, StoredEvent, SystemClock
-from watcher.store import pg_schema
-from watcher.store.sqlite import EventWithDeliveries, Silence
+from watcher.core.health import TargetHealth
+from watcher.core.ports import (
+    Clock,
+    Delivery,
+    EventWithDeliveries,
+    OutboxStats,
+    PlannedDelivery,
+    StoredEvent,
+    SystemClock,
+)
+from watcher.notify.routing import Silence
+from watcher.store import codec, pg_schema
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -72,9 +83,8 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
-def _dumps(value: Any) -> str:
-    # The SQLite store's serialisation, so both reject the same values (NaN, non-JSON types).
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# The SQLite store's serialisation, so both reject the same values (NaN, non-JSON types).
+_dumps = codec.dumps
 
 
 def _session_kwargs(dsn: str) -> dict[str, Any]:
@@ -98,6 +108,7 @@ class PostgresStore:
         self._pool = pool
         self._clock = clock
         self._closed = False
+        self._failure: str | None = None  # the latest failed commit since self_check()
 
     @classmethod
     async def open(
@@ -139,26 +150,33 @@ class PostgresStore:
 
     # -- states -------------------------------------------------------------------------
 
-    async def load_state(self, workflow_key: str) -> dict[str, Any] | None:
+    async def load_state(self, workflow_key: str) -> WatchState | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT state FROM states WHERE workflow_key = %s", (workflow_key,)
             )
             row = await cur.fetchone()
-        return None if row is None else dict(row[0])
+        return None if row is None else codec.decode_state(row[0])
 
-    async def load_all_states(self) -> dict[str, dict[str, Any]]:
+    async def load_all_states(self) -> dict[str, WatchState]:
         async with self._pool.connection() as conn:
             cur = await conn.execute("SELECT workflow_key, state FROM states")
             rows = await cur.fetchall()
-        return {key: dict(state) for key, state in rows}
+        return {key: codec.decode_state(state) for key, state in rows}
+
+    async def workflow_keys(self) -> list[str]:
+        """The keys of every workflow with a stored state (to resolve ``ack WORKFLOW``)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT workflow_key FROM states ORDER BY workflow_key")
+            rows = await cur.fetchall()
+        return [r[0] for r in rows]
 
     # -- the poll commit ----------------------------------------------------------------
 
     async def commit_poll(
         self,
         workflow_key: str,
-        state: dict[str, Any] | None,
+        state: WatchState | None,
         events: Sequence[Event],
         deliveries: Sequence[PlannedDelivery],
     ) -> list[Event]:
@@ -169,7 +187,7 @@ class PostgresStore:
         created. Serialisation happens before the transaction opens.
         """
         now = _ts(self._clock.now())
-        state_json = None if state is None else _dumps(state)
+        state_json = await codec.encode_state(state)
         rows = [
             (
                 e.dedup_key,
@@ -182,6 +200,21 @@ class PostgresStore:
             )
             for e in events
         ]
+        try:
+            return await self._commit(workflow_key, state_json, events, rows, deliveries, now)
+        except (psycopg.Error, PoolTimeout) as exc:
+            self._failure = _trouble(exc)
+            raise
+
+    async def _commit(
+        self,
+        workflow_key: str,
+        state_json: str | None,
+        events: Sequence[Event],
+        rows: list[tuple[Any, ...]],
+        deliveries: Sequence[PlannedDelivery],
+        now: datetime,
+    ) -> list[Event]:
         new: list[Event] = []
         async with self._pool.connection() as conn, conn.transaction():
             if rows:
@@ -227,7 +260,7 @@ class PostgresStore:
 
     _DELIVERY_COLUMNS = (
         "d.id, d.url_key, d.workflow_key, d.event_keys, d.state, d.attempts, d.created_at, "
-        "d.next_attempt_at, d.last_error, d.sent_at"
+        "d.next_attempt_at, d.last_error, d.sent_at, d.maybe_delivered"
     )
 
     async def _deliveries(self, conn: Conn, rows: list[tuple[Any, ...]]) -> list[Delivery]:
@@ -252,6 +285,7 @@ class PostgresStore:
                 next_attempt_at=_dt(r[7]),
                 last_error=r[8],
                 sent_at=_opt_dt(r[9]),
+                maybe_delivered=r[10],
             )
             for r in rows
         ]
@@ -277,24 +311,37 @@ class PostgresStore:
             )
 
     async def mark_failed(
-        self, delivery_id: int, now: datetime, error: str, next_attempt_at: datetime
+        self,
+        delivery_id: int,
+        now: datetime,
+        error: str,
+        next_attempt_at: datetime,
+        *,
+        maybe_delivered: bool = False,
     ) -> None:
-        """Count a failed attempt; ``error`` must already be free of secrets."""
+        """Count a failed attempt; ``error`` must already be free of secrets.
+
+        ``maybe_delivered``: the attempt's outcome is unknown (sent, no answer in time).
+        """
         del now  # the attempt time is implied by next_attempt_at; kept for the Protocol
         async with self._pool.connection() as conn:
             await conn.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, last_error = %s, "
-                "next_attempt_at = %s WHERE id = %s AND state = 'pending'",
-                (_text(error), _ts(next_attempt_at), delivery_id),
+                "next_attempt_at = %s, maybe_delivered = maybe_delivered + %s "
+                "WHERE id = %s AND state = 'pending'",
+                (_text(error), _ts(next_attempt_at), int(maybe_delivered), delivery_id),
             )
 
-    async def mark_dead(self, delivery_id: int, now: datetime, error: str) -> None:
+    async def mark_dead(
+        self, delivery_id: int, now: datetime, error: str, *, maybe_delivered: bool = False
+    ) -> None:
         """Dead-letter after a final failed attempt (it counts as an attempt)."""
         async with self._pool.connection() as conn:
             await conn.execute(
                 "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, "
-                "last_error = %s, next_attempt_at = %s WHERE id = %s AND state = 'pending'",
-                (_text(error), _ts(now), delivery_id),
+                "last_error = %s, next_attempt_at = %s, "
+                "maybe_delivered = maybe_delivered + %s WHERE id = %s AND state = 'pending'",
+                (_text(error), _ts(now), int(maybe_delivered), delivery_id),
             )
 
     async def deliveries_for(self, event_keys: Sequence[str]) -> list[Delivery]:
@@ -322,8 +369,8 @@ class PostgresStore:
             )
             return await self._deliveries(conn, await cur.fetchall())
 
-    async def outbox_stats(self, now: datetime) -> dict[str, float]:
-        """``pending``, ``dead`` (counts) and ``oldest_pending_age_s`` (0 when none)."""
+    async def outbox_stats(self, now: datetime) -> OutboxStats:
+        """Pending and dead counts, and the oldest pending delivery's age (0 when none)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT COUNT(*) FILTER (WHERE state = 'pending'), "
@@ -334,7 +381,7 @@ class PostgresStore:
             row = await cur.fetchone()
         pending, dead, oldest = row if row is not None else (0, 0, None)
         age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
-        return {"pending": float(pending), "dead": float(dead), "oldest_pending_age_s": age}
+        return OutboxStats(pending=int(pending), dead=int(dead), oldest_pending_age_s=age)
 
     # -- the event feed -----------------------------------------------------------------
 
@@ -390,37 +437,65 @@ class PostgresStore:
         ]
 
     # -- silences -----------------------------------------------------------------------
+    # The production model is watcher.notify.routing.Silence; the store gives it its id.
 
-    async def add_silence(
-        self, matcher: Mapping[str, Any], until: datetime, reason: str = ""
-    ) -> Silence:
+    _SILENCE_COLUMNS = "id, matcher, until, reason, created_at, starts_at, creator"
+
+    async def add_silence(self, silence: Silence) -> Silence:
+        """Store a silence (its ``id`` and ``created_at`` are ignored); return it with both."""
         now = _ts(self._clock.now())
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "INSERT INTO silences (matcher, until, reason, created_at) "
-                "VALUES (%s::json, %s, %s, %s) RETURNING id",
-                (_dumps(dict(matcher)), _ts(until), _text(reason), now),
+                "INSERT INTO silences (matcher, until, reason, created_at, starts_at, creator) "
+                "VALUES (%s::json, %s, %s, %s, %s, %s) RETURNING id",
+                (
+                    _dumps(silence.matcher()),
+                    _ts(silence.until),
+                    _text(silence.comment),
+                    now,
+                    None if silence.starts_at is None else _ts(silence.starts_at),
+                    _text(silence.creator),
+                ),
             )
             row = await cur.fetchone()
         if row is None:  # pragma: no cover - RETURNING always yields the row
             raise RuntimeError("INSERT ... RETURNING id returned no row")
-        return Silence(
-            id=row[0], matcher=dict(matcher), until=_ts(until), reason=_text(reason), created_at=now
+        return replace(
+            silence,
+            id=str(row[0]),
+            until=_ts(silence.until),
+            starts_at=None if silence.starts_at is None else _ts(silence.starts_at),
+            comment=_text(silence.comment),
+            creator=_text(silence.creator),
+            created_at=now,
         )
 
     async def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
-        """All silences by id, or only those still in force at ``active_at``."""
+        """All silences by id, or only those not yet ended at ``active_at`` (including
+        those that start later)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT id, matcher, until, reason, created_at FROM silences "
+                f"SELECT {self._SILENCE_COLUMNS} FROM silences "  # noqa: S608 - constant columns
                 "WHERE %(at)s::timestamptz IS NULL OR until > %(at)s ORDER BY id",
                 {"at": None if active_at is None else _ts(active_at)},
             )
             rows = await cur.fetchall()
-        return [
-            Silence(id=i, matcher=dict(m), until=_dt(u), reason=r, created_at=_dt(c))
-            for i, m, u, r, c in rows
-        ]
+        return [_silence(row) for row in rows]
+
+    async def expire_silence(self, silence_id: int, now: datetime) -> Silence | None:
+        """End a silence now (it stays listed, expired); None if there is no such id.
+        Expiring an already ended one leaves its end as it was."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE silences SET until = %(now)s WHERE id = %(id)s AND until > %(now)s",
+                {"now": _ts(now), "id": silence_id},
+            )
+            cur = await conn.execute(
+                f"SELECT {self._SILENCE_COLUMNS} FROM silences WHERE id = %s",  # noqa: S608 - constant columns
+                (silence_id,),
+            )
+            row = await cur.fetchone()
+        return None if row is None else _silence(row)
 
     async def remove_silence(self, silence_id: int) -> bool:
         """Delete a silence; False if there was none with this id."""
@@ -428,7 +503,69 @@ class PostgresStore:
             cur = await conn.execute("DELETE FROM silences WHERE id = %s", (silence_id,))
         return cur.rowcount == 1
 
-    # -- target health ------------------------------------------------------------------
+    # -- acknowledgements ---------------------------------------------------------------
+
+    async def set_ack(self, ack: Acknowledgement) -> None:
+        """Acknowledge a workflow, replacing any earlier acknowledgement of it."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO acks (workflow_key, by, note, created_at, until, ended_at) "
+                "VALUES (%s, %s, %s, %s, %s, NULL) ON CONFLICT (workflow_key) DO UPDATE SET "
+                "by = excluded.by, note = excluded.note, created_at = excluded.created_at, "
+                "until = excluded.until, ended_at = NULL",
+                (
+                    ack.workflow_key,
+                    _text(ack.by),
+                    _text(ack.note),
+                    _ts(ack.created_at),
+                    _ts(ack.until),
+                ),
+            )
+
+    async def end_ack(self, workflow_key: str, now: datetime) -> bool:
+        """Mark the workflow's acknowledgement ended; False if none was in force."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE acks SET ended_at = %(now)s WHERE workflow_key = %(key)s "
+                "AND ended_at IS NULL AND until > %(now)s",
+                {"now": _ts(now), "key": workflow_key},
+            )
+        return cur.rowcount == 1
+
+    async def list_acks(self, *, active_at: datetime | None = None) -> list[Acknowledgement]:
+        """Every acknowledgement, or only those in force at ``active_at``."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT workflow_key, by, note, created_at, until, ended_at FROM acks "
+                "WHERE %(at)s::timestamptz IS NULL OR (ended_at IS NULL AND until > %(at)s) "
+                "ORDER BY workflow_key",
+                {"at": None if active_at is None else _ts(active_at)},
+            )
+            rows = await cur.fetchall()
+        return [
+            Acknowledgement(
+                workflow_key=k, by=b, note=n, created_at=_dt(c), until=_dt(u), ended_at=_opt_dt(e)
+            )
+            for k, b, n, c, u, e in rows
+        ]
+
+    # -- target health and discovery -----------------------------------------------------
+
+    async def load_health(self, target: str) -> TargetHealth | None:
+        data = await self.load_kv(codec.health_key(target))
+        return None if data is None else codec.decode_health(data)
+
+    async def save_health(self, target: str, value: TargetHealth) -> None:
+        await self.save_kv(codec.health_key(target), codec.health_doc(value))
+
+    async def load_known_workflows(self, discovery_key: str) -> frozenset[str] | None:
+        data = await self.load_kv(discovery_key)
+        return None if data is None else codec.decode_known(data)
+
+    async def save_known_workflows(self, discovery_key: str, ids: Iterable[str]) -> None:
+        await self.save_kv(discovery_key, codec.known_doc(ids))
+
+    # The small JSON documents behind the typed methods above (not part of the port).
 
     async def load_kv(self, key: str) -> dict[str, Any] | None:
         """A small JSON document saved under ``key`` (target health, discovered ids)."""
@@ -483,8 +620,58 @@ class PostgresStore:
             return False
         return True
 
+    def identity_problem(self) -> str | None:
+        """Always None: a database has no file that could be replaced under the store."""
+        return None
+
+    async def self_check(self) -> str | None:
+        """One line saying why the store cannot commit now, or None when it can.
+
+        Writes a tiny probe row, then reports a poll commit that failed since the previous
+        call. The lines quote psycopg's reason (host, port), never the DSN.
+        """
+        if self._closed:
+            return "the store is closed"
+        problem: str | None = None
+        try:
+            async with self._pool.connection(timeout=PING_TIMEOUT_S) as conn:
+                await conn.execute(
+                    "INSERT INTO kv (key, value, updated_at) "
+                    "VALUES ('watcher/probe', '{}'::json, %s) "
+                    "ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at",
+                    (_ts(self._clock.now()),),
+                )
+        except (psycopg.Error, PoolTimeout) as exc:
+            problem = _trouble(exc)
+        failure, self._failure = self._failure, None
+        return problem or failure
+
     async def close(self) -> None:
         """Close the pool (idempotent)."""
         if not self._closed:
             self._closed = True
             await self._pool.close()
+
+
+def _trouble(exc: BaseException) -> str:
+    """One line about a failed database call (psycopg's reason never quotes the DSN)."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return f"PostgreSQL store: {reason}; check that the database is up and reachable"
+
+
+def _silence(row: Sequence[Any]) -> Silence:
+    silence_id, matcher, until, reason, created_at, starts_at, creator = row
+    m = dict(matcher)
+    return Silence(
+        until=_dt(until),
+        target=m.get("target"),
+        cluster_id=m.get("cluster_id"),
+        workflow_id=m.get("workflow_id"),
+        kinds=tuple(m.get("kinds") or ("*",)),
+        labels={str(k): str(v) for k, v in (m.get("labels") or {}).items()},
+        starts_at=_opt_dt(starts_at),
+        id=str(silence_id),
+        creator=creator,
+        comment=reason,
+        created_at=_dt(created_at),
+    )
