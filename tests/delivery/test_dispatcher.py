@@ -232,7 +232,7 @@ async def test_an_old_failing_delivery_is_dead_lettered(rig: Rig) -> None:
     (a1,) = await rig.store.deliveries_for(["a1"])
     assert (a1.state, a1.attempts, a1.last_error) == ("dead", 2, "HTTP 500")
     stats = await rig.store.outbox_stats(rig.clock.now())
-    assert (stats["dead"], stats["pending"]) == (1.0, 0.0)
+    assert (stats.dead, stats.pending) == (1, 0)
     (dead_log,) = [e for e in logs if e["event"] == "delivery.dead_letter"]
     assert dead_log["url_key"] == "https-token-url"
     assert dead_log["delivery_id"] == a1.id

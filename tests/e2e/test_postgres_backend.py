@@ -25,7 +25,7 @@ async def test_a_scenario_runs_end_to_end_on_the_postgres_store(
         assert await h.webhook_events() == EXPECTED["clean_upgrade"]
         assert h.email_events() == EXPECTED["clean_upgrade"]
         stats = await h.daemon.store.outbox_stats(h.clock.now())
-        assert stats["pending"] == 0 and stats["dead"] == 0
+        assert stats.pending == 0 and stats.dead == 0
         assert await h.daemon.store.load_all_states()
         settings = h.daemon.settings
     # The `events` command reads the same database (no SQLite file needed).

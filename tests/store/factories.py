@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from watcher.core.engine import WatchState
 from watcher.core.events import Event, Severity, TargetRef
+from watcher.core.models import Workflow
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -53,11 +55,10 @@ class FakeClock:
         self._now += timedelta(seconds=seconds)
 
 
-def make_state(phase: str = "Running", *, uid: str = "wf-1", seq: int = 0, **extra: Any) -> Any:
-    """A small WatchState (typed as Any here so factories stay importable by every test)."""
-    from watcher.core.engine import WatchState  # noqa: PLC0415
-    from watcher.core.models import Workflow  # noqa: PLC0415
-
+def make_state(
+    phase: str = "Running", *, uid: str = "wf-1", seq: int = 0, **extra: Any
+) -> WatchState:
+    """A small watch state; ``seq`` (its phase_seq) tells two states apart."""
     return WatchState(
         workflow=Workflow(uid=uid, phase=phase, **extra), observed_at=T0, phase_seq=seq
     )

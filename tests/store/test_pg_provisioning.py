@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from tests import pg
-from tests.store.factories import T0, FakeClock, make_event
+from tests.store.factories import T0, FakeClock, make_event, make_state
 from watcher.core.ports import PlannedDelivery
 from watcher.store.postgres import PostgresStore
 
@@ -45,7 +45,7 @@ async def test_a_private_cluster_starts_serves_a_store_and_is_removed() -> None:
             store = await PostgresStore.open(dsn, clock=FakeClock())
             try:
                 new = await store.commit_poll(
-                    "wf", {"v": 1}, [make_event("k")], [PlannedDelivery("u", ("k",))]
+                    "wf", make_state(seq=1), [make_event("k")], [PlannedDelivery("u", ("k",))]
                 )
                 assert [e.dedup_key for e in new] == ["k"]
                 assert [d.url_key for d in await store.due_deliveries(T0)] == ["u"]

@@ -7,7 +7,7 @@ import asyncio
 import psycopg
 import pytest
 
-from tests.store.factories import FakeClock, make_event
+from tests.store.factories import FakeClock, make_event, make_state
 from watcher.core.ports import PlannedDelivery
 from watcher.store import pg_schema
 from watcher.store.postgres import PostgresStore
@@ -104,7 +104,7 @@ async def test_the_store_reports_an_outage_and_recovers_after_a_server_restart(
     try:
         store = await PostgresStore.open(server.dsn, clock=FakeClock(), pool_size=2)
         try:
-            await store.commit_poll("wf", {"v": 1}, [make_event("before")], [])
+            await store.commit_poll("wf", make_state(seq=1), [make_event("before")], [])
             await asyncio.to_thread(server.halt, "fast")
             down_s = await _wait_ping(store, False, 30)
             with pytest.raises(psycopg.OperationalError):
@@ -112,8 +112,8 @@ async def test_the_store_reports_an_outage_and_recovers_after_a_server_restart(
             await asyncio.to_thread(server.start)
             up_s = await _wait_ping(store, True, 15)  # psycopg-pool default: minutes
             print(f"outage seen after {down_s:.1f} s, recovered {up_s:.1f} s after restart")
-            assert await store.load_state("wf") == {"v": 1}
-            new = await store.commit_poll("wf", {"v": 2}, [make_event("after")], [])
+            assert await store.load_state("wf") == make_state(seq=1)
+            new = await store.commit_poll("wf", make_state(seq=2), [make_event("after")], [])
             assert [e.dedup_key for e in new] == ["after"]
         finally:
             await store.close()
