@@ -119,3 +119,52 @@ async def test_the_store_reports_an_outage_and_recovers_after_a_server_restart(
             await store.close()
     finally:
         server.stop()
+
+
+async def test_self_check_reports_a_failed_commit_once(pg_dsn: str) -> None:
+    """The watchdog learns of a commit that failed between two checks (as with SQLite's
+    full disk), in one line without the DSN; the next check is clean again."""
+    store = await PostgresStore.open(pg_dsn, clock=FakeClock(), pool_size=2)
+    try:
+        assert await store.self_check() is None
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(
+                b"CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
+                b"$$BEGIN RAISE EXCEPTION 'disk on fire'; END$$"
+            )
+            conn.execute(
+                b"CREATE TRIGGER boom BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION boom()"
+            )
+        with pytest.raises(psycopg.Error, match="disk on fire"):
+            await store.commit_poll("wf", make_state(), [make_event("k")], [])
+        problem = await store.self_check()
+        assert problem is not None and problem.startswith("PostgreSQL store: disk on fire")
+        assert "password" not in problem and pg_dsn not in problem
+        assert await store.self_check() is None  # reported once; the probe itself works
+    finally:
+        await store.close()
+
+
+async def test_migration_3_adds_the_columns_of_sqlite_v2_and_v3(pg_dsn: str) -> None:
+    """A database made by the first PostgreSQL release (version 1) is brought up to date."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for statement in pg_schema.MIGRATIONS[0].statements:
+            conn.execute(statement.encode())
+        conn.execute(b"CREATE TABLE schema_version (version integer NOT NULL)")
+        conn.execute(b"INSERT INTO schema_version (version) VALUES (1)")
+    store = await PostgresStore.open(pg_dsn, clock=FakeClock(), pool_size=1)
+    try:
+        await store.commit_poll(
+            "wf", make_state(), [make_event("k")], [PlannedDelivery("u", ("k",))]
+        )
+        (head,) = await store.due_deliveries(FakeClock().now())
+        await store.mark_failed(
+            head.id, head.created_at, "timeout", head.created_at, maybe_delivered=True
+        )
+        (row,) = await store.deliveries_for(["k"])
+        assert row.maybe_delivered == 1
+        assert await store.list_acks() == []
+    finally:
+        await store.close()
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]

@@ -547,3 +547,13 @@ async def test_acks_set_replace_end_and_list(backend: Backend) -> None:
     renewed = Acknowledgement("prod/wf-1", "cy", "again", later, T0 + timedelta(hours=2))
     await store.set_ack(renewed)
     assert await store.list_acks(active_at=later) == [renewed]
+
+
+async def test_a_large_state_round_trips(backend: Backend) -> None:
+    """A state of a workflow with thousands of points is serialised off the event loop."""
+    from watcher.core.models import Point
+
+    points = tuple(Point(task_type=f"t{i}", status="Success") for i in range(2000))
+    state = make_state("Running", points=points)
+    await backend.store.commit_poll("wf-big", state, [], [])
+    assert await backend.store.load_state("wf-big") == state
