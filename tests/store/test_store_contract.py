@@ -212,7 +212,8 @@ async def test_a_commit_that_fails_midway_leaves_nothing_behind(backend: Backend
 
 async def test_unserialisable_state_and_naive_times_fail_before_writing(backend: Backend) -> None:
     store = backend.store
-    bad = replace(make_state(), fired=frozenset({"a", 1}))  # cannot be sorted, so not written
+    fired: frozenset[Any] = frozenset({"a", 1})  # a bug's value: cannot be sorted, so not written
+    bad = replace(make_state(), fired=fired)
     with pytest.raises(TypeError):
         await store.commit_poll("wf-1", bad, [make_event("k")], [plan("u", "k")])
     with pytest.raises(ValueError, match="naive"):
@@ -260,7 +261,7 @@ async def test_nul_characters_in_events_and_state_round_trip(backend: Backend) -
     assert stored.event == event
     assert await backend.store.load_state("wf") == state
     await backend.store.save_known_workflows("t/_discovery", ["\x00"])
-    assert await backend.store.load_known_workflows("t/_discovery") == {"\x00"}
+    assert await backend.store.load_known_workflows("t/_discovery") == frozenset({"\x00"})
     # Free-text errors keep everything but the NUL itself (PostgreSQL text cannot hold it).
     (head,) = await backend.store.due_deliveries(T0)
     await backend.store.mark_failed(head.id, T0, "HTTP 500: bad\x00body", T0)
@@ -379,7 +380,7 @@ async def test_health_and_known_workflows_round_trip_and_replace(backend: Backen
     await store.save_known_workflows("prod/_discovery", [])  # the first-listing marker
     assert await store.load_known_workflows("prod/_discovery") == frozenset()
     await store.save_known_workflows("prod/_discovery", {"b", "a"})
-    assert await store.load_known_workflows("prod/_discovery") == {"a", "b"}
+    assert await store.load_known_workflows("prod/_discovery") == frozenset({"a", "b"})
 
 
 async def test_prune_removes_old_finished_rows_but_never_pending_ones(backend: Backend) -> None:

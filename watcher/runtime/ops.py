@@ -15,7 +15,6 @@ says who and why). An acknowledgement ends when the workflow changes again.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -66,7 +65,7 @@ class OpsState:
             await asyncio.sleep(period)
             try:
                 await self.refresh()
-            except sqlite3.Error as exc:
+            except Exception as exc:  # any backend's error (sqlite3, psycopg): logged, retried
                 log.error("silences.refresh_failed", error=str(exc))
 
     def all_silences(self) -> list[routing.Silence]:
