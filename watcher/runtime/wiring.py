@@ -17,6 +17,7 @@ from watcher.cloud.client import CceClient, RequestLimiter, ResponseHook
 from watcher.config import Settings, Target
 from watcher.core.events import Event, TargetRef
 from watcher.core.ports import PlannedDelivery, RenderedMessage
+from watcher.logs import register_secret
 from watcher.notify import routing
 from watcher.notify.links import Links
 from watcher.notify.templates import Renderer
@@ -25,6 +26,11 @@ from watcher.notify.url import NotifyUrl
 
 def target_ref(target: Target) -> TargetRef:
     return target.to_ref()
+
+
+def register_transient_secret(value: str) -> None:
+    """The auth providers' ``on_secret``: refreshed credentials join the log redaction."""
+    register_secret(value, transient=True)
 
 
 def make_auth(
@@ -51,9 +57,13 @@ def make_auth(
             cred.password.get_secret_value(),
             cred.domain,
             project_id=project_id,
+            on_secret=register_transient_secret,
         )
     return cloud_auth.MetadataAuth(
-        session, str(cred.metadata_endpoint).rstrip("/"), project_id=project_id
+        session,
+        str(cred.metadata_endpoint).rstrip("/"),
+        project_id=project_id,
+        on_secret=register_transient_secret,
     )
 
 
