@@ -6,6 +6,12 @@ error instead of a silently ignored setting. Validators only look at the values 
 come from. Cross-field problems are raised as one ``watcher_problems`` error that carries
 ``(key path, message)`` pairs, so the loader can name the exact key and its environment
 variable. No validator ever quotes a value it rejects: a secret may sit in the wrong place.
+
+The models hold input only. The domain objects they configure live elsewhere, and each
+model converts itself: ``PolicySettings.to_policy()`` and ``PollingSettings.to_poll_policy()``
+(watcher.core.policy), ``Route.to_route()`` and ``Silence.to_silence()`` (watcher.notify.routing),
+``Target.to_ref()`` (watcher.core.events), ``NotifySettings.to_urls()`` (watcher.notify.url).
+Defaults shared with the domain (stall thresholds, pre-check leads...) are imported, not copied.
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ from watcher.core import regions
 from watcher.core.console import DEFAULT_CONSOLE_URL, template_problems
 from watcher.core.events import Kind, Severity, TargetRef
 from watcher.core.policy import (
+    DEFAULT_LATE_AFTER,
     DEFAULT_PRECHECK_LEADS,
+    DEFAULT_REPEAT_INTERVAL,
     DEFAULT_STALL_DEFAULT,
     DEFAULT_STALL_THRESHOLDS,
     Policy,
@@ -344,8 +352,8 @@ class PolicySettings(_Section):
     stall: Annotated[dict[str, Duration], BeforeValidator(_stall_table)] = Field(
         default_factory=lambda: dict(DEFAULT_STALL)
     )
-    repeat_interval: Duration = timedelta(hours=4)
-    late_after: Duration = timedelta(seconds=150)
+    repeat_interval: Duration = DEFAULT_REPEAT_INTERVAL
+    late_after: Duration = DEFAULT_LATE_AFTER
 
     @field_validator("precheck_leads")
     @classmethod

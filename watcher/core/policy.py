@@ -20,6 +20,8 @@ DEFAULT_STALL_THRESHOLDS: Mapping[str, timedelta] = {
 }
 DEFAULT_STALL_DEFAULT = timedelta(minutes=60)  # task types the table does not name
 DEFAULT_PRECHECK_LEADS: tuple[timedelta, ...] = (timedelta(minutes=60), timedelta(minutes=15))
+DEFAULT_REPEAT_INTERVAL = timedelta(hours=4)
+DEFAULT_LATE_AFTER = timedelta(seconds=150)
 
 
 def normalise_leads(leads: Iterable[timedelta]) -> tuple[timedelta, ...]:
@@ -50,8 +52,8 @@ class Policy:
         default_factory=_default_stall_thresholds, hash=False
     )
     stall_default: timedelta = DEFAULT_STALL_DEFAULT
-    repeat_interval: timedelta = timedelta(hours=4)
-    late_after: timedelta = timedelta(seconds=150)
+    repeat_interval: timedelta = DEFAULT_REPEAT_INTERVAL
+    late_after: timedelta = DEFAULT_LATE_AFTER
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precheck_leads", normalise_leads(self.precheck_leads))
