@@ -25,7 +25,6 @@ from yarl import URL
 
 from watcher.cloud import responses
 from watcher.cloud.auth import Auth, host_header
-from watcher.cloud.endpoints import normalise_override
 from watcher.core.errors import (
     AuthError,
     BadResponseError,
@@ -42,6 +41,7 @@ from watcher.core.models import (
     parse_cluster_list,
     parse_workflow_list,
 )
+from watcher.core.regions import normalise_override
 
 log = structlog.get_logger()
 

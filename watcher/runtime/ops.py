@@ -25,6 +25,7 @@ from watcher.core.acks import Acknowledgement, changes_workflow
 from watcher.core.events import Event
 from watcher.core.ports import Clock, PlannedDelivery, Store
 from watcher.notify import routing
+from watcher.notify.url import NotifyUrl
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +77,7 @@ class OpsState:
         return ack if ack is not None and ack.in_force(now) else None
 
     def planner(
-        self, urls: Sequence[routing.NotifyUrl], routes: Sequence[routing.Route]
+        self, urls: Sequence[NotifyUrl], routes: Sequence[routing.Route]
     ) -> Planner:
         """``routing.plan`` with the silences in force at commit time (never stale config)."""
 
