@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from watcher.core.models import Phase, TaskStatus, TaskType, Workflow
 
@@ -146,3 +146,47 @@ def human_state(workflow: Workflow) -> str:
 def rolled_back(workflow: Workflow) -> bool:
     """The last Rollback point succeeded: the cluster runs the old version again."""
     return human_state(workflow) == ROLLED_BACK
+
+
+# ------------------------------------------------------------------------- engine phrases
+
+_LABELS = {
+    "PreCheck": "Pre-check",
+    "Snapshot": "Snapshot",
+    "Cluster": "Cluster upgrade",
+    "PostCheck": "Post-check",
+    "Rollback": "Rollback",
+}
+
+
+def progress_text(progress: Any) -> str:
+    """Progress for people ("45%"); the raw string when it is not a number."""
+    return percent(progress) or str(progress)
+
+
+def failed_summary(wf: Workflow) -> str:
+    """``Cluster upgrade task Failed after 5m, ...``: every failed point of a workflow."""
+    failed = [p for p in wf.points if p.status == TaskStatus.FAILED]
+    if not failed:
+        return "a task failed (the workflow does not say which)"
+    parts = []
+    for p in failed:
+        duration = p.duration_s()
+        took = f" after {format_duration(duration)}" if duration is not None else ""
+        parts.append(f"{label(p.task_type)} Failed{took}")
+    return ", ".join(parts)
+
+
+def runs_again(wf: Workflow) -> str:
+    """The version a rolled-back cluster runs again."""
+    return wf.cluster_version or "the old version"
+
+
+def label(task_type: str) -> str:
+    """``Pre-check task``, ``Cluster upgrade task``; an unknown type as the cloud spells it."""
+    return f"{_LABELS.get(task_type, task_type or 'Unnamed')} task"
+
+
+def versions(wf: Workflow) -> str:
+    """``v1.28 → v1.29``, ``?`` for a version the workflow does not give."""
+    return f"{wf.cluster_version or '?'} → {wf.target_version or '?'}"

@@ -26,11 +26,12 @@ from prometheus_client import CollectorRegistry
 
 from watcher.cloud.http import make_session
 from watcher.config import Settings, Target
-from watcher.core import engine, health, selfhealth
+from watcher.core import health, selfhealth
 from watcher.core.errors import ConfigError
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import TERMINAL_PHASES, Workflow
 from watcher.core.ports import Clock, SystemClock
+from watcher.core.state import WatchState
 from watcher.delivery.dispatcher import Dispatcher
 from watcher.http.server import HttpServer, build_app, start_http
 from watcher.notify.sender import AppriseSender
@@ -258,7 +259,7 @@ class Daemon:
                 prefix = f"{ref.name}/"
                 uid = key[len(prefix) :]
                 if key.startswith(prefix) and not uid.startswith("_"):
-                    state = engine.WatchState.from_json(data)
+                    state = WatchState.from_json(data)
                     if state.workflow.phase not in TERMINAL_PHASES:
                         self._watch(
                             ref, uid, target_health, client, target.display_name, states, first
@@ -296,7 +297,7 @@ class Daemon:
             workflow_id=uid,
             health=target_health,
             display_name=display,
-            state=engine.WatchState.from_json(data) if data else None,
+            state=WatchState.from_json(data) if data else None,
             console_template=self.settings.notify.console_url or None,
         )
         self.watches[key] = watch
