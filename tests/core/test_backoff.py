@@ -25,6 +25,7 @@ from watcher.core.backoff import LONGEST_S, bounded, full_jitter
         (3, 0.0, 600.0, 1.0, 0.0),  # a zero base or cap never waits
         (3, 5.0, 0.0, 1.0, 0.0),
         (1, 0.5, 8.0, 0.5, 0.25),  # the cloud client's defaults
+        (63, 1e300, 600.0, 1.0, 600.0),  # a huge base overflows to the cap, never raises
     ],
 )
 def test_full_jitter(failures: int, base: float, cap: float, rand: float, expected: float) -> None:

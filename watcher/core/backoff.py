@@ -25,7 +25,8 @@ def full_jitter(failures: int, *, base: float, cap: float, rand: float) -> float
     """
     if failures <= 0 or base <= 0 or cap <= 0:
         return 0.0
-    ceiling = min(cap, math.ldexp(base, min(failures - 1, _MAX_EXPONENT)))
+    # A product, not ldexp(base, n): a huge base gives inf (then the cap), never OverflowError.
+    ceiling = min(cap, base * math.ldexp(1.0, min(failures - 1, _MAX_EXPONENT)))
     return min(max(rand, 0.0), 1.0) * ceiling
 
 

@@ -41,7 +41,7 @@ from watcher.core.models import (
 from watcher.core.policy import Policy
 from watcher.core.state import Track, WatchState
 from watcher.core.timeutil import iso
-from watcher.core.wording import format_duration, percent, rolled_back
+from watcher.core.wording import rolled_back
 
 __all__ = ["Enrichment", "detected", "pending_base", "phase_event", "point_step"]
 
@@ -70,51 +70,29 @@ def detected(ctx: EventContext, state: WatchState, policy: Policy, enrichment: E
         "points": [point_json(p) for p in wf.points],
     }
     severity = Severity.FAILURE if phase == Phase.PENDING else Severity.INFO
-    versions = wording.versions(wf)
+    span = workflow_span(wf) if phase == Phase.SUCCESS else None
+    head = wording.found_line(wf, now, span[1] - span[0] if span else None)
     if rolled_back(wf):
         severity = Severity.WARNING
-        head = (
-            f"Found upgrade {versions} rolled back; the cluster runs {wording.runs_again(wf)} again"
-        )
     elif phase == Phase.PENDING:
-        head = f"Found upgrade {versions} failed: {wording.failed_summary(wf)}"
         details["failed_tasks"] = [point_json(p) for p in failed]
         details["next_step"] = advice.task_next_step(failed[0].task_type if failed else None)
         if any(p.task_type == TaskType.ROLLBACK for p in failed):
             details["critical"] = True
-    elif phase == Phase.RUNNING:
-        if active:
-            p = active[0]
-            since = p.started_at
-            running = f" for {format_duration(now - since)}" if since else ""
-            what = f"{wording.label(p.task_type)} {p.status}{running}"
-            head = f"Found upgrade {versions} running: {what}"
-        else:
-            head = f"Found upgrade {versions} running"
-    elif phase == Phase.INIT:
-        head = f"Found upgrade {versions} not started yet"
-    elif phase == Phase.SUCCESS:
-        span = workflow_span(wf)
-        took = f" in {format_duration(span[1] - span[0])}" if span else ""
-        head = f"Found upgrade {versions} already succeeded{took}"
-    elif phase == Phase.CANCEL:
-        head = f"Found upgrade {versions} cancelled"
-    else:
-        head = f"Found upgrade {versions} in phase {phase or 'unknown'}"
     pre = wf.point(TaskType.PRECHECK)
     expires = rules.precheck_expiry(state.workflow)
     if pre is not None and expires is not None:
         if now >= expires:
-            notes.append(f"pre-check expired at {wording.clock(expires, now)}: run it again")
+            notes.append(wording.precheck_expired_note(expires, now))
             severity = Severity.FAILURE if severity == Severity.FAILURE else Severity.WARNING
         else:
-            notes.append(f"pre-check expires in {format_duration(expires - now)}")
+            notes.append(wording.precheck_expires_note(expires - now))
     for stall in rules.stalls(state, policy):
         if stall.k_at(now) >= 1:
+            point = stall.point
+            threshold = policy.stall_threshold(point.task_type)
             notes.append(
-                f"{wording.label(stall.point.task_type)} {stall.point.status} for "
-                f"{format_duration(now - stall.base)}, past its "
-                f"{format_duration(policy.stall_threshold(stall.point.task_type))} threshold"
+                wording.stall_text(point.task_type, point.status, now - stall.base, threshold)
             )
             if severity.rank < Severity.WARNING.rank:
                 severity = Severity.WARNING
@@ -128,8 +106,7 @@ def detected(ctx: EventContext, state: WatchState, policy: Policy, enrichment: E
     cluster = wf.point(TaskType.CLUSTER)
     cluster_track = state.tracks.get(TaskType.CLUSTER.value, Track())
     if cluster is not None and cluster.status in ACTIVE and cluster_track.paused:
-        pct = percent(cluster_track.progress)
-        notes.append("the upgrade task is paused" + (f" at {pct}" if pct else ""))
+        notes.append(wording.paused_note(cluster_track.progress))
         details["paused"] = True
     message = head + ("; " + "; ".join(notes) if notes else "")
     progress = cluster_track.progress
@@ -195,7 +172,6 @@ def point_step(
     )
     events: list[Event] = []
     base = keys.task_base(ctx.workflow.uid, slot, new_track.attempt, cur.task_id)
-    label = wording.label(cur.task_type)
     common: dict[str, Any] = {"slot": slot, "attempt": new_track.attempt}
     if new_track.progress is not None and cur.task_type == TaskType.CLUSTER:
         common["progress"] = new_track.progress
@@ -206,13 +182,14 @@ def point_step(
     if reason is not None and ps == TaskStatus.FAILED and not is_new_point:
         key = keys.retried(base)
         if key not in fired:
-            why = "with a new task ID" if reason == "new task ID" else "after it Failed"
             events.append(
                 ctx.event(
                     key,
                     Kind.TASK_RETRIED,
                     Severity.WARNING,
-                    f"{label} retried {why} (attempt {new_track.attempt}), now {cs}",
+                    wording.task_retried(
+                        cur.task_type, reason == "new task ID", new_track.attempt, cs
+                    ),
                     point=cur,
                     old_status=raw_status(prev),
                     new_status=raw_status(cur),
@@ -230,38 +207,33 @@ def point_step(
     old = raw_status(prev)
     known = cur.task_type in _KNOWN_TYPES and cs in _KNOWN_STATUSES
     duration = cur.duration_s()
-    vers = wording.versions(ctx.workflow)
-    in_vers = f" ({vers})" if cur.task_type in {TaskType.CLUSTER, TaskType.ROLLBACK} else ""
     details = dict(common)
+    message = wording.task_line(
+        cur.task_type,
+        old,
+        cs,
+        known=known,
+        wf=ctx.workflow,
+        duration=duration,
+        progress=details.get("progress"),
+    )
     if not known:
         kind, severity = (
             Kind.TASK_CHANGED,
             (Severity.FAILURE if cs == TaskStatus.FAILED else Severity.WARNING),
         )
-        message = f"{label} status {old or 'Init'} → {cs}"
     elif cs == TaskStatus.QUEUING:
         kind, severity = Kind.TASK_QUEUED, Severity.INFO
-        message = f"{label} queued"
     elif cs == TaskStatus.RUNNING:
         kind = Kind.TASK_STARTED
         severity = Severity.WARNING if cur.task_type == TaskType.ROLLBACK else Severity.INFO
-        message = f"{label} started{in_vers}"
-        if cur.task_type == TaskType.ROLLBACK:
-            message = f"Rollback started: the cluster is being rolled back{in_vers}"
-        if "progress" in details:
-            message += f", progress {wording.progress_text(details['progress'])}"
     elif cs == TaskStatus.SUCCESS:
         kind, severity = Kind.TASK_SUCCEEDED, Severity.SUCCESS
-        took = f" in {format_duration(duration)}" if duration is not None else ""
-        message = f"{label} succeeded{took}{in_vers}"
         if cur.task_type == TaskType.ROLLBACK:
             # The upgrade did not happen: good news for the cluster, not for the upgrade.
             severity = Severity.WARNING
-            message += f": the cluster runs {ctx.workflow.cluster_version or '?'} again"
     else:  # Failed
         kind, severity = Kind.TASK_FAILED, Severity.FAILURE
-        took = f" after {format_duration(duration)}" if duration is not None else ""
-        message = f"{label} Failed{took}{in_vers}"
         details["next_step"] = advice.task_next_step(cur.task_type)
         if cur.task_type == TaskType.PRECHECK:
             pre_task = precheck_for(cur, enrichment)
@@ -319,23 +291,19 @@ def _pause_step(
     key = keys.paused(base, track.pauses)
     if key in fired:
         return track
-    progress = wording.progress_text(task.progress)
-    at = f" at {progress}" if progress else ""
     events.append(
         ctx.event(
             key,
             Kind.TASK_PAUSED,
             Severity.WARNING,
-            f"{wording.label(cur.task_type)} paused{at} ({wording.versions(ctx.workflow)}): "
-            "it stays paused until someone continues it",
+            wording.task_paused(cur.task_type, task.progress, ctx.workflow),
             point=cur,
             old_status=cur.status,
             new_status="Pause",
             details={
                 **common,
                 "upgrade_phase": task.phase,
-                "next_step": "Continue the upgrade in the CCE console when ready, "
-                "or find out who paused it.",
+                "next_step": wording.PAUSE_NEXT_STEP,
             },
             at=ctx.now,
         )
@@ -379,7 +347,6 @@ def phase_event(
 ) -> Event:
     wf = ctx.workflow
     key = keys.phase(wf.uid, seq, new)
-    vers = wording.versions(wf)
     details: dict[str, Any] = {"phase_seq": seq}
     span = workflow_span(wf)
     if new in (Phase.PENDING, Phase.SUCCESS) and rolled_back(wf):
@@ -390,14 +357,11 @@ def phase_event(
             key,
             Kind.WORKFLOW_ROLLED_BACK,
             Severity.WARNING,
-            f"Upgrade {vers} rolled back; the cluster runs {wording.runs_again(wf)} again",
+            wording.rolled_back_line(wf),
             point=rollback,
             old_status=old,
             new_status=new,
-            details={
-                **details,
-                "next_step": "Find out why the upgrade failed before you start it again.",
-            },
+            details={**details, "next_step": wording.ROLLED_BACK_NEXT_STEP},
             at=ctx.cloud_time(rollback.ended_at),
         )
     if new == Phase.PENDING:
@@ -417,7 +381,7 @@ def phase_event(
             key,
             Kind.WORKFLOW_FAILED,
             Severity.FAILURE,
-            f"Upgrade {vers} failed: {wording.failed_summary(wf)}",
+            wording.workflow_failed(wf),
             point=focus,
             old_status=old,
             new_status=new,
@@ -425,17 +389,15 @@ def phase_event(
             at=ctx.cloud_time(max(ends)) if ends else ctx.now,
         )
     if new == Phase.SUCCESS:
-        took = ""
         started = ended = None
         if span:
             started, ended = span
             details["duration_s"] = (ended - started).total_seconds()
-            took = f" in {format_duration(ended - started)}"
         return ctx.event(
             key,
             Kind.WORKFLOW_SUCCEEDED,
             Severity.SUCCESS,
-            f"Upgrade {vers} succeeded{took}",
+            wording.workflow_succeeded(wf, ended - started if started and ended else None),
             old_status=old,
             new_status=new,
             started_at=started,
@@ -448,7 +410,7 @@ def phase_event(
             key,
             Kind.WORKFLOW_CANCELLED,
             Severity.WARNING,
-            f"Upgrade {vers} cancelled",
+            wording.workflow_cancelled(wf),
             old_status=old,
             new_status=new,
             details=details,
@@ -458,7 +420,7 @@ def phase_event(
             key,
             Kind.WORKFLOW_STARTED,
             Severity.INFO,
-            f"Upgrade {vers} started",
+            wording.workflow_started(wf),
             old_status=old,
             new_status=new,
             started_at=span[0] if span else None,
@@ -467,17 +429,11 @@ def phase_event(
         )
     if new == Phase.RUNNING and old not in TERMINAL and old is not None:
         active = [p for p in wf.points if p.status in ACTIVE]
-        what = (
-            f": {wording.label(active[0].task_type)} {active[0].status}"
-            if active
-            else " (retry or rollback began)"
-        )
-        after = "after failure" if old == Phase.PENDING else f"after {old}"
         return ctx.event(
             key,
             Kind.WORKFLOW_RESUMED,
             Severity.INFO,
-            f"Upgrade {vers} resumed {after}{what}",
+            wording.workflow_resumed(wf, old, active[0] if active else None),
             point=active[0] if active else None,
             old_status=old,
             new_status=new,
@@ -488,7 +444,7 @@ def phase_event(
         key,
         Kind.WORKFLOW_CHANGED,
         Severity.WARNING,
-        f"Upgrade {vers} phase {old or 'unknown'} → {new or 'unknown'}",
+        wording.workflow_changed(wf, old, new),
         old_status=old,
         new_status=new,
         details=details,

@@ -160,13 +160,11 @@ def evaluate_vanished(
     if wf.phase in TERMINAL or key in previous.fired:
         return Evaluation((), state)
     ctx = EventContext(target, cluster_name, wf, now, None)
-    phase = wf.phase or "unknown"
     event = ctx.event(
         key,
         Kind.WORKFLOW_VANISHED,
         Severity.WARNING,
-        f"Upgrade {wording.versions(wf)} no longer exists (HTTP 404); "
-        f"last seen {phase} at {wording.clock(previous.observed_at, now)}",
+        wording.workflow_vanished(wf, previous.observed_at, now),
         old_status=wf.phase,
         details={"last_seen_at": iso(previous.observed_at), "last_phase": wf.phase},
     )

@@ -79,7 +79,7 @@ class EventContext:
         wf = self.workflow
         info: dict[str, Any] = dict(details or {})
         if self.as_of is not None:
-            message += f" (as of the last snapshot, {wording.clock(self.as_of, self.now)})"
+            message += wording.as_of_note(self.as_of, self.now)
             info["as_of"] = iso(self.as_of)
         return Event(
             dedup_key=key,

@@ -20,7 +20,7 @@ from watcher.core.models import Phase, Point, TaskStatus, TaskType, Workflow
 from watcher.core.policy import Policy
 from watcher.core.state import Track, WatchState
 from watcher.core.timeutil import iso, utc
-from watcher.core.wording import format_duration, rolled_back
+from watcher.core.wording import rolled_back
 
 __all__ = ["next_deadline", "precheck_expiry", "stalls", "time_rules"]
 
@@ -203,9 +203,7 @@ def time_rules(
                         key,
                         Kind.WORKFLOW_REMINDER,
                         Severity.FAILURE,
-                        f"Upgrade {wording.versions(wf)} still failed after "
-                        f"{format_duration(now - since)} ({wording.failed_summary(wf)} at "
-                        f"{wording.clock(since, now)}): retry, roll back or cancel it",
+                        wording.reminder_line(wf, since, now),
                         point=failed[0] if failed else None,
                         new_status=wf.phase,
                         details={
@@ -224,18 +222,14 @@ def time_rules(
 def _precheck_event(ctx: EventContext, state: WatchState, m: _Milestone) -> Event:
     pre = state.workflow.point(TaskType.PRECHECK)
     expires = m.at if m.lead is None else m.at + m.lead
-    when = wording.clock(expires, ctx.now)
     details: dict[str, Any] = {"expires_at": iso(expires)}
     if m.lead is None:
         kind = Kind.PRECHECK_EXPIRED
-        message = f"Pre-check result expired at {when}: run the pre-check again before upgrading"
+        message = wording.precheck_expired_line(expires, ctx.now)
     else:
         kind = Kind.PRECHECK_EXPIRING
         details["lead_minutes"] = _minutes(m.lead)
-        message = (
-            f"Pre-check result expires in {format_duration(expires - ctx.now)} (at {when}): "
-            f"start the cluster upgrade before then"
-        )
+        message = wording.precheck_expiring_line(expires, ctx.now)
     return ctx.event(
         m.key,
         kind,
@@ -263,15 +257,12 @@ def _stall_event(
         "running_s": (ctx.now - stall.base).total_seconds(),
         "repeat": stall.k_at(ctx.now),
     }
-    message = (
-        f"{wording.label(point.task_type)} {point.status} for "
-        f"{format_duration(ctx.now - stall.base)}, past its {format_duration(threshold)} threshold"
-    )
+    message = wording.stall_text(point.task_type, point.status, ctx.now - stall.base, threshold)
     if point.started_at is None:
-        message += " (no start time from the cloud; counted from when the watcher saw it)"
+        message += wording.NO_START_NOTE
     if track.progress is not None and point.task_type == TaskType.CLUSTER:
         details["progress"] = track.progress
-        message += f", progress {wording.progress_text(track.progress)}"
+        message += wording.progress_note(track.progress)
     k = int(details["repeat"])
     return ctx.event(
         key,
