@@ -39,6 +39,11 @@ EXPIRY = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
         ),
         (keys.precheck_expired("b", EXPIRY), "b:expired:20260102T030405.600000Z"),
         (keys.target("prod", "c-1"), "watcher:prod@c-1"),
+        (
+            keys.target_outage("prod", "c:1", "unreachable", EXPIRY),
+            "watcher:prod@c%3A1:unreachable:20260102T030405.600000Z",
+        ),
+        (keys.store_health("failed", EXPIRY), "watcher:store:failed:20260102T030405.600000Z"),
     ],
 )
 def test_builders_have_the_documented_shape(key: str, expected: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from watcher.core import keys
 from watcher.core.events import Event, Kind, Severity, TargetRef
-from watcher.core.timeutil import from_iso, iso, stamp, utc
+from watcher.core.timeutil import from_iso, iso, utc
 from watcher.core.wording import format_duration
 
 ErrorKind = Literal[
@@ -87,7 +87,7 @@ def record_success(
     event = _event(
         target,
         now,
-        f"{_target_key(target)}:recovered:{stamp(start)}",
+        keys.target_outage(target.name, target.cluster_id, "recovered", start),
         Kind.TARGET_RECOVERED,
         Severity.SUCCESS,
         f"Target {target.name} answers again{outage} ({polls} failed polls)",
@@ -133,7 +133,7 @@ def record_failure(
             _event(
                 target,
                 now,
-                f"{_target_key(target)}:auth_failed:{stamp(now)}",
+                keys.target_outage(target.name, target.cluster_id, "auth_failed", now),
                 Kind.AUTH_FAILED,
                 Severity.FAILURE,
                 f"Target {target.name}: IAM or CCE rejects the credentials (401/403) even "
@@ -151,7 +151,7 @@ def record_failure(
             _event(
                 target,
                 now,
-                f"{_target_key(target)}:unreachable:{stamp(since)}",
+                keys.target_outage(target.name, target.cluster_id, "unreachable", since),
                 Kind.TARGET_UNREACHABLE,
                 Severity.FAILURE,
                 f"Target {target.name} unreachable: {count} failed polls in a row since "
@@ -185,6 +185,3 @@ def _event(
         details=details,
     )
 
-
-def _target_key(target: TargetRef) -> str:
-    return keys.target(target.name, target.cluster_id)

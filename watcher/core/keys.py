@@ -25,7 +25,8 @@ Workflow keys (built by the diff and the time rules, read back by ``prune``):
 
 ``slot`` is the task type (``Rollback#2`` for a second point of the same type) and ``n`` the
 attempt counter of that slot (watcher.core.diff says when it grows). Target health keys
-(watcher.core.health) start with ``watcher:{name}@{cluster_id}`` (``target``).
+(watcher.core.health) are ``watcher:{name}@{cluster_id}:{what}:{outage start}``
+(``target_outage``); the watcher's own store alerts ``watcher:store:{what}:{since}``.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ __all__ = [
     "reminder_prefix",
     "retried",
     "stalled_prefix",
+    "store_health",
     "target",
+    "target_outage",
     "task_base",
     "task_status",
     "unesc",
@@ -135,6 +138,17 @@ def lead_tag(lead: timedelta) -> str:
 def target(name: str, cluster_id: str) -> str:
     """The head of a target health key: ``watcher:{name}@{cluster_id}``."""
     return f"watcher:{esc(name)}@{esc(cluster_id)}"
+
+
+def target_outage(name: str, cluster_id: str, what: str, start: datetime) -> str:
+    """A target health key: ``watcher:{name}@{cluster_id}:{what}:{outage start}`` where
+    ``what`` is ``unreachable``, ``auth_failed`` or ``recovered`` (watcher.core.health)."""
+    return f"{target(name, cluster_id)}:{what}:{stamp(start)}"
+
+
+def store_health(what: str, since: datetime) -> str:
+    """The watcher's own store alerts: ``watcher:store:{failed|recovered}:{since}``."""
+    return f"watcher:store:{what}:{stamp(since)}"
 
 
 # ------------------------------------------------------------------------- read
