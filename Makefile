@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test lint type unit demo bench check-sim clean
+.PHONY: test lint type unit demo bench bench-scale bench-delivery check-sim clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_poll.py
 	$(BIN)/python tests/bench/bench_latency.py
+
+# Scale (issue 12 item 6): the real daemon against a bulk tenant; ARGS=--quick for ~1 min.
+bench-scale: $(STAMP)
+	$(BIN)/python tests/bench/bench_scale.py $(ARGS)
+
+# Delivery throughput (issue 12 item 7): 10,000 events at once to one local webhook.
+bench-delivery: $(STAMP)
+	$(BIN)/python tests/bench/bench_delivery.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -31,13 +31,6 @@ from watcher.store.sqlite import SqliteStore
 
 T = TypeVar("T")
 
-CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Config file (default: $CCE_WATCHER_CONFIG or the usual locations).",
-)
 
 
 def _with_store(config_path: Path | None, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
@@ -92,7 +85,7 @@ def silence() -> None:
 
 
 @silence.command("add")
-@CONFIG_OPTION
+@config_cli.config_option
 @click.option("--target", help="Target name glob, e.g. prod-*.")
 @click.option("--cluster", "cluster_id", help="Cluster id.")
 @click.option("--workflow", "workflow_id", help="Workflow id.")
@@ -144,7 +137,7 @@ def silence_add(
 
 
 @silence.command("list")
-@CONFIG_OPTION
+@config_cli.config_option
 @click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
 @click.option("--json", "as_json", is_flag=True)
 def silence_list(config_path: Path | None, show_all: bool, as_json: bool) -> None:
@@ -177,7 +170,7 @@ def silence_list(config_path: Path | None, show_all: bool, as_json: bool) -> Non
 
 
 @silence.command("expire")
-@CONFIG_OPTION
+@config_cli.config_option
 @click.argument("silence_id")
 def silence_expire(config_path: Path | None, silence_id: str) -> None:
     """End a silence now (it stays listed with --all)."""
@@ -201,7 +194,7 @@ def silence_expire(config_path: Path | None, silence_id: str) -> None:
 
 
 @click.command()
-@CONFIG_OPTION
+@config_cli.config_option
 @click.argument("workflow")
 @click.option("--by", "by", default=None, help="Who acknowledges; default the login name.")
 @click.option("--note", default="", help="What you are doing about it.")

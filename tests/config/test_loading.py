@@ -274,7 +274,7 @@ def test_endpoints_are_derived_from_the_region() -> None:
 
 
 def test_every_documented_secret_file_name_is_read(tmp_path: Path) -> None:
-    """The README lists these file names (docs-drafts/f10-cli.md); each one must work, with
+    """The README ("Configure") lists these file names; each one must work, with
     or without the watcher_ prefix, including the (not secret) access key."""
     values = {
         "credentials__access_key": "AKFROMFILE0001",

@@ -379,22 +379,29 @@ async def test_notify_test_with_debug_logs_never_prints_a_planted_token(tmp_path
         "HTTP_PROXY": f"http://127.0.0.1:{proxy_port}",
         "NO_PROXY": "127.0.0.1",
     }
+    extra = f"json://127.0.0.1:{hook.port}/extra/PLNTJSONPATH0123456789"
+    runs: list[tuple[int | None, str, str]] = []
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *CLI, "notify-test", "--config", str(config),
-            "--notify", f"json://127.0.0.1:{hook.port}/extra/PLNTJSONPATH0123456789",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        out_b, err_b = await asyncio.wait_for(proc.communicate(), 90)
+        # Once through the configured routes (every URL), once with --notify, which sends to
+        # the given URL only, bypassing routes: both must mask what they print.
+        for args in ((), ("--notify", extra)):
+            proc = await asyncio.create_subprocess_exec(
+                *CLI, "notify-test", "--config", str(config), *args,
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            out_b, err_b = await asyncio.wait_for(proc.communicate(), 90)
+            runs.append((proc.returncode, out_b.decode(), err_b.decode()))
     finally:
         proxy.close()
         await hook.stop()
-    out, err = out_b.decode(), err_b.decode()
-    assert proc.returncode == 1, out + err  # the cloud services are unreachable here
-    assert out.count("FAILED") + out.count("ok ") == len(PLANTED) + 2, out
+    (code, out, err), (extra_code, extra_out, extra_err) = runs
+    assert code == 1, out + err  # the cloud services are unreachable here
+    assert out.count("FAILED") + out.count("ok ") == len(PLANTED) + 1, out
+    assert extra_code == 0 and extra_out.count("ok ") == 1, extra_out + extra_err
     assert '"level": "debug"' in err and "urllib3" in err  # debug lines were printed
     assert "Max retries exceeded" in err  # the failure path that quotes request URLs
-    assert hook.attempts >= 1  # the json:// URL, token path and all, was really used
+    assert hook.attempts >= 2  # the json:// URLs, token paths and all, were really used
+    out, err = out + extra_out, err + extra_err
     leaked = [m for m in SECRET_MARKERS if m in out + err]
     assert not leaked, f"planted secrets {leaked} printed:\n{out}\n{err[-4000:]}"
     assert "sending" in err or "send" in out + err  # ordinary words are not masked

@@ -47,7 +47,7 @@ async def test_a_failing_url_is_retried_with_backoff_and_gets_the_alert_once(
                 await alerts.send_due(sender, render)
             await alerts.send_due(sender, render)  # nothing owed any more: no resend
         assert hook.attempts == 3 and len(hook.bodies) == 1
-        assert "disk is full" in hook.bodies[0]["message"]
+        assert "disk is full" in hook.bodies[0]["title"]  # the headline is the title
         assert alerts.next_due_in() is None
         # Once the store commits, the alert is recorded without new deliveries.
         store = await SqliteStore.open(tmp_path / "s.sqlite3")

@@ -87,6 +87,7 @@ class Daemon:
         self.metrics = Metrics(self.registry)
         self.feed = EventFeed()
         self.scheduler = PollScheduler()
+        self.scheduler.on_lateness = self.metrics.schedule_lateness
         self.reload_settings = reload_settings
         self.watches: dict[str, WorkflowWatch] = {}
         # Finished workflows stay visible (API, status page) until newer ones push them out.

@@ -41,6 +41,22 @@ PollResult = Literal[
 DeliveryResult = Literal["sent", "failed", "dead"]
 
 _POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
+_LATENESS_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 _API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
 _UNKNOWN = "unknown"
 # Poll results that prove the target answered as expected ("gone" is a clean 404).
@@ -169,6 +185,12 @@ class Metrics:
             ["target", "workflow"],
             registry=registry,
         )
+        self._lateness = Histogram(
+            f"{p}schedule_lateness_seconds",
+            "How late a scheduled poll started after its due time (one series, no labels).",
+            buckets=_LATENESS_BUCKETS,
+            registry=registry,
+        )
         self._scheduler_up = Gauge(
             f"{p}scheduler_up", "1 while the polling scheduler runs.", registry=registry
         )
@@ -196,6 +218,10 @@ class Metrics:
         self._target_up.labels(target=target).set(1 if reached else 0)
         if reached:
             self._target_last_success.labels(target=target).set(self._wall_clock())
+
+    def schedule_lateness(self, seconds: float) -> None:
+        """Record one scheduled run's start lateness (the scale benchmark reads its p99)."""
+        self._lateness.observe(seconds)
 
     def forget_target(self, target: str) -> None:
         """Drop a target's up/last-success series: it is no longer polled (removed, or its

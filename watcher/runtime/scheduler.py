@@ -50,6 +50,7 @@ class PollScheduler:
         self._inflight: set[asyncio.Task[object]] = set()
         self._lateness: list[float] = []
         self._window = lateness_window
+        self.on_lateness: Callable[[float], None] | None = None  # e.g. a /metrics histogram
         self._last_run = time.monotonic()
         self._running: dict[str, float] = {}  # job id -> monotonic start of its current run
         self._crashes: dict[str, int] = {}  # job id -> crashes in a row
@@ -166,6 +167,8 @@ class PollScheduler:
 
     def _record_lateness(self, seconds: float) -> None:
         self._lateness.append(seconds)
+        if self.on_lateness is not None:
+            self.on_lateness(seconds)
         if len(self._lateness) > self._window:
             del self._lateness[: len(self._lateness) - self._window]
 
