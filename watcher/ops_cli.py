@@ -23,6 +23,7 @@ import click
 from watcher import config_cli
 from watcher.core.errors import WatcherError
 from watcher.core.ports import Store, SystemClock
+from watcher.core.wording import clock
 from watcher.notify.routing import Silence
 from watcher.opsinput import InputError, ack_from, resolve_workflow, silence_from
 from watcher.runtime.daemon import STORE_FILE
@@ -59,7 +60,7 @@ def _now() -> datetime:
 
 
 def _utc(value: datetime | None) -> str:
-    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "-" if value is None else clock(value)
 
 
 def _describe(s: Silence) -> str:

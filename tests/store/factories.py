@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from watcher.core.engine import WatchState
 from watcher.core.events import Event, Severity, TargetRef
 from watcher.core.models import Workflow
+from watcher.core.state import WatchState
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -17,6 +17,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from watcher.core.timeparse import parse_timestamp_lenient
 
+# Which CCE API family a target speaks: CCE (``/api/v3``) or CCE Autopilot
+# (``/autopilot/v3``). The one definition: the cloud client and the runtime import it.
+Api = Literal["cce", "autopilot"]
+
 
 class Phase(StrEnum):
     """Known workflow phases. ``Pending`` means a task failed; there is no Failed phase."""
@@ -29,8 +33,6 @@ class Phase(StrEnum):
 
 
 TERMINAL_PHASES = frozenset({Phase.SUCCESS, Phase.CANCEL})
-
-Api = Literal["cce", "autopilot"]  # which CCE API serves a cluster (standard or Autopilot)
 
 
 class TaskStatus(StrEnum):
@@ -97,6 +99,12 @@ class Point(_Model):
     started_at: Time = None
     ended_at: Time = None
     expires_at: Time = None
+
+    def duration_s(self) -> float | None:
+        """Seconds from start to end (never negative), or None without both stamps."""
+        if self.started_at and self.ended_at:
+            return max(0.0, (self.ended_at - self.started_at).total_seconds())
+        return None
 
     @classmethod
     def from_api(cls, raw: Any) -> Point:

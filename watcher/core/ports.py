@@ -17,9 +17,9 @@ from watcher.core.events import Event, Severity
 
 if TYPE_CHECKING:  # type-only: ports stay importable from every core module without cycles
     from watcher.core.acks import Acknowledgement
-    from watcher.core.engine import WatchState
     from watcher.core.health import TargetHealth
     from watcher.core.models import Api, Cluster, PreCheckTask, UpgradeTask, Workflow
+    from watcher.core.state import WatchState
     from watcher.notify.routing import Silence
 
 

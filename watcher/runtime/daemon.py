@@ -25,11 +25,12 @@ from prometheus_client import CollectorRegistry
 
 from watcher.cloud.http import make_session
 from watcher.config import Settings, Target
-from watcher.core import engine, health, selfhealth
+from watcher.core import health, selfhealth
 from watcher.core.errors import ConfigError
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import TERMINAL_PHASES, Workflow
 from watcher.core.ports import Clock, CloudSource, SystemClock
+from watcher.core.state import WatchState
 from watcher.delivery.dispatcher import Dispatcher
 from watcher.http.server import HttpServer, build_app, start_http
 from watcher.notify.sender import AppriseSender
@@ -264,7 +265,7 @@ class Daemon:
             self.scheduler.add(discovery.key, self._job(discovery), first_delay=first)
 
     def _spawner(
-        self, ref: TargetRef, display: str | None, states: dict[str, engine.WatchState]
+        self, ref: TargetRef, display: str | None, states: dict[str, WatchState]
     ) -> Callable[[str, Workflow | None], None]:
         def spawn(uid: str, _listed: Workflow | None) -> None:
             key = f"{ref.name}/{uid}"
@@ -283,7 +284,7 @@ class Daemon:
         target_health: TargetHealth,
         client: CloudSource,
         display: str | None,
-        states: dict[str, engine.WatchState],
+        states: dict[str, WatchState],
         first_delay: float,
     ) -> None:
         key = f"{ref.name}/{uid}"

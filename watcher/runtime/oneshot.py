@@ -17,13 +17,13 @@ import aiohttp
 from yarl import URL
 
 from watcher import textsafe
-from watcher.cloud.client import Api, CceClient
+from watcher.cloud.client import CceClient
 from watcher.cloud.http import make_session
 from watcher.config import Settings, Target, mask_url
 from watcher.core.console import workflow_url
 from watcher.core.errors import WatcherError
 from watcher.core.events import Event
-from watcher.core.models import TERMINAL_PHASES, Workflow
+from watcher.core.models import TERMINAL_PHASES, Api, Workflow
 from watcher.core.ports import SystemClock
 from watcher.core.summary import format_text, needs_attention, summarize
 from watcher.core.wording import plural

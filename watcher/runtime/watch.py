@@ -22,11 +22,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from watcher.core import cadence, engine, health
+from watcher.core import cadence, engine, health, rules
 from watcher.core.console import workflow_url
 from watcher.core.errors import (
     ApiError,
@@ -40,6 +40,7 @@ from watcher.core.errors import (
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import (
     TERMINAL_PHASES,
+    Api,
     Cluster,
     PreCheckTask,
     TaskType,
@@ -48,6 +49,7 @@ from watcher.core.models import (
 )
 from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import Clock, CloudSource, PlannedDelivery, Store
+from watcher.core.state import WatchState
 from watcher.core.summary import summarize
 from watcher.runtime import budget
 
@@ -65,9 +67,6 @@ LARGE_WORKFLOW_POINTS = 200
 COMMIT_CHUNK = 100
 LOGGED_EVENTS = 20  # event.new lines per poll; the rest are counted in one line
 _HEALTHY = health.TargetHealth()  # five bad signatures lock an AK for five minutes: never retry hot
-
-
-Api = Literal["cce", "autopilot"]
 
 
 def api_of(target: TargetRef) -> Api:
@@ -249,7 +248,7 @@ class WorkflowWatch:
     workflow_id: str
     health: TargetHealth
     display_name: str | None = None
-    state: engine.WatchState | None = None
+    state: WatchState | None = None
     cluster_name: str | None = None
     next_poll_at: datetime | None = None
     final_poll_done: bool = False
@@ -259,7 +258,7 @@ class WorkflowWatch:
     _deadline: datetime | None = field(default=None, repr=False)
     _deadline_policy: Policy | None = field(default=None, repr=False)
     _active: bool = field(default=False, repr=False)
-    _active_for: engine.WatchState | None = field(default=None, repr=False)
+    _active_for: WatchState | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
@@ -340,7 +339,7 @@ class WorkflowWatch:
             await asyncio.sleep(0)  # the commit was one long step; the summary is the next
         self._last_workflow = workflow
         self._deadline = await _offload(
-            large, engine.next_deadline, result.state, now, ctx.policy
+            large, rules.next_deadline, result.state, now, ctx.policy
         )
         self._deadline_policy = ctx.policy
         self.last_error = None

@@ -14,8 +14,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from watcher.core.engine import WatchState
 from watcher.core.health import TargetHealth
+from watcher.core.state import WatchState
 
 # A state whose workflow has more points than this is serialised in a worker thread, so
 # thousands of points never block the event loop (the runtime evaluates such workflows in a

@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watcher.core.acks import Acknowledgement
-from watcher.core.engine import WatchState
 from watcher.core.events import Event
 from watcher.core.health import TargetHealth
 from watcher.core.ports import (
@@ -33,6 +32,7 @@ from watcher.core.ports import (
     StoredEvent,
     SystemClock,
 )
+from watcher.core.state import WatchState
 from watcher.notify.routing import Silence
 from watcher.store import codec
 

@@ -30,7 +30,6 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from watcher.core.acks import Acknowledgement
-from watcher.core.engine import WatchState
 from watcher.core.errors import WatcherError
 from watcher.core.events import Event
 from watcher.core.health import TargetHealth
@@ -43,6 +42,7 @@ from watcher.core.ports import (
     StoredEvent,
     SystemClock,
 )
+from watcher.core.state import WatchState
 from watcher.notify.routing import Silence
 from watcher.store import codec, pg_schema
 

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from watcher.core.acks import Acknowledgement
-from watcher.core.engine import WatchState
 from watcher.core.events import Event
 from watcher.core.health import TargetHealth
 from watcher.core.ports import (
@@ -47,6 +46,7 @@ from watcher.core.ports import (
     StoredEvent,
     SystemClock,
 )
+from watcher.core.state import WatchState
 from watcher.notify.routing import Silence
 from watcher.store import codec, schema
 from watcher.store.trouble import describe
