@@ -22,14 +22,6 @@ from watcher.runtime.check_progress import CheckProgress
 from watcher.runtime.demo import run_demo
 from watcher.simulator.command import simulate
 
-CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="TOML file (default: $WATCHER_CONFIG, then /etc/cce-upgrade-watcher/config.toml).",
-)
-
 
 def settings_secrets(settings: Settings) -> list[str]:
     """Every secret value the logs must never show."""
@@ -59,7 +51,7 @@ def cli() -> None:
 
 
 @cli.command()
-@CONFIG_OPTION
+@config_cli.config_option
 def run(config_path: Path | None) -> None:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
     settings = config_cli.load_or_exit(config_path, require_targets=True)
@@ -75,7 +67,7 @@ def run(config_path: Path | None) -> None:
 
 
 @cli.command()
-@CONFIG_OPTION
+@config_cli.config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
     "--timeout",
@@ -109,7 +101,7 @@ def check(config_path: Path | None, as_json: bool, timeout_s: float) -> None:
 
 
 @cli.command()
-@CONFIG_OPTION
+@config_cli.config_option
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--limit", default=50, show_default=True, help="How many recent events.")
 def events(config_path: Path | None, as_json: bool, limit: int) -> None:
@@ -123,7 +115,7 @@ def events(config_path: Path | None, as_json: bool, limit: int) -> None:
 
 
 @cli.command("notify-test")
-@CONFIG_OPTION
+@config_cli.config_option
 @click.option(
     "--notify", "extra", multiple=True, help="Send to this apprise URL directly (no routes)."
 )

@@ -17,7 +17,8 @@ import click
 
 from watcher.config import DEFAULT_CONFIG_PATH, Settings, load_settings, render_masked
 from watcher.config import lint as config_lint
-from watcher.config.loader import CONFIG_ENV, resolve_config_path
+from watcher.config.loader import resolve_config_path
+from watcher.config.sources import CONFIG_ENV
 from watcher.core.errors import ConfigError
 from watcher.runtime.wiring import make_renderer, notify_urls
 

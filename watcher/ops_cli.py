@@ -22,29 +22,24 @@ import click
 
 from watcher import config_cli
 from watcher.core.errors import WatcherError
+from watcher.core.ports import Store, SystemClock
+from watcher.core.wording import clock
 from watcher.notify.routing import Silence
 from watcher.opsinput import InputError, ack_from, resolve_workflow, silence_from
 from watcher.runtime.app import STORE_FILE
 from watcher.runtime.wiring import config_silences
-from watcher.store.sqlite import SqliteStore
+from watcher.store import open_store
 
 T = TypeVar("T")
 
-CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Config file (default: $CCE_WATCHER_CONFIG or the usual locations).",
-)
 
 
-def _with_store(config_path: Path | None, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
+def _with_store(config_path: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
     settings = config_cli.load_or_exit(config_path)
     path = Path(settings.state_dir) / STORE_FILE
 
     async def run() -> T:
-        store = await SqliteStore.open(path)
+        store = await open_store(settings, SystemClock())
         try:
             return await work(store)
         finally:
@@ -65,7 +60,7 @@ def _now() -> datetime:
 
 
 def _utc(value: datetime | None) -> str:
-    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "-" if value is None else clock(value)
 
 
 def _describe(s: Silence) -> str:
@@ -91,7 +86,7 @@ def silence() -> None:
 
 
 @silence.command("add")
-@CONFIG_OPTION
+@config_cli.config_option
 @click.option("--target", help="Target name glob, e.g. prod-*.")
 @click.option("--cluster", "cluster_id", help="Cluster id.")
 @click.option("--workflow", "workflow_id", help="Workflow id.")
@@ -132,7 +127,7 @@ def silence_add(
         "comment": comment,
     }
 
-    async def work(store: SqliteStore) -> Silence:
+    async def work(store: Store) -> Silence:
         return await store.add_silence(silence_from(data, _now()))
 
     stored = _with_store(config_path, work)
@@ -143,7 +138,7 @@ def silence_add(
 
 
 @silence.command("list")
-@CONFIG_OPTION
+@config_cli.config_option
 @click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
 @click.option("--json", "as_json", is_flag=True)
 def silence_list(config_path: Path | None, show_all: bool, as_json: bool) -> None:
@@ -152,7 +147,7 @@ def silence_list(config_path: Path | None, show_all: bool, as_json: bool) -> Non
     from_config = config_silences(settings)
     now = _now()
 
-    async def work(store: SqliteStore) -> list[Silence]:
+    async def work(store: Store) -> list[Silence]:
         return await store.list_silences(active_at=None if show_all else now)
 
     silences = [
@@ -176,7 +171,7 @@ def silence_list(config_path: Path | None, show_all: bool, as_json: bool) -> Non
 
 
 @silence.command("expire")
-@CONFIG_OPTION
+@config_cli.config_option
 @click.argument("silence_id")
 def silence_expire(config_path: Path | None, silence_id: str) -> None:
     """End a silence now (it stays listed with --all)."""
@@ -189,7 +184,7 @@ def silence_expire(config_path: Path | None, silence_id: str) -> None:
         click.echo("error: a silence id is a number, as printed by `silence list`", err=True)
         sys.exit(2)
 
-    async def work(store: SqliteStore) -> Silence | None:
+    async def work(store: Store) -> Silence | None:
         return await store.expire_silence(int(silence_id), _now())
 
     expired = _with_store(config_path, work)
@@ -200,7 +195,7 @@ def silence_expire(config_path: Path | None, silence_id: str) -> None:
 
 
 @click.command()
-@CONFIG_OPTION
+@config_cli.config_option
 @click.argument("workflow")
 @click.option("--by", "by", default=None, help="Who acknowledges; default the login name.")
 @click.option("--note", default="", help="What you are doing about it.")
@@ -212,7 +207,7 @@ def ack(
     """Acknowledge WORKFLOW (its id, or TARGET/ID): its reminders and repeated stall notices
     stop until the time is up or the workflow changes again; its next message names you."""
 
-    async def work(store: SqliteStore) -> str:
+    async def work(store: Store) -> str:
         key = resolve_workflow(await store.workflow_keys(), workflow)
         now = _now()
         if remove:

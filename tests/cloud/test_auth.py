@@ -30,6 +30,10 @@ SK = "very-secret-key-0123456789"
 PASSWORD = "p4ssw0rd-do-not-leak"
 
 
+def _ignore(secret: str) -> None:
+    """An on_secret for tests that do not look at redaction."""
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
@@ -170,12 +174,22 @@ async def test_iam_concurrent_callers_share_one_login() -> None:
         )
 
     async with serve(_iam_app(handler)) as url, make_session() as session:
-        auth = IamPasswordAuth(session, url, "user", PASSWORD, "dom", project_name="ap-southeast-1")
+        told: list[str] = []
+        auth = IamPasswordAuth(
+            session,
+            url,
+            "user",
+            PASSWORD,
+            "dom",
+            project_name="ap-southeast-1",
+            on_secret=told.append,
+        )
         tokens = await asyncio.gather(*(auth.token() for _ in range(10)))
         assert set(tokens) == {"token-1"} and logins == 1
         assert await auth.refresh() is True
         headers = await auth.sign("GET", URL(url), {}, b"")
         assert headers["X-Auth-Token"] == "token-2" and logins == 2
+        assert told == ["token-1", "token-2"]  # each fresh token goes to the redaction
         assert PASSWORD not in repr(auth)
 
 
@@ -207,7 +221,9 @@ async def test_iam_errors_never_carry_the_password(
         return web.json_response(body, status=status, headers=headers)
 
     async with serve(_iam_app(handler)) as url, make_session() as session:
-        auth = IamPasswordAuth(session, url, "user", PASSWORD, "dom", project_id="p")
+        auth = IamPasswordAuth(
+            session, url, "user", PASSWORD, "dom", project_id="p", on_secret=_ignore
+        )
         with pytest.raises(error, match=match) as info:
             await auth.token()
     assert PASSWORD not in str(info.value) and PASSWORD not in repr(info.value)
@@ -215,7 +231,9 @@ async def test_iam_errors_never_carry_the_password(
 
 async def test_iam_unreachable_is_transport_error() -> None:
     async with make_session() as session:
-        auth = IamPasswordAuth(session, "http://127.0.0.1:9", "u", PASSWORD, "d", project_id="p")
+        auth = IamPasswordAuth(
+            session, "http://127.0.0.1:9", "u", PASSWORD, "d", project_id="p", on_secret=_ignore
+        )
         with pytest.raises(TransportError) as info:
             await auth.token()
     assert PASSWORD not in str(info.value)
@@ -223,7 +241,7 @@ async def test_iam_unreachable_is_transport_error() -> None:
 
 def test_iam_needs_a_scope() -> None:
     with pytest.raises(CredentialError, match="project"):
-        IamPasswordAuth(None, "http://x", "u", PASSWORD, "d")  # type: ignore[arg-type]
+        IamPasswordAuth(None, "http://x", "u", PASSWORD, "d", on_secret=_ignore)  # type: ignore[arg-type]
 
 
 # -- metadata edge cases --------------------------------------------------------------------
@@ -265,7 +283,7 @@ def _metadata_app(
 async def test_metadata_v1_fallback_without_session_token(status: int) -> None:
     seen: list[tuple[str, str | None]] = []
     async with serve(_metadata_app(status, [], seen)) as url, make_session() as session:
-        auth = MetadataAuth(session, url)
+        auth = MetadataAuth(session, url, on_secret=_ignore)
         keys = await auth.keys()
     assert keys.access == "TMPAK000000000001"
     assert seen == [("PUT", None), ("GET", None)]
@@ -275,8 +293,11 @@ async def test_metadata_renews_session_token_once_on_401() -> None:
     seen: list[tuple[str, str | None]] = []
     answers = [(401, "token expired")]
     async with serve(_metadata_app(200, answers, seen)) as url, make_session() as session:
-        auth = MetadataAuth(session, url, project_id="pid")
+        told: list[str] = []
+        auth = MetadataAuth(session, url, project_id="pid", on_secret=told.append)
         headers = await auth.sign("GET", URL("https://cce.example/api/v3/x"), {}, b"")
+    # Every session token and the temporary keys' secrets go to the redaction.
+    assert set(told) == {"session-1", "session-2", "tmp-secret", "tmp-token"}
     assert seen == [("PUT", None), ("GET", "session-1"), ("PUT", None), ("GET", "session-2")]
     assert headers["X-Security-Token"] == "tmp-token"
     assert "Access=TMPAK000000000001" in headers["Authorization"]
@@ -288,7 +309,7 @@ async def test_metadata_without_agency_is_credential_error() -> None:
     answers = [(401, "Please configure Cloud Service Agency first")]
     async with serve(_metadata_app(200, answers, seen)) as url, make_session() as session:
         with pytest.raises(CredentialError, match="no agency"):
-            await MetadataAuth(session, url).keys()
+            await MetadataAuth(session, url, on_secret=_ignore).keys()
     assert seen == [("PUT", None), ("GET", "session-1")]  # no token renewal for this 401
 
 
@@ -296,7 +317,7 @@ async def test_metadata_keys_renewed_40_minutes_before_expiry() -> None:
     seen: list[tuple[str, str | None]] = []
     clock = [datetime.now(UTC)]
     async with serve(_metadata_app(200, [], seen)) as url, make_session() as session:
-        auth = MetadataAuth(session, url, now=lambda: clock[0])
+        auth = MetadataAuth(session, url, now=lambda: clock[0], on_secret=_ignore)
         await auth.keys()
         clock[0] += timedelta(hours=23, minutes=19)
         await auth.keys()

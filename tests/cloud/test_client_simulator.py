@@ -23,6 +23,7 @@ from watcher.core.errors import (
     TransportError,
     WorkflowGoneError,
 )
+from watcher.runtime.wiring import register_transient_secret
 
 simulator = pytest.importorskip("watcher.simulator")
 
@@ -63,9 +64,18 @@ def make_auth(kind: str, sim: Any, session: aiohttp.ClientSession, **kw: Any) ->
         return AkSkAuth(a.access_key, a.secret_key, project_id=a.project_id, **kw)
     if kind == "iam":
         return IamPasswordAuth(
-            session, sim.url, _user(a), a.password, a.domain, project_id=a.project_id, **kw
+            session,
+            sim.url,
+            _user(a),
+            a.password,
+            a.domain,
+            project_id=a.project_id,
+            on_secret=register_transient_secret,
+            **kw,
         )
-    return MetadataAuth(session, sim.url, project_id=a.project_id, **kw)
+    return MetadataAuth(
+        session, sim.url, project_id=a.project_id, on_secret=register_transient_secret, **kw
+    )
 
 
 def make_client(sim: Any, session: aiohttp.ClientSession, auth: Auth, **kw: Any) -> CceClient:

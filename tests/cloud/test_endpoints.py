@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from watcher.cloud.endpoints import cce_endpoint, iam_endpoint
 from watcher.core.errors import ConfigError
+from watcher.core.regions import cce_endpoint, iam_endpoint
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ from click.testing import CliRunner, Result
 
 from tests.config._support import EXAMPLE
 from tests.config.test_show_and_cli import isolated_env
-from watcher.cloud.endpoints import KNOWN_REGIONS
 from watcher.config import load_settings
 from watcher.config_cli import config
+from watcher.core.regions import KNOWN_REGIONS
 
 CLUSTER = "b4b9e60f-8aa2-11ee-af09-0255ac10004f"
 WORKFLOW = "c271e39e-1a6e-4d3d-8fa8-2a36329c68d1"
@@ -48,9 +48,7 @@ workflow_id = "{workflow}"
 
 def validate(write_toml: Callable[[str], Path], text: str, **env: str) -> Result:
     path = write_toml(text)
-    return CliRunner().invoke(
-        config, ["validate", "--config", str(path)], env=isolated_env(**env)
-    )
+    return CliRunner().invoke(config, ["validate", "--config", str(path)], env=isolated_env(**env))
 
 
 def errors(result: Result) -> list[str]:
@@ -240,7 +238,13 @@ def test_an_unknown_key_gets_the_closest_known_one(write_toml: Callable[[str], P
         "config error: targets.0.cluster_idd: unknown key (env WATCHER_TARGETS as JSON);"
         " did you mean 'cluster_id'?" in lines
     )
-    assert any(line.startswith("config error: notify.routes.0.kind:") and
-               line.endswith("did you mean 'kinds'?") for line in lines)
-    assert any(line.startswith("config error: pollng: unknown key (env WATCHER_POLLNG__ACTIVE_S)")
-               and line.endswith("did you mean 'polling'?") for line in lines)
+    assert any(
+        line.startswith("config error: notify.routes.0.kind:")
+        and line.endswith("did you mean 'kinds'?")
+        for line in lines
+    )
+    assert any(
+        line.startswith("config error: pollng: unknown key (env WATCHER_POLLNG__ACTIVE_S)")
+        and line.endswith("did you mean 'polling'?")
+        for line in lines
+    )

@@ -6,14 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.notify.conftest import make_event, make_target
 from watcher.config import (
-    DEFAULT_ROUTE,
     format_duration,
     parse_duration,
     settings_from_mapping,
 )
 from watcher.core.errors import ConfigError
 from watcher.core.events import Severity
+from watcher.notify.routing import DEFAULT_ROUTE, plan
+from watcher.notify.url import NotifyUrl
+from watcher.runtime.wiring import config_silences, notify_routes
 
 
 @pytest.mark.parametrize(
@@ -58,8 +61,8 @@ def test_policy_durations_are_timedeltas() -> None:
     assert policy.precheck_leads == (timedelta(hours=1), timedelta(minutes=15))
     assert policy.repeat_interval == timedelta(minutes=90)
     assert policy.late_after == timedelta(seconds=150)
-    assert policy.stall_threshold("Rollback") == timedelta(hours=1)
     core = policy.to_policy()
+    assert core.stall_threshold("Rollback") == timedelta(hours=1)
     assert core.precheck_leads == policy.precheck_leads
     assert core.stall_threshold("Cluster") == timedelta(hours=2)
     assert core.stall_threshold("Unknown") == timedelta(hours=1)
@@ -67,12 +70,17 @@ def test_policy_durations_are_timedeltas() -> None:
 
 
 def test_default_route_sends_everything_but_queued() -> None:
+    # No [[notify.routes]]: routing.plan applies the domain's DEFAULT_ROUTE (the one copy).
     settings = settings_from_mapping({"notify": {"urls": ["json://127.0.0.1:1/x"]}})
-    assert settings.notify.effective_routes == (DEFAULT_ROUTE,)
-    assert DEFAULT_ROUTE.tags == ()
-    assert DEFAULT_ROUTE.matches("task.failed", Severity.FAILURE, "t", {})
-    assert DEFAULT_ROUTE.matches("workflow.detected", Severity.INFO, "t", {})
-    assert not DEFAULT_ROUTE.matches("task.queued", Severity.INFO, "t", {})
+    assert notify_routes(settings) == []
+    assert DEFAULT_ROUTE.tags == frozenset()
+    assert DEFAULT_ROUTE.matches(make_event("f", "task.failed", Severity.FAILURE))
+    assert DEFAULT_ROUTE.matches(make_event("d", "workflow.detected", Severity.INFO))
+    assert not DEFAULT_ROUTE.matches(make_event("q", "task.queued", Severity.INFO))
+    url = NotifyUrl(key="x", url="json://127.0.0.1:1/x")
+    events = [make_event("q", "task.queued", Severity.INFO), make_event("f")]
+    (delivery,) = plan(events, [url], notify_routes(settings), [], datetime.now(UTC))
+    assert delivery.event_keys == ("f",)
 
 
 def test_route_matching() -> None:
@@ -91,14 +99,19 @@ def test_route_matching() -> None:
             }
         }
     )
-    (route,) = settings.notify.effective_routes
-    assert route.tags == ("oncall", "chat")
+    assert settings.notify.routes[0].tags == ("oncall", "chat")
+    (route,) = notify_routes(settings)
+    assert route.tags == frozenset({"oncall", "chat"})
     labels = {"env": "prod", "team": "a"}
-    assert route.matches("workflow.failed", Severity.FAILURE, "prod-1", labels)
-    assert not route.matches("workflow.started", Severity.INFO, "prod-1", labels)
-    assert not route.matches("task.started", Severity.WARNING, "prod-1", labels)
-    assert not route.matches("workflow.failed", Severity.FAILURE, "dev-1", labels)
-    assert not route.matches("workflow.failed", Severity.FAILURE, "prod-1", {"env": "dev"})
+
+    def matches(kind: str, severity: Severity, target: str, labels: dict[str, str]) -> bool:
+        return route.matches(make_event(kind, kind, severity, target=make_target(target, **labels)))
+
+    assert matches("workflow.failed", Severity.FAILURE, "prod-1", labels)
+    assert not matches("workflow.started", Severity.INFO, "prod-1", labels)
+    assert not matches("task.started", Severity.WARNING, "prod-1", labels)
+    assert not matches("workflow.failed", Severity.FAILURE, "dev-1", labels)
+    assert not matches("workflow.failed", Severity.FAILURE, "prod-1", {"env": "dev"})
 
 
 def test_notify_url_defaults() -> None:
@@ -110,18 +123,33 @@ def test_notify_url_defaults() -> None:
 
 
 def test_silence_until_needs_an_offset_and_matches() -> None:
-    silence = settings_from_mapping(
+    settings = settings_from_mapping(
         {
             "silences": [
                 {"target": "stag*", "kinds": ["task.stalled"], "until": "2030-01-31T18:00:00+08:00"}
             ]
         }
-    ).silences[0]
+    )
+    assert settings.silences[0].until == datetime(2030, 1, 31, 10, tzinfo=UTC)
+    (silence,) = config_silences(settings)
+    assert silence.id == "config:1"
     assert silence.until == datetime(2030, 1, 31, 10, tzinfo=UTC)
     assert silence.active(datetime(2030, 1, 31, 9, tzinfo=UTC))
     assert not silence.active(datetime(2030, 1, 31, 10, tzinfo=UTC))
-    assert silence.matches("task.stalled", "staging", "c1", None)
-    assert not silence.matches("task.failed", "staging", "c1", None)
+    staging = make_target("staging")
+    assert silence.matches(make_event("s", "task.stalled", Severity.WARNING, target=staging))
+    assert not silence.matches(make_event("f", "task.failed", Severity.FAILURE, target=staging))
+
+
+def test_config_silence_cluster_id_is_a_glob_like_every_silence() -> None:
+    # The config's own matcher compared cluster_id with ==; the production Silence (used by
+    # routing.plan, the API and the CLI) treats it as a glob. One model: the glob wins.
+    settings = settings_from_mapping(
+        {"silences": [{"cluster_id": "prod-*", "until": "2030-01-31T18:00:00+08:00"}]}
+    )
+    (silence,) = config_silences(settings)
+    assert silence.matches(make_event("f", target=make_target("prod-a")))  # "prod-a-id"
+    assert not silence.matches(make_event("f", target=make_target("dev-a")))
 
 
 def test_http_listen_parsing() -> None:

@@ -10,7 +10,7 @@ from tests.notify.conftest import NOW, make_event, make_target
 from watcher.core.events import Event, Severity
 from watcher.core.ports import PlannedDelivery
 from watcher.notify.routing import DEFAULT_ROUTE, Route, Silence, plan
-from watcher.notify.targets import NotifyUrl
+from watcher.notify.url import NotifyUrl
 
 
 def url(key: str, *tags: str) -> NotifyUrl:

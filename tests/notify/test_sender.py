@@ -17,9 +17,10 @@ from watcher.core.ports import RenderedMessage, Sender
 from watcher.notify import targets
 from watcher.notify.sender import AppriseSender
 from watcher.notify.templates import Renderer
+from watcher.notify.url import NotifyUrl
 
 
-def _sender(*urls: targets.NotifyUrl, **kwargs: object) -> AppriseSender:
+def _sender(*urls: NotifyUrl, **kwargs: object) -> AppriseSender:
     return AppriseSender(list(urls), **kwargs)  # type: ignore[arg-type]
 
 
@@ -227,7 +228,7 @@ class TestNotifyTest:
 
         event = sample_event()
 
-        def message(u: targets.NotifyUrl) -> RenderedMessage:
+        def message(u: NotifyUrl) -> RenderedMessage:
             return renderer.render([event], u.flavor)
 
         with _sender(good, bad) as sender:

@@ -11,8 +11,8 @@ from structlog.testing import capture_logs
 from tests.notify.conftest import NOW, make_event
 from watcher.core.errors import ConfigError
 from watcher.core.events import Kind, Severity
-from watcher.notify.targets import NotifyUrl
 from watcher.notify.templates import Renderer, fmt_duration, sample_event, strip_controls
+from watcher.notify.url import NotifyUrl
 
 PRECHECK_OK = make_event(
     "p",

@@ -17,14 +17,13 @@ from typing import Any
 import pytest
 
 from tests.core.strategies import TARGET
-from watcher.cloud.client import Priority
 from watcher.core import health
 from watcher.core.errors import ServerError, ThrottledError, WorkflowGoneError
 from watcher.core.events import Event
 from watcher.core.models import Cluster, Workflow
 from watcher.core.outcome import PollOutcome
 from watcher.core.policy import Policy, PollPolicy
-from watcher.core.ports import SystemClock
+from watcher.core.ports import Priority, SystemClock
 from watcher.runtime.poller import ClusterDiscovery, TargetHealth, WatchContext, WorkflowWatch
 from watcher.runtime.registry import WatchKey
 from watcher.store.sqlite import SqliteStore

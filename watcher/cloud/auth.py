@@ -32,10 +32,14 @@ from watcher.core.errors import (
     TransportError,
 )
 from watcher.core.timeparse import parse_timestamp_lenient
-from watcher.logs import register_secret
 from watcher.redact import redact_text
 
 JSON = "application/json"
+
+SecretSink = Callable[[str], None]
+"""Told every credential the moment it arrives (a fresh IAM token, temporary keys, a metadata
+session token). The composition root passes the log redaction's registration, so a secret
+never reaches a log; cloud itself knows nothing of the log registry."""
 _AUTH_BODY_CAP = 1024 * 1024  # an IAM token answer with nocatalog is a few KB
 
 Now = Callable[[], datetime]
@@ -232,6 +236,7 @@ class IamPasswordAuth:
         refresh_margin: timedelta = timedelta(hours=1),
         fallback_lifetime: timedelta = timedelta(hours=2),
         now: Now = _utcnow,
+        on_secret: SecretSink,
     ) -> None:
         if not (project_id or project_name):
             raise CredentialError("IAM password login needs a project id or a project name")
@@ -247,6 +252,7 @@ class IamPasswordAuth:
         self._margin = refresh_margin
         self._fallback_lifetime = fallback_lifetime
         self._now = now
+        self._on_secret = on_secret
         self._token: str | None = None
         self._expires_at: datetime | None = None
         self._renew_at: datetime | None = None
@@ -331,7 +337,7 @@ class IamPasswordAuth:
         self._expires_at = expires_at or now + self._margin + self._fallback_lifetime
         self._renew_at = renew_at(now, self._expires_at, self._margin)
         self._token = token
-        register_secret(token, transient=True)  # a fresh IAM token never reaches a log
+        self._on_secret(token)  # a fresh IAM token never reaches a log
         self.logins += 1
         return token
 
@@ -411,8 +417,10 @@ class MetadataAuth:
             total=6, sock_connect=3, sock_read=3
         ),
         now: Now = _utcnow,
+        on_secret: SecretSink,
     ) -> None:
         self._session = session
+        self._on_secret = on_secret
         self._base = URL(base.rstrip("/"))
         self._project_id = project_id or None
         self._margin = refresh_margin
@@ -449,7 +457,7 @@ class MetadataAuth:
             expires = keys.expires_at or now + self._margin + self._fallback_lifetime
             self._keys, self._renew_at = keys, renew_at(now, expires, self._margin)
             for secret in (keys.secret, keys.security_token):
-                register_secret(secret, transient=True)
+                self._on_secret(secret)
             self.fetches += 1
             return keys
 
@@ -477,7 +485,8 @@ class MetadataAuth:
         )
         if status == 200:
             self._session_token = body.decode(errors="replace").strip() or None
-            register_secret(self._session_token, transient=True)
+            if self._session_token:
+                self._on_secret(self._session_token)
             return
         if status in (404, 405, 503) and fallback_ok:
             self._session_token = None  # v1 metadata service: no session tokens

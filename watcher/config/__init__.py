@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from watcher.config.durations import Duration, format_duration, parse_duration
 from watcher.config.loader import (
-    DEFAULT_CONFIG_PATH,
-    default_secrets_dirs,
     env_name,
     format_validation_error,
     load_settings,
@@ -17,13 +15,12 @@ from watcher.config.loader import (
 )
 from watcher.config.masking import MASK, mask_url, masked_dict, render_masked
 from watcher.config.schema import (
-    DEFAULT_ROUTE,
     CloudSettings,
     CredentialsSettings,
     HttpSettings,
     LoggingSettings,
     NotifySettings,
-    NotifyUrl,
+    NotifyUrlSetting,
     PolicySettings,
     PollingSettings,
     Route,
@@ -33,10 +30,10 @@ from watcher.config.schema import (
     TemplateOverride,
     TemplatesSettings,
 )
+from watcher.config.sources import DEFAULT_CONFIG_PATH, default_secrets_dirs
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
-    "DEFAULT_ROUTE",
     "MASK",
     "CloudSettings",
     "CredentialsSettings",
@@ -44,7 +41,7 @@ __all__ = [
     "HttpSettings",
     "LoggingSettings",
     "NotifySettings",
-    "NotifyUrl",
+    "NotifyUrlSetting",
     "PolicySettings",
     "PollingSettings",
     "Route",

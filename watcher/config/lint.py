@@ -26,11 +26,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import SecretStr
 
-from watcher.cloud import endpoints
 from watcher.config.loader import env_name
 from watcher.config.schema import Settings
+from watcher.core import regions
 from watcher.core.errors import ConfigError
-from watcher.notify import routing
 
 Level = Literal["error", "warning"]
 Loc = tuple[str | int, ...]
@@ -101,9 +100,9 @@ def _regions(settings: Settings) -> Iterator[Finding]:
         except ConfigError:
             yield Finding("error", loc, "not a region id such as ap-southeast-3")
             continue
-        if overridden or region in endpoints.KNOWN_REGIONS:
+        if overridden or region in regions.KNOWN_REGIONS:
             continue
-        hint = endpoints.suggest_region(region)
+        hint = regions.suggest_region(region)
         yield Finding(
             "error",
             loc,
@@ -174,8 +173,13 @@ def _placeholders(settings: Settings) -> Iterator[Finding]:
             dumped = [v.model_dump() if hasattr(v, "model_dump") else v for v in value]
         for loc, text in _walk(dumped, (name,)):
             if PLACEHOLDER.search(text):
-                yield Finding("error", loc, _named(settings, loc, "still holds a placeholder"
-                                                   " from the example (REPLACE-...)"))
+                yield Finding(
+                    "error",
+                    loc,
+                    _named(
+                        settings, loc, "still holds a placeholder from the example (REPLACE-...)"
+                    ),
+                )
 
 
 def _named(settings: Settings, loc: Loc, message: str) -> str:
@@ -214,22 +218,19 @@ def _email_urls(settings: Settings) -> Iterator[Finding]:
 
 
 def _routes(settings: Settings) -> Iterator[Finding]:
-    from watcher.runtime.wiring import notify_urls  # noqa: PLC0415  (imports apprise)
-
     if not settings.notify.has_destinations:
         return
-    urls = notify_urls(settings)
+    base = settings.config_path
+    urls = settings.notify.to_urls(base_dir=base.parent if base else None)
     url_tags = sorted({t for u in urls for t in u.tags})
     names = [t.name for t in settings.targets]
     for index, route in enumerate(settings.notify.routes):
         loc: Loc = ("notify", "routes", index)
         label = f"route {route.name!r}" if route.name else f"route {index}"
-        production = routing.Route(tags=frozenset(route.tags))
+        production = route.to_route()
         if route.tags and not any(production.selects(u) for u in urls):
             missing = ", ".join(sorted(route.tags))
-            close = [
-                c for t in route.tags for c in difflib.get_close_matches(t, url_tags, n=1)
-            ]
+            close = [c for t in route.tags for c in difflib.get_close_matches(t, url_tags, n=1)]
             yield Finding(
                 "error",
                 (*loc, "tags"),

@@ -10,184 +10,38 @@ its environment variable. Input values are never quoted: pydantic runs with
 errors keep only tomllib's fixed message and position, and the original exception is dropped
 before ConfigError is raised so that no traceback carries it along.
 
-The load context (which environment mapping, which file, which secret directories) travels in
+The load context (which environment mapping, which file, which secret directories; see
+``sources``) travels in
 a ContextVar, because ``settings_customise_sources`` is a classmethod with a fixed signature.
 Passing ``env=`` therefore keeps ``os.environ`` out of the result entirely.
 """
 
 from __future__ import annotations
 
-import contextvars
 import difflib
 import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    NestedSecretsSettingsSource,
-    PydanticBaseSettingsSource,
     SettingsError,
 )
-from pydantic_settings.sources.utils import parse_env_vars
 
-from watcher.config.schema import ENV_PREFIX, Settings
-from watcher.core.errors import ConfigError
-
-DEFAULT_CONFIG_PATH = Path("/etc/cce-upgrade-watcher/config.toml")
-ETC_SECRETS_DIR = Path("/etc/cce-upgrade-watcher/secrets")
-RUN_SECRETS_DIR = Path("/run/secrets")
-CONFIG_ENV = "WATCHER_CONFIG"
-SDK_ENV = {
-    "ak": "HUAWEICLOUD_SDK_AK",
-    "sk": "HUAWEICLOUD_SDK_SK",
-    "token": "HUAWEICLOUD_SDK_SECURITY_TOKEN",
-    "project": "HUAWEICLOUD_SDK_PROJECT_ID",
-    "iam": "HUAWEICLOUD_SDK_IAM_ENDPOINT",
-}
-SECRET_FILE_PREFIXES = ("", "watcher_")
-"""Secret file names: ``credentials__secret_key``, or the same with a ``watcher_`` prefix."""
-
-
-@dataclass(frozen=True)
-class _LoadContext:
-    env: Mapping[str, str]
-    toml_data: Mapping[str, Any] = field(default_factory=dict)
-    secrets_dirs: tuple[Path, ...] = ()
-
-
-_CONTEXT: contextvars.ContextVar[_LoadContext | None] = contextvars.ContextVar(
-    "watcher_config_load", default=None
+from watcher.config.schema import Settings
+from watcher.config.sources import (
+    CONFIG_ENV,
+    CONTEXT,
+    DEFAULT_CONFIG_PATH,
+    ENV_PREFIX,
+    LoadContext,
+    default_secrets_dirs,
 )
-
-
-def default_secrets_dirs(env: Mapping[str, str]) -> tuple[Path, ...]:
-    """Secret directories in increasing priority (the last one wins on a clash)."""
-    dirs = [ETC_SECRETS_DIR, RUN_SECRETS_DIR]
-    if creds := env.get("CREDENTIALS_DIRECTORY"):
-        dirs.append(Path(creds))
-    return tuple(dirs)
-
-
-class _MappingEnvSource(EnvSettingsSource):
-    """EnvSettingsSource over an explicit mapping instead of ``os.environ``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(
-            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
-        )
-
-    def __repr__(self) -> str:  # never show the environment
-        return "EnvSettingsSource()"
-
-
-class _DictSource(PydanticBaseSettingsSource):
-    """A fixed dict (the parsed TOML file) as a settings source."""
-
-    def __init__(self, settings_cls: type[BaseSettings], data: Mapping[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = dict(data)
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
-
-    def __repr__(self) -> str:
-        return "TomlFileSource()"
-
-
-class _FallbackSource(PydanticBaseSettingsSource):
-    """Lowest priority: the SDK's HUAWEICLOUD_SDK_* names and systemd's $STATE_DIRECTORY.
-
-    It reads the state merged from every higher source, so the SDK keys are used only when
-    the watcher's own settings give neither access_key nor secret_key (never a mix of both).
-    """
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        super().__init__(settings_cls)
-        self._environ = environ
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        env, state = self._environ, self.current_state
-        out: dict[str, Any] = {}
-        creds = state.get("credentials")
-        creds = creds if isinstance(creds, Mapping) else {}
-        kind = creds.get("kind", "auto")
-        if (
-            kind in ("auto", "aksk")
-            and creds.get("access_key") is None
-            and creds.get("secret_key") is None
-            and env.get(SDK_ENV["ak"])
-            and env.get(SDK_ENV["sk"])
-        ):
-            sdk: dict[str, Any] = {
-                "access_key": env[SDK_ENV["ak"]],
-                "secret_key": env[SDK_ENV["sk"]],
-            }
-            if creds.get("security_token") is None and env.get(SDK_ENV["token"]):
-                sdk["security_token"] = env[SDK_ENV["token"]]
-            out["credentials"] = sdk
-        cloud = state.get("cloud")
-        cloud = cloud if isinstance(cloud, Mapping) else {}
-        cloud_fill = {}
-        if cloud.get("project_id") is None and env.get(SDK_ENV["project"]):
-            cloud_fill["project_id"] = env[SDK_ENV["project"]]
-        if cloud.get("iam_endpoint") is None and env.get(SDK_ENV["iam"]):
-            cloud_fill["iam_endpoint"] = env[SDK_ENV["iam"]]
-        if cloud_fill:
-            out["cloud"] = cloud_fill
-        # systemd may list several directories separated by ":"; ours is the first.
-        if state.get("state_dir") is None and (state_dirs := env.get("STATE_DIRECTORY")):
-            out["state_dir"] = state_dirs.split(":")[0]
-        return out
-
-    def __repr__(self) -> str:
-        return "FallbackSource()"
-
-
-def customise_sources(
-    settings_cls: type[BaseSettings],
-    init_settings: PydanticBaseSettingsSource,
-    file_secret_settings: PydanticBaseSettingsSource,
-) -> tuple[PydanticBaseSettingsSource, ...]:
-    """The source chain for Settings (called from Settings.settings_customise_sources)."""
-    ctx = _CONTEXT.get()
-    if ctx is None:  # Settings() called directly: behave like a plain BaseSettings
-        ctx = _LoadContext(env=dict(os.environ), secrets_dirs=default_secrets_dirs(os.environ))
-    secrets = [
-        NestedSecretsSettingsSource(
-            file_secret_settings,
-            secrets_dir=list(ctx.secrets_dirs),
-            secrets_dir_missing="ok",
-            secrets_prefix=prefix,
-            secrets_nested_delimiter="__",
-        )
-        for prefix in SECRET_FILE_PREFIXES
-    ]
-    return (
-        init_settings,
-        _MappingEnvSource(settings_cls, ctx.env),
-        *secrets,
-        _DictSource(settings_cls, ctx.toml_data),
-        _FallbackSource(settings_cls, ctx.env),
-    )
-
+from watcher.core.errors import ConfigError
 
 # ------------------------------------------------------------------------------ error lines
 
@@ -351,9 +205,9 @@ def _read_toml(path: Path, required: bool) -> tuple[dict[str, Any], list[str]]:
         return {}, [f"config file {path}: TOML syntax error: {exc}"]
 
 
-def _build(overrides: Mapping[str, Any], ctx: _LoadContext) -> tuple[Settings | None, list[str]]:
+def _build(overrides: Mapping[str, Any], ctx: LoadContext) -> tuple[Settings | None, list[str]]:
     """Run the sources under ``ctx``; return the settings or the problem lines."""
-    token = _CONTEXT.set(ctx)
+    token = CONTEXT.set(ctx)
     settings: Settings | None = None
     problems: list[str] = []
     try:
@@ -367,7 +221,7 @@ def _build(overrides: Mapping[str, Any], ctx: _LoadContext) -> tuple[Settings | 
     except OSError as exc:
         problems = [f"secrets: cannot read a secret file ({exc.strerror or 'I/O error'})"]
     finally:
-        _CONTEXT.reset(token)
+        CONTEXT.reset(token)
     return settings, problems
 
 
@@ -376,7 +230,7 @@ def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
 
     Raises ConfigError like load_settings. Meant for tests and for embedding.
     """
-    settings, problems = _build({}, _LoadContext(env={}, toml_data=dict(data)))
+    settings, problems = _build({}, LoadContext(env={}, toml_data=dict(data)))
     if problems or settings is None:
         raise ConfigError(problems or ["configuration could not be loaded"])
     return settings
@@ -417,7 +271,7 @@ def load_settings(
     problems = [f"secrets directory {d}: not a directory" for d in dirs if d.is_file()]
     if problems:
         raise ConfigError(problems)
-    ctx = _LoadContext(env=environ, toml_data=toml_data, secrets_dirs=dirs)
+    ctx = LoadContext(env=environ, toml_data=toml_data, secrets_dirs=dirs)
     settings, problems = _build(overrides, ctx)
     # Raised outside any except block so the original error (with its input) is not chained.
     problems = _unknown_env(environ) + problems

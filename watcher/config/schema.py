@@ -6,6 +6,12 @@ error instead of a silently ignored setting. Validators only look at the values 
 come from. Cross-field problems are raised as one ``watcher_problems`` error that carries
 ``(key path, message)`` pairs, so the loader can name the exact key and its environment
 variable. No validator ever quotes a value it rejects: a secret may sit in the wrong place.
+
+The models hold input only. The domain objects they configure live elsewhere, and each
+model converts itself: ``PolicySettings.to_policy()`` and ``PollingSettings.to_poll_policy()``
+(watcher.core.policy), ``Route.to_route()`` and ``Silence.to_silence()`` (watcher.notify.routing),
+``Target.to_ref()`` (watcher.core.events), ``NotifySettings.to_urls()`` (watcher.notify.url).
+Defaults shared with the domain (stall thresholds, pre-check leads...) are imported, not copied.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,27 +40,33 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from watcher.cloud import endpoints
+from watcher.config import sources
 from watcher.config.durations import Duration
+from watcher.config.sources import ENV_PREFIX
+from watcher.core import regions
 from watcher.core.console import DEFAULT_CONSOLE_URL, template_problems
 from watcher.core.events import Kind, Severity, TargetRef
-from watcher.core.policy import Policy, PollPolicy
+from watcher.core.policy import (
+    DEFAULT_LATE_AFTER,
+    DEFAULT_PRECHECK_LEADS,
+    DEFAULT_REPEAT_INTERVAL,
+    DEFAULT_STALL_DEFAULT,
+    DEFAULT_STALL_THRESHOLDS,
+    Policy,
+    PollPolicy,
+    normalise_leads,
+)
 from watcher.core.ports import DEFAULT_SEND_TIMEOUT_S, MAX_SEND_TIMEOUT_S
+from watcher.notify import routing
+from watcher.notify.url import NotifyUrl, default_flavor, url_scheme
 
 DEFAULT_STATE_DIR = Path("/var/lib/cce-upgrade-watcher")
-ENV_PREFIX = "WATCHER_"
 KNOWN_KINDS: tuple[str, ...] = tuple(k.value for k in Kind)
 
-# Canonical spelling of the task types the stall thresholds know. Keys are matched without
-# regard to case, because environment variable names arrive lower-cased.
-DEFAULT_STALL: dict[str, timedelta] = {
-    "PreCheck": timedelta(minutes=30),
-    "Snapshot": timedelta(minutes=30),
-    "Cluster": timedelta(minutes=120),
-    "PostCheck": timedelta(minutes=30),
-    "Rollback": timedelta(minutes=60),
-    "default": timedelta(minutes=60),
-}
+# The [policy.stall] table: core's thresholds plus "default" (watcher.core.policy defines
+# them once). Keys are canonicalised at load time without regard to case, because
+# environment variable names arrive lower-cased; the engine's lookup is then exact.
+DEFAULT_STALL: dict[str, timedelta] = {**DEFAULT_STALL_THRESHOLDS, "default": DEFAULT_STALL_DEFAULT}
 _CANONICAL_STALL = {k.lower(): k for k in DEFAULT_STALL}
 
 Loc = tuple[str | int, ...]
@@ -174,11 +186,11 @@ class CloudSettings(_Section):
 
     def cce_endpoint_for(self, region: str) -> str:
         """The CCE base URL for a target's region (the override wins for every region)."""
-        return endpoints.cce_endpoint(region, _str_or_none(self.cce_endpoint))
+        return regions.cce_endpoint(region, _str_or_none(self.cce_endpoint))
 
     def iam_endpoint_for(self, region: str) -> str:
         """The IAM base URL for a region (the override wins for every region)."""
-        return endpoints.iam_endpoint(region, _str_or_none(self.iam_endpoint))
+        return regions.iam_endpoint(region, _str_or_none(self.iam_endpoint))
 
 
 # ------------------------------------------------------------------------------ [credentials]
@@ -264,8 +276,8 @@ class Target(_Section):
         """What people see: the display name, else the name."""
         return self.display_name or self.name
 
-    def ref(self) -> TargetRef:
-        """The event-side identity of this target."""
+    def to_ref(self) -> TargetRef:
+        """The event-side identity of this target (watcher.core.events.TargetRef)."""
         return TargetRef(
             name=self.name,
             region=self.region,
@@ -336,19 +348,17 @@ def _stall_table(value: Any) -> Any:
 class PolicySettings(_Section):
     """Time rules of the diff: pre-check leads, stall thresholds, reminders, late marks."""
 
-    precheck_leads: tuple[Duration, ...] = (timedelta(minutes=60), timedelta(minutes=15))
+    precheck_leads: tuple[Duration, ...] = DEFAULT_PRECHECK_LEADS
     stall: Annotated[dict[str, Duration], BeforeValidator(_stall_table)] = Field(
         default_factory=lambda: dict(DEFAULT_STALL)
     )
-    repeat_interval: Duration = timedelta(hours=4)
-    late_after: Duration = timedelta(seconds=150)
+    repeat_interval: Duration = DEFAULT_REPEAT_INTERVAL
+    late_after: Duration = DEFAULT_LATE_AFTER
 
     @field_validator("precheck_leads")
     @classmethod
     def _leads(cls, value: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
-        if any(lead <= timedelta(0) for lead in value):
-            raise ValueError("every lead time must be longer than zero")
-        return tuple(sorted(set(value), reverse=True))
+        return normalise_leads(value)
 
     @field_validator("stall")
     @classmethod
@@ -370,31 +380,19 @@ class PolicySettings(_Section):
         return Policy(
             precheck_leads=self.precheck_leads,
             stall_thresholds=thresholds,
-            stall_default=self.stall.get("default", DEFAULT_STALL["default"]),
+            stall_default=self.stall.get("default", DEFAULT_STALL_DEFAULT),
             repeat_interval=self.repeat_interval,
             late_after=self.late_after,
         )
 
-    def stall_threshold(self, task_type: str) -> timedelta:
-        """The stall threshold of a task type, case-insensitive; unknown types get "default"."""
-        key = _CANONICAL_STALL.get(task_type.lower(), task_type)
-        return self.stall.get(key) or self.stall.get("default") or DEFAULT_STALL["default"]
-
 
 # ----------------------------------------------------------------------------------- [notify]
 
-EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
-
-def url_scheme(url: str) -> str | None:
-    """The lower-cased scheme of an apprise URL, or None when it has none."""
-    match = _SCHEME.match(url)
-    return match.group(1).lower() if match else None
-
-
-class NotifyUrl(_Section):
-    """One apprise URL. The URL is a secret: it often embeds tokens or passwords."""
+class NotifyUrlSetting(_Section):
+    """One apprise URL as configured (the input form; ``watcher.notify.targets.build_urls``
+    makes the runtime ``watcher.notify.url.NotifyUrl`` of it). The URL is a secret: it
+    often embeds tokens or passwords."""
 
     url: SecretStr
     name: Name | None = None
@@ -410,8 +408,7 @@ class NotifyUrl(_Section):
             data = {"url": data}
         if isinstance(data, Mapping) and "flavor" not in data:
             url = data.get("url")
-            scheme = url_scheme(url) if isinstance(url, str) else None
-            data = {**data, "flavor": "email" if scheme in EMAIL_SCHEMES else "chat"}
+            data = {**data, "flavor": default_flavor(url) if isinstance(url, str) else "chat"}
         return data
 
     @field_validator("url")
@@ -425,6 +422,19 @@ class NotifyUrl(_Section):
     @property
     def scheme(self) -> str:
         return url_scheme(self.url.get_secret_value()) or ""
+
+    def to_entry(self) -> dict[str, Any]:
+        """The entry ``watcher.notify.targets.build_urls`` takes (it holds the secret URL)."""
+        entry: dict[str, Any] = {
+            "url": self.url.get_secret_value(),
+            "tags": list(self.tags),
+            "flavor": self.flavor,
+        }
+        if self.name:
+            entry["name"] = self.name
+        if self.send_timeout_s is not None:
+            entry["send_timeout_s"] = self.send_timeout_s
+        return entry
 
 
 class Route(_Section):
@@ -444,24 +454,17 @@ class Route(_Section):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    def matches(
-        self, kind: str, severity: Severity, target: str, labels: Mapping[str, str]
-    ) -> bool:
-        """Whether an event passes this route; kinds, targets and label values are globs."""
-        return (
-            any(fnmatch.fnmatchcase(kind, p) for p in self.kinds)
-            and not any(fnmatch.fnmatchcase(kind, p) for p in self.exclude_kinds)
-            and severity.rank >= self.min_severity.rank
-            and any(fnmatch.fnmatchcase(target, p) for p in self.targets)
-            and all(
-                key in labels and fnmatch.fnmatchcase(labels[key], pattern)
-                for key, pattern in self.labels.items()
-            )
+    def to_route(self) -> routing.Route:
+        """The routing module's Route (what plan() matches with); ``name`` is config-only."""
+        return routing.Route(
+            kinds=tuple(self.kinds),
+            min_severity=self.min_severity,
+            targets=tuple(self.targets),
+            labels=dict(self.labels),
+            tags=frozenset(self.tags),
+            exclude_kinds=tuple(self.exclude_kinds),
+            runbook_url=self.runbook_url,
         )
-
-
-DEFAULT_ROUTE = Route(name="default", exclude_kinds=("task.queued",))
-"""Used when no route is configured: everything but task.queued, to every URL."""
 
 
 class TemplateOverride(_Section):
@@ -517,7 +520,7 @@ class TemplatesSettings(_Section):
 class NotifySettings(_Section):
     """Where events go: apprise URLs and config files, routes, retry limits, templates."""
 
-    urls: tuple[NotifyUrl, ...] = ()
+    urls: tuple[NotifyUrlSetting, ...] = ()
     apprise_config: tuple[ExistingFile, ...] = ()
     max_age: Duration = timedelta(hours=24)
     retry_base_s: float = Field(default=5.0, gt=0)
@@ -553,7 +556,7 @@ class NotifySettings(_Section):
 
     @model_validator(mode="after")
     def _names(self) -> NotifySettings:
-        named: list[NotifyUrl] = []
+        named: list[NotifyUrlSetting] = []
         seen: set[str] = set()
         found: list[tuple[Loc, str]] = []
         for index, item in enumerate(self.urls):
@@ -570,13 +573,20 @@ class NotifySettings(_Section):
         return self
 
     @property
-    def effective_routes(self) -> tuple[Route, ...]:
-        """The configured routes, or the default route when there are none."""
-        return self.routes or (DEFAULT_ROUTE,)
-
-    @property
     def has_destinations(self) -> bool:
         return bool(self.urls or self.apprise_config)
+
+    def to_urls(
+        self, base_dir: Path | None = None, extra: Sequence[str | Mapping[str, Any]] = ()
+    ) -> list[NotifyUrl]:
+        """The runtime NotifyUrl list: inline URLs, apprise config files (relative paths
+        from ``base_dir``), then ``extra``. Raises ConfigError naming every problem."""
+        from watcher.notify.targets import build_urls  # noqa: PLC0415  (imports apprise)
+
+        entries: list[str | Mapping[str, Any]] = [url.to_entry() for url in self.urls]
+        entries += [{"config": str(path)} for path in self.apprise_config]
+        entries += list(extra)
+        return build_urls(entries, base_dir=base_dir, send_timeout_s=self.send_timeout_s)
 
 
 # ---------------------------------------------------------------------------------- [[silences]]
@@ -592,17 +602,53 @@ class Silence(_Section):
     until: AwareDatetime
     reason: str = Field(default="", max_length=500)
 
-    def active(self, now: datetime) -> bool:
-        return now < self.until
-
-    def matches(self, kind: str, target: str, cluster_id: str, workflow_id: str | None) -> bool:
-        """Whether this silence covers an event (time is checked separately with active)."""
-        return (
-            fnmatch.fnmatchcase(target, self.target)
-            and (self.cluster_id is None or self.cluster_id == cluster_id)
-            and (self.workflow_id is None or self.workflow_id == workflow_id)
-            and any(fnmatch.fnmatchcase(kind, p) for p in self.kinds)
+    def to_silence(self, number: int) -> routing.Silence:
+        """The routing module's Silence; ``number`` is its 1-based place in the config
+        file, which names it ``config:N`` in muted events."""
+        return routing.Silence(
+            until=self.until,
+            target=self.target,
+            cluster_id=self.cluster_id,
+            workflow_id=self.workflow_id,
+            kinds=tuple(self.kinds),
+            id=f"config:{number}",
+            comment=self.reason,
         )
+
+
+# ----------------------------------------------------------------------------------- [state]
+
+
+class StateSettings(_Section):
+    """Where durable state lives: the zero-setup SQLite file in ``state_dir`` (the default) or
+    a shared PostgreSQL database (issue 11). The DSN is a secret: it usually carries a password,
+    so it comes from the secret file ``state__dsn`` or ``WATCHER_STATE__DSN`` and is masked."""
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    dsn: SecretStr | None = Field(default=None, min_length=1)
+    # Connections the PostgreSQL store keeps open at most (polls and deliveries share them).
+    pool_size: int = Field(default=4, ge=1, le=100)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> StateSettings:
+        if self.backend == "postgres" and self.dsn is None:
+            raise problems(
+                (
+                    ("dsn",),
+                    'backend "postgres" needs a DSN: secret file state__dsn or env '
+                    "WATCHER_STATE__DSN, e.g. postgresql://watcher@db.example/watcher",
+                )
+            )
+        if self.backend == "sqlite" and self.dsn is not None:
+            raise problems(
+                (("dsn",), 'a DSN is set but backend is "sqlite"; set backend = "postgres"')
+            )
+        return self
 
 
 # ------------------------------------------------------------------------------- [http], [logging]
@@ -718,6 +764,7 @@ class Settings(BaseSettings):
     # Sent/dead deliveries and their events older than this are pruned from the store. Keep
     # it far longer than any outage: a pruned event's dedup key is forgotten.
     retention: Duration = timedelta(days=90)
+    state: StateSettings = StateSettings()
     cloud: CloudSettings = CloudSettings()
     credentials: CredentialsSettings = CredentialsSettings()
     targets: tuple[Target, ...] = ()
@@ -741,9 +788,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Init kwargs, WATCHER_* env, secret files, TOML, SDK fallback (see loader)."""
-        from watcher.config import loader  # noqa: PLC0415  (loader imports this module)
-
-        return loader.customise_sources(settings_cls, init_settings, file_secret_settings)
+        return sources.customise_sources(settings_cls, init_settings, file_secret_settings)
 
     @property
     def config_path(self) -> Path | None:
@@ -836,4 +881,5 @@ def iter_secret_fields() -> Iterable[tuple[str, ...]]:
         ("credentials", "password"),
         ("credentials", "security_token"),
         ("http", "token"),
+        ("state", "dsn"),
     )

@@ -7,7 +7,7 @@ Settings; the defaults are the ones SPEC.md sections 3 and 5 name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -18,6 +18,19 @@ DEFAULT_STALL_THRESHOLDS: Mapping[str, timedelta] = {
     "PostCheck": timedelta(minutes=30),
     "Rollback": timedelta(minutes=60),
 }
+DEFAULT_STALL_DEFAULT = timedelta(minutes=60)  # task types the table does not name
+DEFAULT_PRECHECK_LEADS: tuple[timedelta, ...] = (timedelta(minutes=60), timedelta(minutes=15))
+DEFAULT_REPEAT_INTERVAL = timedelta(hours=4)
+DEFAULT_LATE_AFTER = timedelta(seconds=150)
+
+
+def normalise_leads(leads: Iterable[timedelta]) -> tuple[timedelta, ...]:
+    """Pre-check lead times as unique positive leads, longest first (the config validates
+    with this too, so both layers accept and reject the same values)."""
+    unique = tuple(sorted(set(leads), reverse=True))
+    if any(lead <= timedelta(0) for lead in unique):
+        raise ValueError("every pre-check lead time must be longer than zero")
+    return unique
 
 
 def _default_stall_thresholds() -> dict[str, timedelta]:
@@ -34,19 +47,16 @@ class Policy:
     than ``late_after`` at the time of the new one.
     """
 
-    precheck_leads: tuple[timedelta, ...] = (timedelta(minutes=60), timedelta(minutes=15))
+    precheck_leads: tuple[timedelta, ...] = DEFAULT_PRECHECK_LEADS
     stall_thresholds: Mapping[str, timedelta] = field(
         default_factory=_default_stall_thresholds, hash=False
     )
-    stall_default: timedelta = timedelta(minutes=60)
-    repeat_interval: timedelta = timedelta(hours=4)
-    late_after: timedelta = timedelta(seconds=150)
+    stall_default: timedelta = DEFAULT_STALL_DEFAULT
+    repeat_interval: timedelta = DEFAULT_REPEAT_INTERVAL
+    late_after: timedelta = DEFAULT_LATE_AFTER
 
     def __post_init__(self) -> None:
-        leads = tuple(sorted({lead for lead in self.precheck_leads}, reverse=True))
-        if any(lead <= timedelta(0) for lead in leads):
-            raise ValueError("precheck_leads must be positive")
-        object.__setattr__(self, "precheck_leads", leads)
+        object.__setattr__(self, "precheck_leads", normalise_leads(self.precheck_leads))
         object.__setattr__(self, "stall_thresholds", dict(self.stall_thresholds))
         for name, value in (
             ("stall_default", self.stall_default),

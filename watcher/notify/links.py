@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from watcher.core.console import DEFAULT_CONSOLE_URL
 from watcher.core.events import Event
-from watcher.notify.routing import NotifyUrl, Route
+from watcher.notify.routing import Route
+from watcher.notify.url import NotifyUrl
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +28,10 @@ class Links:
         """The first matching route's runbook for this URL, else the target's."""
         if url is not None:
             for route in self.routes:
-                if route.runbook_url and route.selects(url) and any(
-                    route.matches(e) for e in events
+                if (
+                    route.runbook_url
+                    and route.selects(url)
+                    and any(route.matches(e) for e in events)
                 ):
                     return route.runbook_url
         return self.target_runbooks.get(events[0].target.name) if events else None

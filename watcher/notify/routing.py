@@ -16,22 +16,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import Any, Protocol
+from typing import Any
 
 from watcher.core.events import Event, Kind, Severity
 from watcher.core.ports import PlannedDelivery
+from watcher.notify.url import NotifyUrl
 
 ALWAYS_TAG = "always"
-
-
-class NotifyUrl(Protocol):
-    """What routing needs of a URL (targets.NotifyUrl satisfies it; no apprise import here)."""
-
-    @property
-    def key(self) -> str: ...
-
-    @property
-    def tags(self) -> frozenset[str]: ...
 
 
 def _globs(patterns: Iterable[str], value: str) -> bool:

@@ -45,7 +45,7 @@ from watcher.core.ports import RenderedMessage, SendResult
 from watcher.logs import register_secret
 from watcher.notify import console
 from watcher.notify.redact import RedactingFilter
-from watcher.notify.targets import NotifyUrl
+from watcher.notify.url import NotifyUrl
 
 APP_ID = "cce-upgrade-watcher"
 APP_DESC = "CCE upgrade watcher"

@@ -17,9 +17,8 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import apprise
@@ -29,14 +28,10 @@ from watcher.core.errors import ConfigError
 from watcher.core.ports import DEFAULT_SEND_TIMEOUT_S, MAX_SEND_TIMEOUT_S
 from watcher.notify import console
 from watcher.notify.redact import RedactingFilter
+from watcher.notify.url import FLAVORS, Flavor, NotifyUrl, default_flavor, url_scheme
 
-Flavor = Literal["chat", "email"]
-FLAVORS: tuple[Flavor, ...] = ("chat", "email")
-
-_EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _AUTH_WORDS = frozenset({"bearer", "basic", "token", "digest"})
-_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://")
 # URL parts that are never secret: lowercase words ("send", "cgi-bin") and DNS names or
 # addresses ("qyapi.weixin.qq.com", "127.0.0.1"). A native webhook URL keeps such parts
 # that apprise's normalised form drops; registering them would mask "send" in every log.
@@ -49,43 +44,9 @@ _TOKEN_LIKE = re.compile(r"(?=.*[0-9A-Z])[A-Za-z0-9_~.+=-]{8,}")
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class NotifyUrl:
-    """One apprise service the watcher delivers to.
-
-    ``url`` is secret: it is excluded from repr and never logged. ``display`` is the
-    masked form for humans (``notify-test``, ``config show``), ``secrets`` the substrings
-    that redaction must remove from anything printed about this URL. ``send_timeout_s``
-    is how long one attempt waits for the service's answer (the sender applies it).
-    """
-
-    key: str
-    url: str = field(repr=False)
-    tags: frozenset[str] = frozenset()
-    flavor: Flavor = "chat"
-    display: str = ""
-    secrets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
-    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
-
-    @property
-    def scheme(self) -> str:
-        match = _SCHEME.match(self.url)
-        return match.group(1).lower() if match else ""
-
-    def redact(self, text: str) -> str:
-        """``text`` with every secret of this URL masked."""
-        return redact.redact_text(text, {self.url, *self.secrets})
-
-
 def url_key(url: str) -> str:
     """A stable id for an unnamed URL: a short hash, which reveals nothing of it."""
     return "url-" + hashlib.sha256(url.strip().encode()).hexdigest()[:12]
-
-
-def default_flavor(url: str) -> Flavor:
-    """``email`` for mailto/mailtos URLs, ``chat`` for everything else."""
-    match = _SCHEME.match(url)
-    return "email" if match and match.group(1).lower() in _EMAIL_SCHEMES else "chat"
 
 
 def _split_tags(value: Any, where: str, problems: list[str]) -> frozenset[str]:
@@ -255,7 +216,7 @@ def load_config_file(
     """
     label = f"{where} (name {name!r})" if name else where
     source = Path(path)
-    if _SCHEME.match(str(path)) and not str(path).startswith("file://"):
+    if url_scheme(str(path)) is not None and not str(path).startswith("file://"):
         raise ConfigError([f"{label}: only local apprise config files are supported"])
     if not source.is_file():
         raise ConfigError([f"{label}: apprise config file {str(source)!r} does not exist"])

@@ -39,7 +39,7 @@ from watcher.core.events import Event, Kind, Severity, TargetRef
 from watcher.core.ports import RenderedMessage
 from watcher.core.wording import format_duration, late_note, line_time
 from watcher.notify.links import Links
-from watcher.notify.targets import FLAVORS, Flavor, NotifyUrl
+from watcher.notify.url import FLAVORS, Flavor, NotifyUrl
 
 log = structlog.get_logger(__name__)
 # One message stays readable (and cheap to render) whatever one poll found: a workflow of

@@ -30,11 +30,12 @@ from prometheus_client import CollectorRegistry
 
 from watcher.cloud.http import make_session
 from watcher.config import Settings, Target
-from watcher.core import engine, health, selfhealth
+from watcher.core import health, selfhealth
 from watcher.core.errors import ConfigError
 from watcher.core.events import Event, TargetRef
 from watcher.core.outcome import PollOutcome
-from watcher.core.ports import Clock, SystemClock
+from watcher.core.ports import Clock, CloudSource, Store, SystemClock
+from watcher.core.state import WatchState
 from watcher.delivery.dispatcher import Dispatcher
 from watcher.http.feed import EventFeed
 from watcher.http.server import HttpServer, build_app, start_http
@@ -46,30 +47,27 @@ from watcher.runtime.lifecycle import RootTasks
 from watcher.runtime.metrics import Metrics
 from watcher.runtime.ops import OpsState
 from watcher.runtime.poller import (
-    CloudSource,
     ClusterDiscovery,
     TargetHealth,
     WatchContext,
     WorkflowWatch,
     delay_cap,
 )
-from watcher.runtime.registry import Registry, WatchKey, health_kv_key, resumable
+from watcher.runtime.registry import Registry, WatchKey, resumable
 from watcher.runtime.scheduler import PollScheduler
 from watcher.runtime.selfwatch import SelfAlerts, run_heartbeat, run_self_alerts
 from watcher.runtime.watchdog import Watchdog
 from watcher.runtime.wiring import CloudClients, NotifyPlan, notify_plan, target_ref
-from watcher.store.sqlite import SqliteStore
+from watcher.store import STORE_FILE as STORE_FILE  # noqa: PLC0414 - re-exported for callers
+from watcher.store import open_store
 
 log = structlog.get_logger(__name__)
-
-STORE_FILE = "watcher.sqlite3"
-
 
 @dataclass
 class _Parts:
     """What ``start()`` acquires; None before it (no attribute is created later)."""
 
-    store: SqliteStore
+    store: Store
     session: aiohttp.ClientSession
     budget: HostBudget
     clients: CloudClients
@@ -132,7 +130,7 @@ class App:
         return self._parts
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> Store:
         return self.parts.store
 
     @property
@@ -186,7 +184,7 @@ class App:
         settings, stack = self.settings, self._stack
         phase = self._phase
         self.watchdog.tick = time.monotonic()
-        store = await SqliteStore.open(Path(settings.state_dir) / STORE_FILE, clock=self.clock)
+        store = await open_store(settings, self.clock)
         stack.push_async_callback(phase, "store", 10.0, store.close)
         self.watchdog.store_ok = True
         await self.feed_pump.start_after_tail(store)
@@ -287,7 +285,7 @@ class App:
         )
 
     def _make_dispatcher(
-        self, store: SqliteStore, sender: AppriseSender, plan: NotifyPlan
+        self, store: Store, sender: AppriseSender, plan: NotifyPlan
     ) -> Dispatcher:
         n = self.settings.notify
         return Dispatcher(
@@ -306,7 +304,7 @@ class App:
         )
 
     def _make_context(
-        self, settings: Settings, store: SqliteStore, ops: OpsState, plan: NotifyPlan
+        self, settings: Settings, store: Store, ops: OpsState, plan: NotifyPlan
     ) -> WatchContext:
         ctx = WatchContext(
             store=store,
@@ -330,8 +328,7 @@ class App:
         existing = healths.get(ref.name)
         if existing is not None and existing.target == ref:
             return existing
-        data = await self.store.load_kv(health_kv_key(ref.name))
-        state = health.TargetHealth.from_json(data) if data else health.TargetHealth()
+        state = await self.store.load_health(ref.name) or health.TargetHealth()
         healths[ref.name] = TargetHealth(ref, state)
         return healths[ref.name]
 
@@ -371,7 +368,7 @@ class App:
             self.scheduler.add(discovery.key, self._job(discovery), first_delay=first)
 
     def _spawner(
-        self, ref: TargetRef, display: str | None, states: dict[str, dict[str, Any]]
+        self, ref: TargetRef, display: str | None, states: dict[str, WatchState]
     ) -> Callable[[str, Any], None]:
         def spawn(uid: str, _listed: Any) -> None:
             if WatchKey.workflow(ref.name, uid) in self.watching.watches:
@@ -395,18 +392,17 @@ class App:
         target_health: TargetHealth,
         client: CloudSource,
         display: str | None,
-        states: dict[str, dict[str, Any]],
+        states: dict[str, WatchState],
         first_delay: float,
     ) -> None:
         key = WatchKey.workflow(ref.name, uid)
-        data = states.get(str(key))
         watch = WorkflowWatch(
             client=client,
             target=ref,
             workflow_id=uid,
             health=target_health,
             display_name=display,
-            state=engine.WatchState.from_json(data) if data else None,
+            state=states.get(str(key)),
             console_template=self.settings.notify.console_url or None,
         )
         self.watching.add(key, watch)

@@ -2,7 +2,7 @@
 
 A token bucket per host (default 10 requests/s). When callers must wait, those polling an
 active workflow go before idle ones: under pressure the idle targets are the ones that slip.
-The priority is an argument of ``acquire`` (``cloud.client.Priority``), passed down by the
+The priority is an argument of ``acquire`` (``core.ports.Priority``), passed down by the
 poller through each client call.
 """
 
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from watcher.cloud.client import Priority
+from watcher.core.ports import Priority
 
 __all__ = ["ACTIVE", "IDLE", "HostBudget", "Priority"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from watcher.core.wording import plural
 from watcher.notify.sender import AppriseSender
 from watcher.notify.targets import build_urls
 from watcher.notify.templates import sample_event
-from watcher.runtime.app import STORE_FILE
 from watcher.runtime.check_progress import CheckProgress
 from watcher.runtime.poller import (
     ClusterDiscovery,
@@ -43,7 +41,8 @@ from watcher.runtime.poller import (
     api_of,
 )
 from watcher.runtime.wiring import CloudClients, notify_plan, target_ref
-from watcher.store.sqlite import SqliteStore
+from watcher.store import STORE_FILE, open_store
+from watcher.store.memory import MemoryStore
 
 
 async def check(
@@ -57,20 +56,12 @@ async def check(
     """Poll every target once; return (exit code, text to print).
 
     The daemon's poller in burst mode (arq): each target's discovery or workflow watch
-    runs exactly once, against ``store`` (a throwaway store: `check` never writes the
-    daemon's state file). ``timeout_s`` bounds the whole check (each request gets at most
-    that long, too); ``progress`` hears about every attempt (runtime/check_progress.py).
+    runs exactly once, against ``store`` (default: an in-memory ``MemoryStore``; `check`
+    never writes the daemon's state file). ``timeout_s`` bounds the whole check (each
+    request gets at most that long, too); ``progress`` hears about every attempt
+    (runtime/check_progress.py).
     """
-    if store is not None:
-        return await _check(settings, store, as_json, timeout_s, progress)
-    # TODO(lead, issue 8): use watcher.store.memory.MemoryStore() here once f8-store is
-    # merged; until then a SQLite file in a temporary directory stands in for it.
-    with tempfile.TemporaryDirectory(prefix="cce-watcher-check-") as tmp:
-        throwaway = await SqliteStore.open(Path(tmp) / STORE_FILE)
-        try:
-            return await _check(settings, throwaway, as_json, timeout_s, progress)
-        finally:
-            await throwaway.close()
+    return await _check(settings, store or MemoryStore(), as_json, timeout_s, progress)
 
 
 async def _check(
@@ -192,10 +183,10 @@ async def _cluster_name(client: CceClient, ref: TargetRef) -> str | None:
 async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
     """Recent events and each delivery's state, read from the store."""
     path = Path(settings.state_dir) / STORE_FILE
-    if not path.exists():
+    if settings.state.backend == "sqlite" and not path.exists():
         raise WatcherError(f"no state store at {path}: has the daemon run yet?")
     # open() and events_with_deliveries() raise StoreError (path and fix) on a damaged file.
-    store = await SqliteStore.open(path)
+    store = await open_store(settings, SystemClock())
     try:
         rows = await store.events_with_deliveries(limit)
     finally:

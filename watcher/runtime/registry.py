@@ -4,7 +4,8 @@ Why this module exists: a watch is named by a typed ``WatchKey`` (a target name 
 workflow id, the target's discovery, or the target itself), never by string prefixes. The
 store still persists plain string keys (``commit_poll``'s key, ``save_kv``'s key); this
 module owns the one encode/decode between the two, so no other module spells
-``f"{name}/{uid}"`` or knows that a ``_``-prefixed tail is special.
+``f"{name}/{uid}"`` or knows that a ``_``-prefixed tail is special (the store keys a
+target's health by its name alone).
 
 ``Registry`` holds what is being watched: the live workflow watches, the recently finished
 ones (still shown by the API and the status page), each cluster target's discovery and each
@@ -17,10 +18,10 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from watcher.core.engine import WatchState
 from watcher.core.models import TERMINAL_PHASES
+from watcher.core.state import WatchState
 
 FINISHED_SHOWN = 100  # finished workflows kept in /api/v1/workflows and on the status page
 
@@ -76,18 +77,13 @@ class WatchKey:
         return self.encode()
 
 
-def health_kv_key(target: str) -> str:
-    """Where a target's health is persisted (``save_kv``/``load_kv``)."""
-    return f"health/{target}"
-
-
-def resumable(states: Mapping[str, Mapping[str, Any]], target: str) -> Iterator[str]:
+def resumable(states: Mapping[str, WatchState], target: str) -> Iterator[str]:
     """Ids of the target's stored workflows that had not ended: watch them again."""
     for text, data in states.items():
         key = WatchKey.decode(text)
         if key is None or key.target != target or key.kind is not KeyKind.WORKFLOW:
             continue
-        if WatchState.from_json(dict(data)).workflow.phase not in TERMINAL_PHASES:
+        if data.workflow.phase not in TERMINAL_PHASES:
             yield key.workflow_id
 
 

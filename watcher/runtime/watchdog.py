@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -22,7 +21,7 @@ import structlog
 
 from watcher.core import selfhealth
 from watcher.core.events import Event
-from watcher.core.ports import Clock
+from watcher.core.ports import Clock, OutboxStats
 from watcher.runtime import sdnotify
 from watcher.runtime.metrics import Metrics
 from watcher.runtime.scheduler import PollScheduler
@@ -38,7 +37,7 @@ class Checkable(Protocol):
     """The part of the Store port the watchdog uses."""
 
     async def self_check(self) -> str | None: ...
-    async def outbox_stats(self, now: datetime) -> dict[str, float]: ...
+    async def outbox_stats(self, now: datetime) -> OutboxStats: ...
 
 
 class Watchdog:
@@ -109,12 +108,10 @@ class Watchdog:
         if self.store_ok:
             try:
                 stats = await store.outbox_stats(self.clock.now())
-            except sqlite3.Error as exc:
+            except Exception as exc:  # any backend's error; self_check above reports it
                 log.warning("store.stats_failed", error=type(exc).__name__)
             else:
-                self.metrics.set_outbox(
-                    stats["pending"], stats["oldest_pending_age_s"], stats["dead"]
-                )
+                self.metrics.set_outbox(stats.pending, stats.oldest_pending_age_s, stats.dead)
 
     def healthy(self) -> tuple[bool, str]:
         """Liveness: the scheduler runs, starts due polls, no poll hangs, the checks tick."""

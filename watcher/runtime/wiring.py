@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -19,21 +17,20 @@ from watcher.cloud.client import CceClient, RequestLimiter, ResponseHook
 from watcher.config import Settings, Target
 from watcher.core.events import Event, TargetRef
 from watcher.core.ports import PlannedDelivery, RenderedMessage
+from watcher.logs import register_secret
 from watcher.notify import routing
 from watcher.notify.links import Links
-from watcher.notify.targets import NotifyUrl, build_urls
 from watcher.notify.templates import Renderer
+from watcher.notify.url import NotifyUrl
 
 
 def target_ref(target: Target) -> TargetRef:
-    return TargetRef(
-        name=target.name,
-        region=target.region,
-        project_id=target.project_id,
-        cluster_id=target.cluster_id,
-        labels=dict(target.labels),
-        api=target.api,
-    )
+    return target.to_ref()
+
+
+def register_transient_secret(value: str) -> None:
+    """The auth providers' ``on_secret``: refreshed credentials join the log redaction."""
+    register_secret(value, transient=True)
 
 
 def make_auth(
@@ -60,9 +57,13 @@ def make_auth(
             cred.password.get_secret_value(),
             cred.domain,
             project_id=project_id,
+            on_secret=register_transient_secret,
         )
     return cloud_auth.MetadataAuth(
-        session, str(cred.metadata_endpoint).rstrip("/"), project_id=project_id
+        session,
+        str(cred.metadata_endpoint).rstrip("/"),
+        project_id=project_id,
+        on_secret=register_transient_secret,
     )
 
 
@@ -100,26 +101,8 @@ class CloudClients:
 
 def notify_urls(settings: Settings, extra: Sequence[str] = ()) -> list[NotifyUrl]:
     """Every configured notification URL (inline, apprise config files, ``extra``)."""
-    entries: list[str | dict[str, Any]] = []
-    for url in settings.notify.urls:
-        entry: dict[str, Any] = {
-            "url": url.url.get_secret_value(),
-            "tags": list(url.tags),
-            "flavor": url.flavor,
-        }
-        if url.name:
-            entry["name"] = url.name
-        if url.send_timeout_s is not None:
-            entry["send_timeout_s"] = url.send_timeout_s
-        entries.append(entry)
-    entries += [{"config": str(path)} for path in settings.notify.apprise_config]
-    entries += list(extra)
-    base = getattr(settings, "_config_path", None)
-    return build_urls(
-        entries,
-        base_dir=Path(base).parent if base else None,
-        send_timeout_s=settings.notify.send_timeout_s,
-    )
+    base = settings.config_path
+    return settings.notify.to_urls(base_dir=base.parent if base else None, extra=extra)
 
 
 @dataclass(frozen=True)
@@ -140,34 +123,12 @@ class NotifyPlan:
 
 def config_silences(settings: Settings) -> list[routing.Silence]:
     """The config file's ``[[silences]]``, named ``config:1``, ``config:2``, ..."""
-    return [
-        routing.Silence(
-            until=s.until,
-            target=s.target,
-            cluster_id=s.cluster_id,
-            workflow_id=s.workflow_id,
-            kinds=tuple(s.kinds),
-            id=f"config:{i}",
-            comment=s.reason,
-        )
-        for i, s in enumerate(settings.silences, start=1)
-    ]
+    return [s.to_silence(i) for i, s in enumerate(settings.silences, start=1)]
 
 
 def notify_routes(settings: Settings) -> list[routing.Route]:
     """The configured routes as the routing module's Route objects."""
-    return [
-        routing.Route(
-            kinds=tuple(r.kinds),
-            min_severity=r.min_severity,
-            targets=tuple(r.targets),
-            labels=dict(r.labels),
-            tags=frozenset(r.tags),
-            exclude_kinds=tuple(r.exclude_kinds),
-            runbook_url=r.runbook_url,
-        )
-        for r in settings.notify.routes
-    ]
+    return [r.to_route() for r in settings.notify.routes]
 
 
 def notify_plan(settings: Settings, extra_urls: Sequence[str] = ()) -> NotifyPlan:

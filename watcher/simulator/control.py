@@ -2,20 +2,56 @@
 
 No authentication: the simulator is a test server bound to loopback by default. Bodies and
 answers are small JSON objects; errors are ``{"error": "..."}`` with status 400 or 404.
+The routes drive any ``SimulatorControl`` (the server's Simulator is one), so this module
+does not import the server that imports it.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+import os
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from watcher.simulator.responses import json_response
 from watcher.simulator.scenario import ScenarioError
 
-if TYPE_CHECKING:
-    from watcher.simulator.server import Simulator
+
+class SimulatorControl(Protocol):
+    """What the control API drives (``watcher.simulator.server.Simulator``)."""
+
+    def state(self) -> dict[str, Any]: ...
+
+    async def step(self, workflow_id: str | None = None) -> dict[str, Any]: ...
+
+    async def advance(self, seconds: float) -> dict[str, Any]: ...
+
+    def add_fault(
+        self,
+        kind: str,
+        *,
+        status: int | None = None,
+        count: int | None = None,
+        retry_after: float | None = None,
+        delay: float | None = None,
+        path_contains: str | None = None,
+        body: str | None = None,
+        retry_after_header: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    def clear_faults(self) -> int: ...
+
+    async def reset(self) -> None: ...
+
+    def targets(self) -> list[dict[str, Any]]: ...
+
+    async def add_workflows(
+        self, scenario: str | os.PathLike[str], count: int
+    ) -> list[dict[str, Any]]: ...
+
+    def requests(self) -> dict[str, Any]: ...
+
 
 MAX_CLONES = 100_000
 
@@ -35,7 +71,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 class ControlRoutes:
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: SimulatorControl) -> None:
         self.sim = sim
 
     def table(self) -> list[web.RouteDef]:

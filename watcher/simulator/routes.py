@@ -2,7 +2,9 @@
 
 Handlers only look things up in SimState and render; authentication, faults, request ids
 and error rendering happen in the server's middleware. The hot route (GET one workflow)
-serves the workflow's cached JSON bytes.
+serves the workflow's cached JSON bytes. Each route class gets the parts of the simulator
+it needs (state, account, authenticator, base URL) as arguments, so this module does not
+import the server that imports it.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from watcher.core.timeparse import format_iam
+from watcher.simulator.account import Account
+from watcher.simulator.auth import Authenticator
 from watcher.simulator.responses import (
     CceError,
     iam_error,
@@ -22,10 +27,7 @@ from watcher.simulator.responses import (
     json_response,
     not_found,
 )
-from watcher.simulator.state import ClusterState, PointState, WorkflowState, dumps
-
-if TYPE_CHECKING:
-    from watcher.simulator.server import Simulator
+from watcher.simulator.state import ClusterState, PointState, SimState, WorkflowState, dumps
 
 API_OF = {"api": "cce", "autopilot": "autopilot"}
 _BASE = "/{api:api|autopilot}/v3/projects/{pid}/clusters"
@@ -36,9 +38,9 @@ METADATA_MAX_TTL = 21600
 class CceRoutes:
     """GET/PATCH of workflows, pre-check and upgrade tasks, and clusters."""
 
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
-        self.world = sim.world
+    def __init__(self, world: SimState, account: Account) -> None:
+        self.world = world
+        self.account = account
 
     def table(self) -> list[web.RouteDef]:
         return [
@@ -57,7 +59,7 @@ class CceRoutes:
 
     def _project(self, request: web.Request) -> None:
         pid = request.match_info["pid"]
-        if pid != self.sim.account.project_id:
+        if pid != self.account.project_id:
             raise not_found("project", pid)
         self.world.catch_up()
 
@@ -143,9 +145,10 @@ class CceRoutes:
 class IamRoutes:
     """POST /v3/auth/tokens (password) and GET /v3/projects (project discovery)."""
 
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
-        self.account = sim.account
+    def __init__(self, account: Account, auth: Authenticator, base_url: Callable[[], str]) -> None:
+        self.account = account
+        self.auth = auth
+        self._base_url = base_url  # known once the server listens
 
     def table(self) -> list[web.RouteDef]:
         return [
@@ -181,7 +184,7 @@ class IamRoutes:
             return iam_error(401, "Unauthorized", "The username or password is wrong.")
         if scope and scope.get("name") != acc.project_name and scope.get("id") != acc.project_id:
             return iam_error(401, "Unauthorized", "The project in the scope does not exist.")
-        token, issued, expires = self.sim.auth.issue_token(acc.project_id)
+        token, issued, expires = self.auth.issue_token(acc.project_id)
         domain_json = {"id": acc.domain_id, "name": acc.domain}
         out: dict[str, Any] = {
             "token": {
@@ -210,7 +213,7 @@ class IamRoutes:
                             "interface": "public",
                             "region": acc.region,
                             "region_id": acc.region,
-                            "url": self.sim.url,
+                            "url": self._base_url(),
                         }
                     ],
                 }
@@ -222,7 +225,7 @@ class IamRoutes:
     async def list_projects(self, request: web.Request) -> web.Response:
         name = request.query.get("name")
         projects = [self._project_json()] if name in (None, self.account.project_name) else []
-        url = f"{self.sim.url}/v3/projects"
+        url = f"{self._base_url()}/v3/projects"
         return json_response(
             {"projects": projects, "links": {"self": url, "previous": None, "next": None}}
         )
@@ -231,8 +234,8 @@ class IamRoutes:
 class MetadataRoutes:
     """ECS metadata: session token (PUT) and the agency's temporary security key (GET)."""
 
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
         self._sessions: dict[str, float] = {}
 
     def table(self) -> list[web.RouteDef]:
@@ -256,4 +259,4 @@ class MetadataRoutes:
         token = request.headers.get("X-Metadata-Token", "")
         if self._sessions.get(token, 0.0) <= time.monotonic():
             return web.Response(status=401, text="Unauthorized: invalid or expired metadata token")
-        return json_bytes(dumps({"credential": self.sim.auth.issue_temporary()}))
+        return json_bytes(dumps({"credential": self.auth.issue_temporary()}))

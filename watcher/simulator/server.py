@@ -87,7 +87,12 @@ class Simulator:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._gateway], client_max_size=12 * 1024 * 1024)
         app[SIM] = self
-        for routes in (CceRoutes(self), IamRoutes(self), MetadataRoutes(self), ControlRoutes(self)):
+        for routes in (
+            CceRoutes(self.world, self.account),
+            IamRoutes(self.account, self.auth, lambda: self.url),
+            MetadataRoutes(self.auth),
+            ControlRoutes(self),
+        ):
             app.router.add_routes(routes.table())
         return app
 

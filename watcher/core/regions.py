@@ -1,4 +1,8 @@
-"""Where the CCE and IAM APIs live for a region (CCE_API.md 5).
+"""Where the CCE and IAM APIs live for a region (CCE_API.md 5): pure rules.
+
+In core because both the cloud client (which calls the endpoints) and the config layer
+(which validates regions and overrides, ``config lint``'s "did you mean") use them, and
+config must not import cloud. yarl only parses URLs (no I/O).
 
 Huawei Cloud puts every regional service at ``https://{service}.{region}.myhuaweicloud.com``,
 except the Europe site (eu-west-101, Dublin), which uses ``myhuaweicloud.eu``. An override
