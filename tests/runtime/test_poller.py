@@ -2,8 +2,9 @@
 jobs share (classification, health, metrics outcome, backoff, Retry-After), discovery, and
 the request priority handed to the client as an argument.
 
-The store is a real one that keeps nothing on disk beyond the test (a SQLite file in
-tmp_path); the cloud is a fake fed by the recorded seed workflow (tests/fixtures).
+The store is the in-memory ``MemoryStore`` (the Store contract suite holds it to the same
+rules as SQLite and PostgreSQL); the cloud is a fake fed by the recorded seed workflow
+(tests/fixtures).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import Priority, SystemClock
 from watcher.runtime.poller import ClusterDiscovery, TargetHealth, WatchContext, WorkflowWatch
 from watcher.runtime.registry import WatchKey
-from watcher.store.sqlite import SqliteStore
+from watcher.store.memory import MemoryStore
 
 SEED = json.loads((Path(__file__).parents[1] / "fixtures" / "seed_workflow.json").read_text())
 
@@ -81,8 +82,8 @@ class FixtureCloud:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(tmp_path / "s.sqlite3", clock=SystemClock())
+async def store() -> AsyncIterator[MemoryStore]:
+    s = MemoryStore()
     yield s
     await s.close()
 
@@ -93,7 +94,7 @@ class Recorder:
         self.committed: list[Event] = []
 
 
-def make_ctx(store: SqliteStore, rec: Recorder) -> WatchContext:
+def make_ctx(store: MemoryStore, rec: Recorder) -> WatchContext:
     return WatchContext(
         store=store,
         plan=lambda events, now: [],
@@ -112,7 +113,7 @@ def new_health() -> TargetHealth:
     return TargetHealth(TARGET, health.TargetHealth())
 
 
-async def test_one_poll_of_the_seed_workflow_commits_state_and_events(store: SqliteStore) -> None:
+async def test_one_poll_of_the_seed_workflow_commits_state_and_events(store: MemoryStore) -> None:
     """fetch -> evaluate -> commit: the state is stored under the workflow's key."""
     rec = Recorder()
     watch = WorkflowWatch(
@@ -140,7 +141,7 @@ def _jobs(cloud: FixtureCloud, target_health: TargetHealth) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("job", ["workflow", "discovery"])
-async def test_both_jobs_honour_retry_after(store: SqliteStore, job: str) -> None:
+async def test_both_jobs_honour_retry_after(store: MemoryStore, job: str) -> None:
     """Before issue 8 only the workflow watch had this; the one failure path gives both."""
     rec = Recorder()
     cloud = FixtureCloud(seed())
@@ -156,7 +157,7 @@ async def test_both_jobs_honour_retry_after(store: SqliteStore, job: str) -> Non
 
 
 @pytest.mark.parametrize("job", ["workflow", "discovery"])
-async def test_both_jobs_back_off_to_the_cap_and_recover(store: SqliteStore, job: str) -> None:
+async def test_both_jobs_back_off_to_the_cap_and_recover(store: MemoryStore, job: str) -> None:
     rec = Recorder()
     cloud = FixtureCloud(seed())
     target_health = new_health()
@@ -176,7 +177,7 @@ async def test_both_jobs_back_off_to_the_cap_and_recover(store: SqliteStore, job
 
 
 async def test_discovery_first_listing_skips_ended_workflows_then_watches_new_ones(
-    store: SqliteStore,
+    store: MemoryStore,
 ) -> None:
     rec = Recorder()
     ctx = make_ctx(store, rec)
@@ -198,7 +199,7 @@ async def test_discovery_first_listing_skips_ended_workflows_then_watches_new_on
     assert again.known == {"old", "running", "late"} and again.listed_before
 
 
-async def test_priority_reaches_the_client_as_an_argument(store: SqliteStore) -> None:
+async def test_priority_reaches_the_client_as_an_argument(store: MemoryStore) -> None:
     """Active workflows ask the request budget with ACTIVE, discovery with IDLE."""
     rec = Recorder()
     ctx = make_ctx(store, rec)
