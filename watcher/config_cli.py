@@ -98,7 +98,9 @@ def validate(config_path: Path | None, online: bool) -> None:
         notify_urls(settings)
         renderer = make_renderer(settings)
     except ConfigError as exc:
-        _fail(exc.problems)
+        # Say why too (a mailtos:// URL without a login is one apprise refuses outright).
+        found = config_lint.lines(config_lint.lint(settings), "error")
+        _fail(found + [config_lint.with_env(p) for p in exc.problems if p not in found])
     # A template that parses can still fail on real events: render each one now.
     if broken := renderer.check():
         _fail(broken)
