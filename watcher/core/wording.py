@@ -10,7 +10,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from watcher.core.models import Phase, TaskStatus, TaskType, Workflow
+from watcher.core.models import Phase, Point, TaskStatus, TaskType, Workflow
 
 if TYPE_CHECKING:
     from watcher.core.events import Event
@@ -124,7 +124,7 @@ def human_state(workflow: Workflow) -> str:
     if phase == Phase.CANCEL:
         return CANCELLED
     rollbacks = [p for p in workflow.points if p.task_type == TaskType.ROLLBACK]
-    if rollbacks:
+    if rollbacks and not _retried_since(workflow, rollbacks[-1]):
         last = rollbacks[-1].status or TaskStatus.INIT.value
         if last in _ACTIVE:
             return ROLLING_BACK
@@ -138,9 +138,25 @@ def human_state(workflow: Workflow) -> str:
         return SUCCEEDED
     if phase == Phase.RUNNING:
         return RUNNING
-    if phase == Phase.INIT or phase is None:
+    if phase is None:  # no phase in the answer: what the tasks say
+        statuses = {p.status for p in workflow.points}
+        if statuses & _ACTIVE:
+            return RUNNING
+        return FAILED if TaskStatus.FAILED.value in statuses else NOT_STARTED
+    if phase == Phase.INIT:
         return NOT_STARTED
     return str(phase)  # an unknown phase is shown as the cloud spells it
+
+
+def _retried_since(workflow: Workflow, rollback: Point) -> bool:
+    """An upgrade task started after the rollback ended: the rollback is history now."""
+    since = rollback.ended_at or rollback.started_at
+    if since is None or rollback.status in _ACTIVE:
+        return False
+    return any(
+        p.task_type != TaskType.ROLLBACK and p.started_at is not None and p.started_at > since
+        for p in workflow.points
+    )
 
 
 def rolled_back(workflow: Workflow) -> bool:
