@@ -17,7 +17,9 @@ CLUSTER = "b4b9e60f-8aa2-11ee-af09-0255ac10004f"
 WORKFLOW = "c271e39e-1a6e-4d3d-8fa8-2a36329c68d1"
 
 
-def _config(tmp_path: Path, *, region: str = "ap-southeast-3", url: str = "json://127.0.0.1:9/x") -> Path:
+def _config(
+    tmp_path: Path, *, region: str = "ap-southeast-3", url: str = "json://127.0.0.1:9/x"
+) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
         f'state_dir = "{tmp_path / "state"}"\n'
@@ -64,7 +66,11 @@ def test_unparsable_url_names_key_env_and_the_login_hint(tmp_path: Path, url: st
 
 @pytest.mark.parametrize(
     ("region", "meant"),
-    [("AP-SOUTHEAST-3", "ap-southeast-3"), ("ap_southeast_3", "ap-southeast-3"), ("Ap-Southeast-l", "ap-southeast-1")],
+    [
+        ("AP-SOUTHEAST-3", "ap-southeast-3"),
+        ("ap_southeast_3", "ap-southeast-3"),
+        ("Ap-Southeast-l", "ap-southeast-1"),
+    ],
 )
 def test_malformed_region_gets_a_suggestion(tmp_path: Path, region: str, meant: str) -> None:
     result = _validate(_config(tmp_path, region=region))
@@ -76,4 +82,76 @@ def test_malformed_region_gets_a_suggestion(tmp_path: Path, region: str, meant: 
 def test_region_placeholder_is_named_a_placeholder(tmp_path: Path) -> None:
     result = _validate(_config(tmp_path, region="REPLACE-REGION"))
     assert result.returncode == 2
-    assert "placeholder" in result.stderr and "WATCHER_CLOUD__REGION" in result.stderr, result.stderr
+    assert "placeholder" in result.stderr and "WATCHER_CLOUD__REGION" in result.stderr, (
+        result.stderr
+    )
+
+
+# --------------------------------------------------------------------- silences over HTTP
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ({"target": "*", "start": "2099-01-01T00:00Z"}, "did you mean 'starts_at'"),
+        ({"cluster": "b4b9e60f-8aa2-11ee-af09-0255ac10004f"}, "did you mean 'cluster_id'"),
+        ({"target": "*", "bogus": 1}, "unknown field 'bogus'"),
+        ({"kinds": ["task.faild"]}, "did you mean 'task.failed'"),
+        ({"kinds": "nope.*"}, "matches no event kind"),
+    ],
+)
+async def test_a_silence_with_a_misspelt_field_or_kind_is_refused(
+    tmp_path: Path, body: dict[str, object], said: str
+) -> None:
+    import aiohttp
+
+    from tests.e2e.harness import running
+    from tests.e2e.test_silences_acks import http_url, with_http
+
+    raw: dict[str, object] = {}
+    async with (
+        running(tmp_path, ["clean_upgrade"], configure=with_http(None, raw)) as h,
+        aiohttp.ClientSession() as session,
+    ):
+        url = f"{http_url(h)}/api/v1/silences"
+        full = {"for": "1h", "creator": "qa", "comment": "probe", **body}
+        async with session.post(url, json=full) as resp:
+            assert resp.status == 400, await resp.text()
+            assert said in (await resp.json())["error"]
+        async with session.get(url) as resp:
+            assert (await resp.json())["silences"] == []  # nothing was stored
+
+
+def test_cli_silence_add_refuses_a_kind_that_matches_nothing(tmp_path: Path) -> None:
+    path = _config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "watcher", "silence", "add", "--config", str(path),
+         "--kind", "task.faild", "--for", "1h", "--comment", "probe"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "did you mean 'task.failed'" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["silence", "list"],
+        ["silence", "add", "--target", "*", "--for", "1h", "--comment", "probe"],
+        ["healthcheck", "--timeout", "1"],
+    ],
+)
+def test_local_commands_work_without_the_cloud_secret(tmp_path: Path, args: list[str]) -> None:
+    # On a systemd host only the service gets credentials__secret_key; the operator's shell
+    # has no secret, yet silence/ack/healthcheck touch only the state store or loopback.
+    path = _config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "watcher", *args, "--config", str(path)],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert "credentials" not in result.stderr, result.stderr
+    if args[0] != "healthcheck":  # no daemon runs: healthcheck says so and exits 1
+        assert result.returncode == 0, result.stderr
