@@ -6,14 +6,39 @@ Exit 0 when some URL would receive the event, 1 when none would, 2 on a bad conf
 
 from __future__ import annotations
 
+import asyncio
+import difflib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from watcher.config import Settings
 from watcher.config_cli import _fail, config_option, load_or_exit
 from watcher.core.errors import ConfigError
+from watcher.notify.routing import Silence
+
+
+def stored_silences(settings: Settings) -> list[Silence]:
+    """The silences in force in the state store (added by `silence add` or the API): the
+    daemon applies them, so a route test that left them out would promise a delivery."""
+    from watcher.runtime.daemon import STORE_FILE  # noqa: PLC0415
+    from watcher.store.sqlite import SqliteStore  # noqa: PLC0415
+
+    path = Path(settings.state_dir) / STORE_FILE
+    if not path.exists():  # no daemon has run here yet: nothing stored
+        return []
+
+    async def run() -> list[Silence]:
+        store = await SqliteStore.open(path)
+        try:
+            return await store.list_silences(active_at=datetime.now(UTC))
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 def parse_labels(values: tuple[str, ...]) -> dict[str, str]:
@@ -72,6 +97,11 @@ def test(
         )
     except ConfigError as exc:
         _fail(exc.problems)
-    lines, receivers = explain(settings, plan, event)
+    names = [t.name for t in settings.targets]
+    if target and names and target not in names:
+        close = difflib.get_close_matches(target, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        click.echo(f"warning: no configured target is named {target!r}{hint}", err=True)
+    lines, receivers = explain(settings, plan, event, stored_silences(settings))
     click.echo("\n".join(lines))
     raise SystemExit(0 if receivers else 1)

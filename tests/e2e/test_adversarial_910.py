@@ -155,3 +155,33 @@ def test_local_commands_work_without_the_cloud_secret(tmp_path: Path, args: list
     assert "credentials" not in result.stderr, result.stderr
     if args[0] != "healthcheck":  # no daemon runs: healthcheck says so and exits 1
         assert result.returncode == 0, result.stderr
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+    env["WATCHER_CREDENTIALS__SECRET_KEY"] = "sk"
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", *args, "--config", str(tmp_path / "config.toml")],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_routes_test_honours_silences_added_at_run_time(tmp_path: Path) -> None:
+    _config(tmp_path)
+    event = ["--kind", "task.failed", "--severity", "failure", "--target", "t1"]
+    assert _cli(tmp_path, "routes", "test", *event).returncode == 0
+    added = _cli(tmp_path, "silence", "add", "--target", "t1", "--kind", "task.*",
+                 "--for", "1h", "--comment", "maintenance")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    muted = _cli(tmp_path, "routes", "test", *event)
+    assert muted.returncode == 1, muted.stdout  # the daemon would send nothing
+    assert "silenced by silence 1" in muted.stdout and "maintenance" in muted.stdout
+    other = _cli(tmp_path, "routes", "test", "--kind", "workflow.failed", "--severity",
+                 "failure", "--target", "t1")  # fmt: skip
+    assert other.returncode == 0  # the silence matches task.* only
+
+
+def test_routes_test_warns_about_a_target_name_that_is_not_configured(tmp_path: Path) -> None:
+    _config(tmp_path)
+    result = _cli(tmp_path, "routes", "test", "--kind", "task.failed", "--target", "t11")
+    assert "no configured target is named 't11'; did you mean 't1'?" in result.stderr
