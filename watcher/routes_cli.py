@@ -6,39 +6,15 @@ Exit 0 when some URL would receive the event, 1 when none would, 2 on a bad conf
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from watcher.config import Settings
 from watcher.config_cli import _fail, config_option, load_or_exit
 from watcher.core.errors import ConfigError
-from watcher.notify.routing import Silence
-
-
-def stored_silences(settings: Settings) -> list[Silence]:
-    """The silences in force in the state store (added by `silence add` or the API): the
-    daemon applies them, so a route test that left them out would promise a delivery."""
-    from watcher.runtime.daemon import STORE_FILE  # noqa: PLC0415
-    from watcher.store.sqlite import SqliteStore  # noqa: PLC0415
-
-    path = Path(settings.state_dir) / STORE_FILE
-    if not path.exists():  # no daemon has run here yet: nothing stored
-        return []
-
-    async def run() -> list[Silence]:
-        store = await SqliteStore.open(path)
-        try:
-            return await store.list_silences(active_at=datetime.now(UTC))
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
 
 
 def parse_labels(values: tuple[str, ...]) -> dict[str, str]:
@@ -86,7 +62,11 @@ def test(
     labels: tuple[str, ...],
 ) -> None:
     """Print which routes match an event and which URLs would receive it (nothing is sent)."""
-    from watcher.runtime.route_check import explain, routed_event  # noqa: PLC0415
+    from watcher.runtime.route_check import (  # noqa: PLC0415
+        explain,
+        routed_event,
+        stored_silences,
+    )
     from watcher.runtime.wiring import notify_plan  # noqa: PLC0415
 
     settings = load_or_exit(config_path)

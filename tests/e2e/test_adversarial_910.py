@@ -185,3 +185,42 @@ def test_routes_test_warns_about_a_target_name_that_is_not_configured(tmp_path: 
     _config(tmp_path)
     result = _cli(tmp_path, "routes", "test", "--kind", "task.failed", "--target", "t11")
     assert "no configured target is named 't11'; did you mean 't1'?" in result.stderr
+
+
+async def _acli(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    import asyncio
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+    env["WATCHER_CREDENTIALS__SECRET_KEY"] = "sk"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "watcher", *args, "--config", str(tmp_path / "config.toml"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return int(proc.returncode or 0), out.decode(), err.decode()
+
+
+@pytest.mark.timeout(90)
+async def test_notify_test_says_silenced_and_fails_when_nothing_was_sent(tmp_path: Path) -> None:
+    from tests.e2e.harness import WebhookReceiver
+
+    hook = WebhookReceiver()
+    await hook.start()
+    try:
+        _config(tmp_path, url=hook.url)
+        event = ("--kind", "task.failed", "--severity", "failure", "--target", "t1")
+        code, out, _ = await _acli(tmp_path, "notify-test", *event)
+        assert code == 0 and out.startswith("ok mail"), out
+        assert len(hook.bodies) == 1
+        code, _, err = await _acli(
+            tmp_path, "silence", "add", "--target", "t1", "--for", "1h", "--comment", "work"
+        )
+        assert code == 0, err
+        code, out, _ = await _acli(tmp_path, "notify-test", *event)
+        assert code == 1, out  # the daemon would send nothing: the test must not pass
+        assert "silenced by silence 1" in out and "nothing was sent" in out
+        assert len(hook.bodies) == 1
+        code, out, _ = await _acli(tmp_path, "notify-test", "--notify", hook.url)
+        assert code == 0 and len(hook.bodies) == 2, out  # --notify bypasses routes/silences
+    finally:
+        await hook.stop()

@@ -7,9 +7,11 @@ with the asked kind, severity, target and labels; a configured target lends its 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from watcher.config import Settings, mask_url
 from watcher.core.errors import ConfigError
@@ -91,3 +93,23 @@ def explain(
     if not receivers:
         lines.append("no URL would receive this event")
     return lines, receivers
+
+
+def stored_silences(settings: Settings) -> list[routing.Silence]:
+    """The silences in force in the state store (added by `silence add` or the API): the
+    daemon applies them, so a route test that left them out would promise a delivery."""
+    from watcher.runtime.daemon import STORE_FILE  # noqa: PLC0415
+    from watcher.store.sqlite import SqliteStore  # noqa: PLC0415
+
+    path = Path(settings.state_dir) / STORE_FILE
+    if not path.exists():  # no daemon has run here yet: nothing stored
+        return []
+
+    async def run() -> list[routing.Silence]:
+        store = await SqliteStore.open(path)
+        try:
+            return await store.list_silences(active_at=datetime.now(UTC))
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
