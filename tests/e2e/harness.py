@@ -226,7 +226,7 @@ class Harness:
         deadline = time.monotonic() + timeout
         while True:
             stats = await self.daemon.store.outbox_stats(self.clock.now())
-            if stats["pending"] == 0 and self.daemon.dispatcher.in_flight == 0:
+            if stats.pending == 0 and self.daemon.dispatcher.in_flight == 0:
                 return
             assert time.monotonic() < deadline, f"outbox not drained: {stats}"
             await asyncio.sleep(0.02)

@@ -54,7 +54,7 @@ async def test_events_lists_what_the_daemon_stored_with_delivery_states(tmp_path
             try:
                 for _ in range(100):
                     stats = await daemon.store.outbox_stats(daemon.clock.now())
-                    if received and stats["pending"] == 0:
+                    if received and stats.pending == 0:
                         break
                     await asyncio.sleep(0.1)
             finally:

@@ -144,12 +144,12 @@ async def test_health_stays_in_memory_when_the_store_fails(store: SqliteStore) -
     ctx = _ctx(store, polled, committed)
     target_health = TargetHealth(TARGET, health.TargetHealth())
     failing = sqlite3.OperationalError("database or disk is full")
-    original_save = store.save_kv
+    original_save = store.save_health
 
     async def full_disk(*args: Any, **kwargs: Any) -> None:
         raise failing
 
-    store.save_kv = full_disk  # type: ignore[method-assign]  # a full disk on demand
+    store.save_health = full_disk  # type: ignore[method-assign]  # a full disk on demand
     with capture_logs() as logs:
         for _ in range(3):
             await target_health.record(ctx, failing)  # must not raise
@@ -158,15 +158,15 @@ async def test_health_stays_in_memory_when_the_store_fails(store: SqliteStore) -
     assert target_health.view()["unsaved_error"] == target_health.unsaved_error
     assert sum(r["event"] == "health.unsaved" for r in logs) == 1
     assert committed == []  # the unreachable alert waits in memory
-    store.save_kv = original_save  # type: ignore[method-assign]
+    store.save_health = original_save  # type: ignore[method-assign]
     await target_health.record(ctx, None)
     assert target_health.unsaved_error is None
     assert [e.kind for e in committed] == [
         "watcher.target_unreachable",
         "watcher.target_recovered",
     ]
-    saved = await store.load_kv(f"health/{TARGET.name}")
-    assert saved is not None and saved["consecutive_failures"] == 0
+    saved = await store.load_health(TARGET.name)
+    assert saved is not None and saved.consecutive_failures == 0
 
 
 async def test_throttled_retry_after_is_capped(store: SqliteStore) -> None:

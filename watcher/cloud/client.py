@@ -25,6 +25,7 @@ from yarl import URL
 
 from watcher.cloud import responses
 from watcher.cloud.auth import Auth, host_header
+from watcher.core.backoff import full_jitter
 from watcher.core.errors import (
     AuthError,
     BadResponseError,
@@ -34,6 +35,7 @@ from watcher.core.errors import (
     WatcherError,
 )
 from watcher.core.models import (
+    Api,
     Cluster,
     PreCheckTask,
     UpgradeTask,
@@ -45,7 +47,6 @@ from watcher.core.regions import normalise_override
 
 log = structlog.get_logger()
 
-Api = Literal["cce", "autopilot"]
 API_PREFIXES: dict[str, str] = {"cce": "/api/v3", "autopilot": "/autopilot/v3"}
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 # Decoding a body this large (thousands of points) takes tens of milliseconds of pure
@@ -81,23 +82,11 @@ class RetryPolicy:
             raise ValueError("RetryPolicy needs attempts >= 1 and non-negative base and cap")
 
     def delay(self, retry: int, rand: float) -> float:
-        return backoff_delay(retry, base=self.base, cap=self.cap, jitter=self.jitter, rand=rand)
-
-
-def backoff_delay(
-    retry: int, *, base: float, cap: float, jitter: Literal["full", "none"] = "full", rand: float
-) -> float:
-    """Seconds to wait before retry number ``retry`` (1 = the first retry).
-
-    Exponential ``base * 2**(retry-1)`` bounded by ``cap``; "full" jitter scales it by
-    ``rand`` in [0, 1) (AWS's "full jitter"), which spreads synchronized pollers apart.
-    """
-    if retry < 1:
-        return 0.0
-    ceiling = min(cap, base * 2.0 ** min(retry - 1, 62))
-    if jitter == "full":
-        return ceiling * min(max(rand, 0.0), 1.0)
-    return ceiling
+        """Seconds before retry number ``retry`` (1 = the first): the one backoff
+        (watcher.core.backoff); jitter "none" is its ceiling."""
+        return full_jitter(
+            retry, base=self.base, cap=self.cap, rand=rand if self.jitter == "full" else 1.0
+        )
 
 
 def retry_delay(

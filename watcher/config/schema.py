@@ -628,6 +628,41 @@ class Silence(_Section):
         )
 
 
+# ----------------------------------------------------------------------------------- [state]
+
+
+class StateSettings(_Section):
+    """Where durable state lives: the zero-setup SQLite file in ``state_dir`` (the default) or
+    a shared PostgreSQL database (issue 11). The DSN is a secret: it usually carries a password,
+    so it comes from the secret file ``state__dsn`` or ``WATCHER_STATE__DSN`` and is masked."""
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    dsn: SecretStr | None = Field(default=None, min_length=1)
+    # Connections the PostgreSQL store keeps open at most (polls and deliveries share them).
+    pool_size: int = Field(default=4, ge=1, le=100)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> StateSettings:
+        if self.backend == "postgres" and self.dsn is None:
+            raise problems(
+                (
+                    ("dsn",),
+                    'backend "postgres" needs a DSN: secret file state__dsn or env '
+                    "WATCHER_STATE__DSN, e.g. postgresql://watcher@db.example/watcher",
+                )
+            )
+        if self.backend == "sqlite" and self.dsn is not None:
+            raise problems(
+                (("dsn",), 'a DSN is set but backend is "sqlite"; set backend = "postgres"')
+            )
+        return self
+
+
 # ------------------------------------------------------------------------------- [http], [logging]
 
 
@@ -741,6 +776,7 @@ class Settings(BaseSettings):
     # Sent/dead deliveries and their events older than this are pruned from the store. Keep
     # it far longer than any outage: a pruned event's dedup key is forgotten.
     retention: Duration = timedelta(days=90)
+    state: StateSettings = StateSettings()
     cloud: CloudSettings = CloudSettings()
     credentials: CredentialsSettings = CredentialsSettings()
     targets: tuple[Target, ...] = ()
@@ -857,4 +893,5 @@ def iter_secret_fields() -> Iterable[tuple[str, ...]]:
         ("credentials", "password"),
         ("credentials", "security_token"),
         ("http", "token"),
+        ("state", "dsn"),
     )

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from watcher.core.engine import format_duration
+from watcher.core import keys
 from watcher.core.events import Event, Kind, Severity, TargetRef
+from watcher.core.timeutil import from_iso, iso, utc
+from watcher.core.wording import format_duration
 
 ErrorKind = Literal[
     "auth", "transport", "server", "throttled", "bad_response", "api", "store", "internal"
@@ -55,9 +57,9 @@ class TargetHealth:
     def to_json(self) -> dict[str, Any]:
         return {
             "consecutive_failures": self.consecutive_failures,
-            "failing_since": _iso(self.failing_since),
-            "unreachable_since": _iso(self.unreachable_since),
-            "auth_failed_since": _iso(self.auth_failed_since),
+            "failing_since": iso(self.failing_since),
+            "unreachable_since": iso(self.unreachable_since),
+            "auth_failed_since": iso(self.auth_failed_since),
             "last_error_kind": self.last_error_kind,
         }
 
@@ -65,9 +67,9 @@ class TargetHealth:
     def from_json(cls, data: Mapping[str, Any]) -> TargetHealth:
         return cls(
             consecutive_failures=int(data.get("consecutive_failures", 0)),
-            failing_since=_from_iso(data.get("failing_since")),
-            unreachable_since=_from_iso(data.get("unreachable_since")),
-            auth_failed_since=_from_iso(data.get("auth_failed_since")),
+            failing_since=from_iso(data.get("failing_since")),
+            unreachable_since=from_iso(data.get("unreachable_since")),
+            auth_failed_since=from_iso(data.get("auth_failed_since")),
             last_error_kind=data.get("last_error_kind"),
         )
 
@@ -76,7 +78,7 @@ def record_success(
     prev: TargetHealth, now: datetime, *, target: TargetRef
 ) -> tuple[tuple[Event, ...], TargetHealth]:
     """A good poll: ``watcher.target_recovered`` if an unreachable or auth alert was sent."""
-    now = _utc(now)
+    now = utc(now)
     if prev.unreachable_since is None and prev.auth_failed_since is None:
         return (), TargetHealth()
     start = prev.failing_since or prev.unreachable_since or prev.auth_failed_since or now
@@ -85,12 +87,12 @@ def record_success(
     event = _event(
         target,
         now,
-        f"{_target_key(target)}:recovered:{_stamp(start)}",
+        keys.target_outage(target.name, target.cluster_id, "recovered", start),
         Kind.TARGET_RECOVERED,
         Severity.SUCCESS,
         f"Target {target.name} answers again{outage} ({polls} failed polls)",
         {
-            "outage_started_at": _iso(start),
+            "outage_started_at": iso(start),
             "failed_polls": polls,
             "last_error_kind": prev.last_error_kind,
         },
@@ -113,7 +115,7 @@ def record_failure(
     the run of failures reaches ``policy_threshold`` and the latest failure is not an auth
     failure: an auth outage is already alerted by its own kind.
     """
-    now = _utc(now)
+    now = utc(now)
     count = prev.consecutive_failures + 1
     since = prev.failing_since or now
     new = TargetHealth(
@@ -131,7 +133,7 @@ def record_failure(
             _event(
                 target,
                 now,
-                f"{_target_key(target)}:auth_failed:{_stamp(now)}",
+                keys.target_outage(target.name, target.cluster_id, "auth_failed", now),
                 Kind.AUTH_FAILED,
                 Severity.FAILURE,
                 f"Target {target.name}: IAM or CCE rejects the credentials (401/403) even "
@@ -149,14 +151,14 @@ def record_failure(
             _event(
                 target,
                 now,
-                f"{_target_key(target)}:unreachable:{_stamp(since)}",
+                keys.target_outage(target.name, target.cluster_id, "unreachable", since),
                 Kind.TARGET_UNREACHABLE,
                 Severity.FAILURE,
                 f"Target {target.name} unreachable: {count} failed polls in a row since "
                 f"{since.strftime('%Y-%m-%d %H:%M UTC')} (last: {what})",
                 {
                     "failed_polls": count,
-                    "outage_started_at": _iso(since),
+                    "outage_started_at": iso(since),
                     "last_error_kind": error_kind,
                 },
             )
@@ -183,28 +185,3 @@ def _event(
         details=details,
     )
 
-
-def _target_key(target: TargetRef) -> str:
-    return f"watcher:{_esc(target.name)}@{_esc(target.cluster_id)}"
-
-
-def _esc(part: str) -> str:
-    return part.replace("%", "%25").replace(":", "%3A")
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment else None
-
-
-def _from_iso(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    return _utc(datetime.fromisoformat(text))

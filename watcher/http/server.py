@@ -307,18 +307,8 @@ async def _refresh_outbox(ctx: _Context, metrics: Metrics) -> None:
         log.warning("http.outbox_stats_failed", exc_info=True)
         return
     metrics.set_outbox(
-        pending=_stat(stats, "pending"),
-        oldest_age_s=_stat(stats, "oldest_pending_age_s", "oldest_age_s", "oldest_pending_age"),
-        dead=_stat(stats, "dead", "dead_letters"),
+        pending=stats.pending, oldest_age_s=stats.oldest_pending_age_s, dead=stats.dead
     )
-
-
-def _stat(stats: dict[str, float], *names: str) -> float:
-    for name in names:
-        value = stats.get(name)
-        if value is not None:
-            return float(value)
-    return 0.0
 
 
 # -- workflows and events ---------------------------------------------------------------

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import signal
 import socket
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -26,11 +25,12 @@ from prometheus_client import CollectorRegistry
 
 from watcher.cloud.http import make_session
 from watcher.config import Settings, Target
-from watcher.core import engine, health, selfhealth
+from watcher.core import health, selfhealth
 from watcher.core.errors import ConfigError
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import TERMINAL_PHASES, Workflow
-from watcher.core.ports import Clock, SystemClock
+from watcher.core.ports import Clock, CloudSource, SystemClock
+from watcher.core.state import WatchState
 from watcher.delivery.dispatcher import Dispatcher
 from watcher.http.server import HttpServer, build_app, start_http
 from watcher.notify.sender import AppriseSender
@@ -42,7 +42,6 @@ from watcher.runtime.ops import OpsState
 from watcher.runtime.scheduler import PollScheduler
 from watcher.runtime.selfwatch import Heartbeat, SelfAlerts
 from watcher.runtime.watch import (
-    CloudSource,
     ClusterDiscovery,
     TargetHealth,
     WatchContext,
@@ -55,11 +54,11 @@ from watcher.runtime.wiring import (
     notify_plan,
     target_ref,
 )
-from watcher.store.sqlite import SqliteStore
+from watcher.store import STORE_FILE as STORE_FILE  # noqa: PLC0414  (re-exported for oneshot)
+from watcher.store import open_store
 
 log = structlog.get_logger(__name__)
 
-STORE_FILE = "watcher.sqlite3"
 HOUSEKEEPING_S = 6 * 3600.0  # how often old deliveries and events are pruned
 FINISHED_SHOWN = 100  # finished workflows kept in /api/v1/workflows and on the status page
 SELF_CHECK_S = 5.0  # how often the store is probed and systemd's watchdog is pinged
@@ -119,7 +118,7 @@ class Daemon:
     async def start(self) -> None:
         settings = self.settings
         self._tick = time.monotonic()
-        self.store = await SqliteStore.open(Path(settings.state_dir) / STORE_FILE, clock=self.clock)
+        self.store = await open_store(settings, self.clock)
         self._stack.push_async_callback(self.store.close)
         self._store_ok = True
         tail = await self.store.recent_events(limit=1)
@@ -220,8 +219,7 @@ class Daemon:
         existing = self.healths.get(ref.name)
         if existing is not None and existing.target == ref:
             return existing
-        data = await self.store.load_kv(f"health/{ref.name}")
-        state = health.TargetHealth.from_json(data) if data else health.TargetHealth()
+        state = await self.store.load_health(ref.name) or health.TargetHealth()
         self.healths[ref.name] = TargetHealth(ref, state)
         return self.healths[ref.name]
 
@@ -255,19 +253,19 @@ class Daemon:
             )
             await discovery.restore(self.store)
             self.discoveries[ref.name] = discovery
-            for key, data in states.items():  # resume watches that were running
+            for key, state in states.items():  # resume watches that were running
                 prefix = f"{ref.name}/"
                 uid = key[len(prefix) :]
-                if key.startswith(prefix) and not uid.startswith("_"):
-                    state = engine.WatchState.from_json(data)
-                    if state.workflow.phase not in TERMINAL_PHASES:
-                        self._watch(
-                            ref, uid, target_health, client, target.display_name, states, first
-                        )
+                if (
+                    key.startswith(prefix)
+                    and not uid.startswith("_")
+                    and state.workflow.phase not in TERMINAL_PHASES
+                ):
+                    self._watch(ref, uid, target_health, client, target.display_name, states, first)
             self.scheduler.add(discovery.key, self._job(discovery), first_delay=first)
 
     def _spawner(
-        self, ref: TargetRef, display: str | None, states: dict[str, dict[str, Any]]
+        self, ref: TargetRef, display: str | None, states: dict[str, WatchState]
     ) -> Callable[[str, Workflow | None], None]:
         def spawn(uid: str, _listed: Workflow | None) -> None:
             key = f"{ref.name}/{uid}"
@@ -286,18 +284,18 @@ class Daemon:
         target_health: TargetHealth,
         client: CloudSource,
         display: str | None,
-        states: dict[str, dict[str, Any]],
+        states: dict[str, WatchState],
         first_delay: float,
     ) -> None:
         key = f"{ref.name}/{uid}"
-        data = states.get(key)
+
         watch = WorkflowWatch(
             client=client,
             target=ref,
             workflow_id=uid,
             health=target_health,
             display_name=display,
-            state=engine.WatchState.from_json(data) if data else None,
+            state=states.get(key),
             console_template=self.settings.notify.console_url or None,
         )
         self.watches[key] = watch
@@ -421,12 +419,10 @@ class Daemon:
         if self._store_ok:
             try:
                 stats = await self.store.outbox_stats(self.clock.now())
-            except sqlite3.Error as exc:
+            except Exception as exc:  # any backend's error; self_check above reports it
                 log.warning("store.stats_failed", error=type(exc).__name__)
             else:
-                self.metrics.set_outbox(
-                    stats["pending"], stats["oldest_pending_age_s"], stats["dead"]
-                )
+                self.metrics.set_outbox(stats.pending, stats.oldest_pending_age_s, stats.dead)
 
     def _raise_self_alert(self, event: Event) -> None:
         """Hold an alert about the watcher itself; the self-alert loop stores or sends it."""

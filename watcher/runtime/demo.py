@@ -159,7 +159,7 @@ async def _play(daemon: Daemon, sim: Simulator, timeout_s: float) -> int:
             if time.monotonic() - done_at < SETTLE_S:
                 continue
             stats = await daemon.store.outbox_stats(daemon.clock.now())
-            if stats["pending"] == 0:
+            if stats.pending == 0:
                 click.echo(f"\nScenario finished in {time.monotonic() - started:.0f} s.")
                 return 0
         click.echo(

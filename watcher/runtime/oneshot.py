@@ -18,13 +18,14 @@ import aiohttp
 from yarl import URL
 
 from watcher import textsafe
-from watcher.cloud.client import Api, CceClient
+from watcher.cloud.client import CceClient
 from watcher.cloud.http import make_session
 from watcher.config import Settings, Target, mask_url
 from watcher.core.console import workflow_url
 from watcher.core.errors import WatcherError
 from watcher.core.events import Event
-from watcher.core.models import TERMINAL_PHASES, Workflow
+from watcher.core.models import TERMINAL_PHASES, Api, Workflow
+from watcher.core.ports import SystemClock
 from watcher.core.summary import format_text, needs_attention, summarize
 from watcher.core.wording import plural
 from watcher.notify.routing import Silence
@@ -35,7 +36,7 @@ from watcher.runtime.check_progress import CheckProgress
 from watcher.runtime.daemon import STORE_FILE
 from watcher.runtime.watch import api_of
 from watcher.runtime.wiring import CloudClients, notify_plan, target_ref
-from watcher.store.sqlite import SqliteStore
+from watcher.store import open_store
 
 
 async def check(
@@ -130,10 +131,10 @@ async def _check_one(
 async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
     """Recent events and each delivery's state, read from the store."""
     path = Path(settings.state_dir) / STORE_FILE
-    if not path.exists():
+    if settings.state.backend == "sqlite" and not path.exists():
         raise WatcherError(f"no state store at {path}: has the daemon run yet?")
     # open() and events_with_deliveries() raise StoreError (path and fix) on a damaged file.
-    store = await SqliteStore.open(path)
+    store = await open_store(settings, SystemClock())
     try:
         rows = await store.events_with_deliveries(limit)
     finally:

@@ -15,7 +15,6 @@ says who and why). An acknowledgement ends when the workflow changes again.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -24,10 +23,9 @@ import structlog
 
 from watcher.core.acks import Acknowledgement, changes_workflow
 from watcher.core.events import Event
-from watcher.core.ports import Clock, PlannedDelivery
+from watcher.core.ports import Clock, PlannedDelivery, Store
 from watcher.notify import routing
 from watcher.notify.url import NotifyUrl
-from watcher.store.sqlite import SqliteStore
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +39,7 @@ class OpsState:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         clock: Clock,
         *,
         on_count: Callable[[int], None] = lambda n: None,
@@ -68,7 +66,7 @@ class OpsState:
             await asyncio.sleep(period)
             try:
                 await self.refresh()
-            except sqlite3.Error as exc:
+            except Exception as exc:  # any backend's error (sqlite3, psycopg): logged, retried
                 log.error("silences.refresh_failed", error=str(exc))
 
     def all_silences(self) -> list[routing.Silence]:

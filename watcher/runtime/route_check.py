@@ -98,15 +98,17 @@ def explain(
 def stored_silences(settings: Settings) -> list[routing.Silence]:
     """The silences in force in the state store (added by `silence add` or the API): the
     daemon applies them, so a route test that left them out would promise a delivery."""
-    from watcher.runtime.daemon import STORE_FILE  # noqa: PLC0415
-    from watcher.store.sqlite import SqliteStore  # noqa: PLC0415
+    from watcher.core.ports import SystemClock  # noqa: PLC0415
+    from watcher.store import STORE_FILE, open_store  # noqa: PLC0415
 
-    path = Path(settings.state_dir) / STORE_FILE
-    if not path.exists():  # no daemon has run here yet: nothing stored
-        return []
+    if (
+        settings.state.backend != "postgres"
+        and not (Path(settings.state_dir) / STORE_FILE).exists()
+    ):
+        return []  # no daemon has run here yet: nothing stored (and no file is created)
 
     async def run() -> list[routing.Silence]:
-        store = await SqliteStore.open(path)
+        store = await open_store(settings, SystemClock())
         try:
             return await store.list_silences(active_at=datetime.now(UTC))
         finally:

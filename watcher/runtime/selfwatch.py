@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import aiohttp
 import structlog
 
+from watcher.core.backoff import full_jitter
 from watcher.core.events import Event
 from watcher.core.ports import PlannedDelivery, RenderedMessage, Sender, Store
-from watcher.delivery.dispatcher import compute_backoff
 
 log = structlog.get_logger(__name__)
 
@@ -110,8 +110,8 @@ class SelfAlerts:
                 held.url_keys = failed
                 held.attempts += 1
                 if failed:
-                    delay = compute_backoff(
-                        held.attempts - 1, base_s=self._base, cap_s=self._cap, rand=random.random
+                    delay = full_jitter(
+                        held.attempts, base=self._base, cap=self._cap, rand=random.random()  # noqa: S311
                     )
                     held.next_at = time.monotonic() + max(1.0, delay)
 

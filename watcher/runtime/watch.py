@@ -22,11 +22,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from watcher.core import cadence, engine, health
+from watcher.core import cadence, engine, health, rules
 from watcher.core.console import workflow_url
 from watcher.core.errors import (
     ApiError,
@@ -40,6 +40,7 @@ from watcher.core.errors import (
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import (
     TERMINAL_PHASES,
+    Api,
     Cluster,
     PreCheckTask,
     TaskType,
@@ -47,7 +48,8 @@ from watcher.core.models import (
     Workflow,
 )
 from watcher.core.policy import Policy, PollPolicy
-from watcher.core.ports import Clock, PlannedDelivery, Store
+from watcher.core.ports import Clock, CloudSource, PlannedDelivery, Store
+from watcher.core.state import WatchState
 from watcher.core.summary import summarize
 from watcher.runtime import budget
 
@@ -67,23 +69,8 @@ LOGGED_EVENTS = 20  # event.new lines per poll; the rest are counted in one line
 _HEALTHY = health.TargetHealth()  # five bad signatures lock an AK for five minutes: never retry hot
 
 
-Api = Literal["cce", "autopilot"]
-
-
 def api_of(target: TargetRef) -> Api:
     return "autopilot" if target.api == "autopilot" else "cce"
-
-
-class CloudSource(Protocol):
-    """What the watcher needs from the CCE client (watcher.cloud.client.CceClient)."""
-
-    async def show_workflow(self, cluster_id: str, workflow_id: str, *, api: Api) -> Workflow: ...
-    async def list_workflows(self, cluster_id: str, *, api: Api) -> tuple[Workflow, ...]: ...
-    async def show_precheck(self, cluster_id: str, task_id: str, *, api: Api) -> PreCheckTask: ...
-    async def show_upgrade_task(
-        self, cluster_id: str, task_id: str, *, api: Api
-    ) -> UpgradeTask: ...
-    async def show_cluster(self, cluster_id: str, *, api: Api) -> Cluster: ...
 
 
 Planner = Callable[[Sequence[Event], datetime], list[PlannedDelivery]]
@@ -212,7 +199,7 @@ class TargetHealth:
     async def _save(self, ctx: WatchContext, now: datetime) -> None:
         try:
             if self._dirty:
-                await ctx.store.save_kv(f"health/{self.target.name}", self.state.to_json())
+                await ctx.store.save_health(self.target.name, self.state)
                 self._dirty = False
             if self._pending:
                 events = list(self._pending)
@@ -261,7 +248,7 @@ class WorkflowWatch:
     workflow_id: str
     health: TargetHealth
     display_name: str | None = None
-    state: engine.WatchState | None = None
+    state: WatchState | None = None
     cluster_name: str | None = None
     next_poll_at: datetime | None = None
     final_poll_done: bool = False
@@ -271,7 +258,7 @@ class WorkflowWatch:
     _deadline: datetime | None = field(default=None, repr=False)
     _deadline_policy: Policy | None = field(default=None, repr=False)
     _active: bool = field(default=False, repr=False)
-    _active_for: engine.WatchState | None = field(default=None, repr=False)
+    _active_for: WatchState | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
@@ -347,12 +334,12 @@ class WorkflowWatch:
             enrichment=enrichment,
             ack=ctx.ops.ack_for(self.key, now) if ctx.ops is not None else None,
         )
-        await self._commit(ctx, result, now, large=large)
+        await self._commit(ctx, result, now)  # a large state is serialised off the loop
         if large:
             await asyncio.sleep(0)  # the commit was one long step; the summary is the next
         self._last_workflow = workflow
         self._deadline = await _offload(
-            large, engine.next_deadline, result.state, now, ctx.policy
+            large, rules.next_deadline, result.state, now, ctx.policy
         )
         self._deadline_policy = ctx.policy
         self.last_error = None
@@ -383,13 +370,10 @@ class WorkflowWatch:
             return False
         return self._deadline is None or self._deadline > now
 
-    async def _commit(
-        self, ctx: WatchContext, result: engine.Evaluation, now: datetime, *, large: bool = False
-    ) -> None:
+    async def _commit(self, ctx: WatchContext, result: engine.Evaluation, now: datetime) -> None:
         events = list(result.events)
         if ctx.ops is not None and events:
             events = list(ctx.ops.annotate(self.key, events, now))
-        state_json = await _offload(large, result.state.to_json)
         # Thousands of events go in chunks, each with its own deliveries, the state with the
         # last one: a crash between chunks repeats the poll from the old state, and the
         # events already stored are skipped by their dedup keys (none lost, none twice).
@@ -402,7 +386,7 @@ class WorkflowWatch:
                 ctx.on_committed(part)
             await asyncio.sleep(0)
         last = await ctx.store.commit_poll(
-            self.key, state_json, events, ctx.plan(events, now) if events else []
+            self.key, result.state, events, ctx.plan(events, now) if events else []
         )
         stored.extend(last)
         self.state = result.state
@@ -591,7 +575,7 @@ class ClusterDiscovery:
         # Write when a workflow appeared, and once on the first listing: its record is
         # also the marker that later listings are not the first (see the class docstring).
         if len(self.known) != known_before or not was_listed:
-            await ctx.store.save_kv(self.key, {"known": sorted(self.known)})
+            await ctx.store.save_known_workflows(self.key, self.known)
         return ctx.poll.discovery_s
 
     def view(self) -> dict[str, Any]:
@@ -599,9 +583,9 @@ class ClusterDiscovery:
         return {"key": self.key, "last_error": self.last_error}
 
     async def restore(self, store: Store) -> None:
-        data = await store.load_kv(self.key)
-        if data is not None:
-            self.known = set(data.get("known", []))
+        known = await store.load_known_workflows(self.key)
+        if known is not None:
+            self.known = set(known)
             self.listed_before = True
 
 
