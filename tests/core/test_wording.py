@@ -94,3 +94,11 @@ ROLLED_BACK = pt("Rollback", "Success", "rb", start=-15, end=-10)
 )
 def test_human_state_after_a_rollback_and_without_a_phase(workflow: Workflow, state: str) -> None:
     assert human_state(workflow) == state
+
+
+@pytest.mark.parametrize(
+    ("progress", "shown"),
+    [("45%", "45%"), (" 12.5 % ", "12.5%"), (True, None), (False, None), ("%", None)],
+)
+def test_percent_reads_a_percent_sign_and_refuses_booleans(progress: object, shown: str) -> None:
+    assert percent(progress) == shown  # type: ignore[arg-type]

@@ -49,8 +49,10 @@ def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
 
 def percent(progress: str | float | None) -> str | None:
     """The upgrade task's progress ("45.00") as ``45%``; None when absent or not a number."""
-    if progress is None:
+    if progress is None or isinstance(progress, bool):
         return None
+    if isinstance(progress, str):  # "45.00", or "45%" as some clouds spell it
+        progress = progress.strip().removesuffix("%")
     try:
         value = float(progress)
     except (TypeError, ValueError):
