@@ -224,3 +224,13 @@ async def test_notify_test_says_silenced_and_fails_when_nothing_was_sent(tmp_pat
         assert code == 0 and len(hook.bodies) == 2, out  # --notify bypasses routes/silences
     finally:
         await hook.stop()
+
+
+def test_demo_with_a_misspelt_scenario_suggests_the_name(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "watcher", "demo", "--scenario", "rollbak_ends"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "did you mean 'rollback_ends'?" in result.stderr
+    assert "PosixPath" not in result.stderr
