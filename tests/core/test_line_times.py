@@ -161,12 +161,6 @@ def test_a_workflow_first_seen_paused_says_so_once() -> None:
     assert [e.kind for e in paused_again.events] == ["task.paused"]  # a new pause is news
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine (being restructured): a pre-check 'expires in' line is stamped at "
-    "expiry minus the lead even when that is before the pre-check passed; fix in "
-    "engine._precheck_event: at=max(m.at, ctx.cloud_time(pre.ended_at))",
-)
 def test_an_expiring_line_is_never_before_the_precheck_passed() -> None:
     # The pre-check passes at minute 2 with a result valid until minute 30; the 60-minute
     # lead is due at minute -30, before the result existed (and before the last poll, 0).
