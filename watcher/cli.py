@@ -133,7 +133,7 @@ def notify_test(
     --kind/--severity/--target/--label shape the event, so real routes can be exercised;
     --notify URL sends to that URL only, bypassing routes.
     """
-    from watcher.runtime.route_check import routed_event  # noqa: PLC0415
+    from watcher.runtime.route_check import routed_event, stored_silences  # noqa: PLC0415
 
     settings = config_cli.load_or_exit(config_path)
     # Quiet unless the config asks for debug: then apprise's and urllib3's request lines
@@ -150,7 +150,8 @@ def notify_test(
             target=target,
             labels=routes_cli.parse_labels(labels),
         )
-        code, text = asyncio.run(oneshot.notify_test(settings, extra, event))
+        stored = () if extra else tuple(stored_silences(settings))
+        code, text = asyncio.run(oneshot.notify_test(settings, extra, event, stored))
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(f"config error: {textsafe.inert(problem)}", err=True)
@@ -182,9 +183,7 @@ def demo(
 
     Ends when the scenario's timeline is done and every notification is delivered.
     """
-    sys.exit(
-        asyncio.run(run_demo(scenario, extra, speed=speed, timeout_s=timeout, http_port=port))
-    )
+    sys.exit(asyncio.run(run_demo(scenario, extra, speed=speed, timeout_s=timeout, http_port=port)))
 
 
 cli.add_command(simulate)

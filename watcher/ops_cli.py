@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 
 def _with_store(config_path: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
-    settings = config_cli.load_or_exit(config_path)
+    settings = config_cli.load_local_or_exit(config_path)
     path = Path(settings.state_dir) / STORE_FILE
 
     async def run() -> T:
@@ -143,7 +143,7 @@ def silence_add(
 @click.option("--json", "as_json", is_flag=True)
 def silence_list(config_path: Path | None, show_all: bool, as_json: bool) -> None:
     """Silences in force or planned (config file ones first, then stored ones)."""
-    settings = config_cli.load_or_exit(config_path)
+    settings = config_cli.load_local_or_exit(config_path)
     from_config = config_silences(settings)
     now = _now()
 

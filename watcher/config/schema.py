@@ -94,9 +94,21 @@ class _Section(BaseModel):
 CloudId = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ]
-Region = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
-]
+_REGION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def _region_id(value: str) -> str:
+    """A region id's shape; a wrong one says what was probably meant (a region is not secret)."""
+    if _REGION_ID.match(value):
+        return value
+    if re.search(r"REPLACE[-_A-Z]", value):
+        raise ValueError("still holds a placeholder from the example (REPLACE-...)")
+    hint = regions.suggest_region(value.replace("_", "-").replace(" ", "-"))
+    message = "not a region id such as ap-southeast-3"
+    raise ValueError(f"{message}; did you mean {hint!r}?" if hint else message)
+
+
+Region = Annotated[str, AfterValidator(_region_id)]
 Name = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 ]

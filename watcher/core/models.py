@@ -343,8 +343,9 @@ class Cluster(_Model):
 
     @property
     def display_name(self) -> str | None:
-        """``metadata.alias``, falling back to ``metadata.name``."""
-        return self.alias or self.name
+        """``metadata.alias``, falling back to ``metadata.name`` (a blank alias is none)."""
+        alias = self.alias.strip() if self.alias else None
+        return alias or self.name
 
     @property
     def trouble(self) -> str | None:

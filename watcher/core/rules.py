@@ -239,8 +239,15 @@ def _precheck_event(ctx: EventContext, state: WatchState, m: _Milestone) -> Even
         new_status=pre.status if pre else None,
         expires_at=expires,
         details=details,
-        at=m.at,  # the due time: expiry minus the lead, or the expiry itself
+        at=_due(m.at, pre, ctx.now),
     )
+
+
+def _due(at: datetime, pre: Point | None, now: datetime) -> datetime:
+    """A time rule's line time: its due time (expiry minus the lead, or the expiry), but
+    never before the pre-check passed (a short validity with a long lead is due at once)."""
+    passed = pre.ended_at if pre is not None else None
+    return max(at, min(passed, now)) if passed is not None else at
 
 
 def _stall_event(

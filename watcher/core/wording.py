@@ -49,8 +49,10 @@ def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
 
 def percent(progress: str | float | None) -> str | None:
     """The upgrade task's progress ("45.00") as ``45%``; None when absent or not a number."""
-    if progress is None:
+    if progress is None or isinstance(progress, bool):
         return None
+    if isinstance(progress, str):  # "45.00", or "45%" as some clouds spell it
+        progress = progress.strip().removesuffix("%")
     try:
         value = float(progress)
     except (TypeError, ValueError):
@@ -124,7 +126,7 @@ def human_state(workflow: Workflow) -> str:
     if phase == Phase.CANCEL:
         return CANCELLED
     rollbacks = [p for p in workflow.points if p.task_type == TaskType.ROLLBACK]
-    if rollbacks:
+    if rollbacks and not _retried_since(workflow, rollbacks[-1]):
         last = rollbacks[-1].status or TaskStatus.INIT.value
         if last in _ACTIVE:
             return ROLLING_BACK
@@ -138,9 +140,25 @@ def human_state(workflow: Workflow) -> str:
         return SUCCEEDED
     if phase == Phase.RUNNING:
         return RUNNING
-    if phase == Phase.INIT or phase is None:
+    if phase is None:  # no phase in the answer: what the tasks say
+        statuses = {p.status for p in workflow.points}
+        if statuses & _ACTIVE:
+            return RUNNING
+        return FAILED if TaskStatus.FAILED.value in statuses else NOT_STARTED
+    if phase == Phase.INIT:
         return NOT_STARTED
     return str(phase)  # an unknown phase is shown as the cloud spells it
+
+
+def _retried_since(workflow: Workflow, rollback: Point) -> bool:
+    """An upgrade task started after the rollback ended: the rollback is history now."""
+    since = rollback.ended_at or rollback.started_at
+    if since is None or rollback.status in _ACTIVE:
+        return False
+    return any(
+        p.task_type != TaskType.ROLLBACK and p.started_at is not None and p.started_at > since
+        for p in workflow.points
+    )
 
 
 def rolled_back(workflow: Workflow) -> bool:

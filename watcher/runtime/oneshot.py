@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from watcher.core.models import Workflow
 from watcher.core.ports import Store, SystemClock
 from watcher.core.summary import format_text, needs_attention, summarize
 from watcher.core.wording import plural
+from watcher.notify.routing import Silence
 from watcher.notify.sender import AppriseSender
 from watcher.notify.targets import build_urls
 from watcher.notify.templates import sample_event
@@ -233,7 +235,10 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
 
 
 async def notify_test(
-    settings: Settings, extra_urls: tuple[str, ...] = (), event: Event | None = None
+    settings: Settings,
+    extra_urls: tuple[str, ...] = (),
+    event: Event | None = None,
+    stored: Sequence[Silence] = (),
 ) -> tuple[int, str]:
     """Send a sample event; one result line per URL, by its configured name, masked.
 
@@ -247,9 +252,12 @@ async def notify_test(
     if extra_urls:  # direct: only these URLs, every one of them
         urls = build_urls(list(extra_urls), where="--notify")
         planned = {u.key for u in urls}
-    else:
+    else:  # ``stored``: silences added at run time, which the daemon applies too
         urls = plan.urls
-        planned = {d.url_key for d in plan.plan([event], event.observed_at)}
+        muted_by = [
+            s for s in (*plan.silences, *stored) if s.active(event.observed_at) and s.matches(event)
+        ]
+        planned = set() if muted_by else {d.url_key for d in plan.plan([event], event.observed_at)}
     render = plan.renderer.for_urls(urls)
     lines: list[str] = []
     ok_all = True
@@ -257,7 +265,12 @@ async def notify_test(
         for url in urls:
             shown = f"{url.key} ({mask_url(url.url)})"
             if url.key not in planned:
-                lines.append(f"skipped {shown}: no route sends {event.kind} here")
+                why = (
+                    f"silenced by silence {muted_by[0].id}"
+                    if not extra_urls and muted_by
+                    else f"no route sends {event.kind} here"
+                )
+                lines.append(f"skipped {shown}: {why}")
                 continue
             message = render(url.key, [event])
             result = await sender.send(
@@ -270,4 +283,7 @@ async def notify_test(
             )
     if not urls:
         return 2, "no notification URLs configured"
+    if not any(url.key in planned for url in urls):  # a test that sent nothing is no pass
+        lines.append("nothing was sent: no URL would receive this event")
+        return 1, "\n".join(lines)
     return (0 if ok_all else 1), "\n".join(lines)
