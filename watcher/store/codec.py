@@ -19,7 +19,7 @@ from watcher.core.state import WatchState
 
 # A state whose workflow has more points than this is serialised in a worker thread, so
 # thousands of points never block the event loop (the runtime evaluates such workflows in a
-# thread too: watcher.runtime.watch.LARGE_WORKFLOW_POINTS).
+# thread too: watcher.runtime.poller.LARGE_WORKFLOW_POINTS).
 LARGE_STATE_POINTS = 200
 
 
