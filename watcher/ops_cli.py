@@ -23,8 +23,8 @@ import click
 from watcher import config_cli
 from watcher.core.errors import WatcherError
 from watcher.core.ports import Store, SystemClock
+from watcher.core.silences import Silence
 from watcher.core.wording import clock
-from watcher.notify.routing import Silence
 from watcher.opsinput import InputError, ack_from, resolve_workflow, silence_from
 from watcher.runtime.app import STORE_FILE
 from watcher.runtime.wiring import config_silences

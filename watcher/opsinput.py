@@ -17,7 +17,7 @@ from typing import Any
 from watcher.config.durations import DURATION_HINT, parse_duration
 from watcher.core.acks import Acknowledgement
 from watcher.core.events import Kind
-from watcher.notify.routing import Silence
+from watcher.core.silences import Silence
 
 MAX_TEXT = 500  # creator, comment, note: a sentence, not a document
 DEFAULT_SILENCE = timedelta(hours=2)

@@ -9,7 +9,7 @@ import psycopg
 from structlog.testing import capture_logs
 
 from tests.store.factories import T0, FakeClock
-from watcher.notify.routing import Silence
+from watcher.core.silences import Silence
 from watcher.runtime.ops import OpsState
 from watcher.store.memory import MemoryStore
 

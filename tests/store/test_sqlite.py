@@ -20,7 +20,7 @@ from tests.store.factories import T0, FakeClock, make_event, make_state
 from watcher.core.acks import Acknowledgement
 from watcher.core.events import Severity
 from watcher.core.ports import OutboxStats, PlannedDelivery
-from watcher.notify.routing import Silence
+from watcher.core.silences import Silence
 from watcher.store import schema
 from watcher.store.sqlite import SqliteStore
 

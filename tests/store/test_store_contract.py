@@ -25,7 +25,7 @@ from watcher.core.acks import Acknowledgement
 from watcher.core.events import Severity
 from watcher.core.health import TargetHealth
 from watcher.core.ports import OutboxStats, PlannedDelivery, Store
-from watcher.notify.routing import Silence
+from watcher.core.silences import Silence
 from watcher.store.memory import MemoryStore
 from watcher.store.postgres import PostgresStore
 from watcher.store.sqlite import SqliteStore

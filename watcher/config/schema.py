@@ -9,7 +9,7 @@ variable. No validator ever quotes a value it rejects: a secret may sit in the w
 
 The models hold input only. The domain objects they configure live elsewhere, and each
 model converts itself: ``PolicySettings.to_policy()`` and ``PollingSettings.to_poll_policy()``
-(watcher.core.policy), ``Route.to_route()`` and ``Silence.to_silence()`` (watcher.notify.routing),
+(watcher.core.policy), ``Route.to_route()`` and ``Silence.to_silence()`` (watcher.core.silences),
 ``Target.to_ref()`` (watcher.core.events), ``NotifySettings.to_urls()`` (watcher.notify.url).
 Defaults shared with the domain (stall thresholds, pre-check leads...) are imported, not copied.
 """
@@ -43,7 +43,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from watcher.config import sources
 from watcher.config.durations import Duration
 from watcher.config.sources import ENV_PREFIX
-from watcher.core import regions
+from watcher.core import regions, silences
 from watcher.core.console import DEFAULT_CONSOLE_URL, template_problems
 from watcher.core.events import Kind, Severity, TargetRef
 from watcher.core.policy import (
@@ -614,10 +614,10 @@ class Silence(_Section):
     until: AwareDatetime
     reason: str = Field(default="", max_length=500)
 
-    def to_silence(self, number: int) -> routing.Silence:
-        """The routing module's Silence; ``number`` is its 1-based place in the config
-        file, which names it ``config:N`` in muted events."""
-        return routing.Silence(
+    def to_silence(self, number: int) -> silences.Silence:
+        """The domain Silence; ``number`` is its 1-based place in the config file, which
+        names it ``config:N`` in muted events."""
+        return silences.Silence(
             until=self.until,
             target=self.target,
             cluster_id=self.cluster_id,

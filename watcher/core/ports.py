@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # type-only: ports stay importable from every core module wit
     from watcher.core.acks import Acknowledgement
     from watcher.core.health import TargetHealth
     from watcher.core.models import Api, Cluster, PreCheckTask, UpgradeTask, Workflow
+    from watcher.core.silences import Silence
     from watcher.core.state import WatchState
-    from watcher.notify.routing import Silence
 
 
 class Clock(Protocol):

@@ -28,9 +28,9 @@ from watcher.core.errors import WatcherError
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import Workflow
 from watcher.core.ports import Store, SystemClock
+from watcher.core.silences import Silence
 from watcher.core.summary import format_text, needs_attention, summarize
 from watcher.core.wording import plural
-from watcher.notify.routing import Silence
 from watcher.notify.sender import AppriseSender
 from watcher.notify.targets import build_urls
 from watcher.notify.templates import sample_event

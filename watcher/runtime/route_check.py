@@ -16,6 +16,7 @@ from pathlib import Path
 from watcher.config import Settings, mask_url
 from watcher.core.errors import ConfigError
 from watcher.core.events import Event, Kind, Severity, TargetRef
+from watcher.core.silences import Silence
 from watcher.notify import routing
 from watcher.notify.templates import sample_event
 from watcher.runtime.wiring import NotifyPlan, target_ref
@@ -61,7 +62,7 @@ def explain(
     settings: Settings,
     plan: NotifyPlan,
     event: Event,
-    stored: Sequence[routing.Silence] = (),
+    stored: Sequence[Silence] = (),
 ) -> tuple[list[str], list[str]]:
     """(lines to print, keys of the URLs that would receive ``event``); ``stored`` are the
     silences added at run time (`silence add`, the API), which mute as config ones do."""
@@ -95,7 +96,7 @@ def explain(
     return lines, receivers
 
 
-def stored_silences(settings: Settings) -> list[routing.Silence]:
+def stored_silences(settings: Settings) -> list[Silence]:
     """The silences in force in the state store (added by `silence add` or the API): the
     daemon applies them, so a route test that left them out would promise a delivery."""
     from watcher.core.ports import SystemClock  # noqa: PLC0415
@@ -107,7 +108,7 @@ def stored_silences(settings: Settings) -> list[routing.Silence]:
     ):
         return []  # no daemon has run here yet: nothing stored (and no file is created)
 
-    async def run() -> list[routing.Silence]:
+    async def run() -> list[Silence]:
         store = await open_store(settings, SystemClock())
         try:
             return await store.list_silences(active_at=datetime.now(UTC))

@@ -32,8 +32,8 @@ from watcher.core.ports import (
     StoredEvent,
     SystemClock,
 )
+from watcher.core.silences import Silence
 from watcher.core.state import WatchState
-from watcher.notify.routing import Silence
 from watcher.store import codec
 
 

@@ -42,8 +42,8 @@ from watcher.core.ports import (
     StoredEvent,
     SystemClock,
 )
+from watcher.core.silences import Silence
 from watcher.core.state import WatchState
-from watcher.notify.routing import Silence
 from watcher.store import codec, pg_schema
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -437,7 +437,7 @@ class PostgresStore:
         ]
 
     # -- silences -----------------------------------------------------------------------
-    # The production model is watcher.notify.routing.Silence; the store gives it its id.
+    # The production model is watcher.core.silences.Silence; the store gives it its id.
 
     _SILENCE_COLUMNS = "id, matcher, until, reason, created_at, starts_at, creator"
 

@@ -46,8 +46,8 @@ from watcher.core.ports import (
     StoredEvent,
     SystemClock,
 )
+from watcher.core.silences import Silence
 from watcher.core.state import WatchState
-from watcher.notify.routing import Silence
 from watcher.store import codec, schema
 from watcher.store.trouble import describe
 
@@ -466,7 +466,7 @@ class SqliteStore:
         ]
 
     # -- silences -----------------------------------------------------------------------
-    # The production model is watcher.notify.routing.Silence; the store gives it its id.
+    # The production model is watcher.core.silences.Silence; the store gives it its id.
 
     async def add_silence(self, silence: Silence) -> Silence:
         """Store a silence (its ``id`` and ``created_at`` are ignored); return it with both."""
