@@ -96,6 +96,9 @@ def _secrets_of(url: str, masked: str) -> frozenset[str]:
     if host:
         candidates.append(host)
     candidates += [seg for seg in parts.path.split("/") if seg]
+    # "#fragment": a channel for some plugins (kept when apprise prints it), a token for
+    # others (a native webhook URL pasted whole): judged like a path segment.
+    candidates += [seg for seg in parts.fragment.split("/") if seg]
     for pair in parts.query.split("&"):
         key, _, value = pair.partition("=")
         key_plain = unquote(key)
