@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from watcher.cloud.responses import parse_error_body, parse_json_object
+from watcher.cloud.responses import parse_error_body, parse_json_object, parse_retry_after
+from watcher.core.cadence import failure_delay
 from watcher.core.models import Workflow
 from watcher.core.timeparse import TimestampError, parse_timestamp, parse_timestamp_lenient
 from watcher.notify.targets import parse_url
@@ -146,3 +147,22 @@ def test_secret_in_url_fragment_is_masked() -> None:
 def test_public_fragment_channel_stays_readable() -> None:
     url = parse_url("rockets://user:rcPASS12@rocket.example.com/#channel")
     assert url.redact("sent to #channel") == "sent to #channel"
+
+
+# -- item 3: a Retry-After too large for a float is capped, not ignored ---------------
+
+
+@pytest.mark.parametrize("header", ["9" * 400, "1e309", "1" + "0" * 309])
+def test_retry_after_beyond_float_range_waits_the_maximum(header: str) -> None:
+    # "1e300" waited max_backoff_s while a larger (RFC-valid, all digits) value was
+    # dropped as garbage, so the server's "slow down" was ignored and the next try came
+    # after the ordinary 1 s backoff.
+    seconds = parse_retry_after(header)
+    assert seconds is not None
+    assert failure_delay(1, 1.0, 300.0, 0.5, retry_after=seconds) == 300.0
+    assert failure_delay(1, 1.0, 300.0, 0.5, retry_after=parse_retry_after("1e300")) == 300.0
+
+
+@pytest.mark.parametrize("header", ["nan", "inf", "-Infinity", "", "  ", "5, 10", "0x10", "soon"])
+def test_retry_after_garbage_is_ignored(header: str) -> None:
+    assert parse_retry_after(header) is None

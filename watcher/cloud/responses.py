@@ -196,7 +196,7 @@ def encoded_authorization(body: bytes) -> str | None:
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Retry-After as seconds (>= 0): delta-seconds or an HTTP date; None if absent or odd.
 
-    Unbounded above (``1e300`` is a float): the caller caps it at its own maximum backoff
+    Unbounded above (``1e300``, even ``inf``): the caller caps it at its own maximum backoff
     (``cadence.failure_delay``); here only values that are no number at all become None.
     """
     if value is None:
@@ -209,7 +209,12 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     except ValueError:
         pass
     else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
+        # A number too large for a float ("1e309", 400 digits: RFC-valid delta-seconds) is
+        # +inf, "wait very long", which the caller caps like 1e300. The words "nan" and
+        # "inf" that float() also takes are no number of seconds: garbage, None.
+        if math.isnan(seconds) or not any(c.isdigit() for c in text):
+            return None
+        return max(0.0, seconds)
     try:
         moment = parsedate_to_datetime(text)
         if moment.tzinfo is None:
