@@ -365,3 +365,38 @@ def test_a_foreign_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> 
     assert tables == {"shopping_list"}, tables
     assert result.returncode == 2, result.stdout + result.stderr
     assert "not a watcher database" in result.stderr
+
+
+# -- item 9: a lowercase-only token in a generic webhook's path is still a secret ------
+
+
+@pytest.mark.parametrize(
+    ("path", "token"),
+    [
+        ("hooks/abcdefghijklmnopqrstuvwxyzabcd", "abcdefghijklmnopqrstuvwxyzabcd"),
+        ("notify/abcdefabcdefabcdef", "abcdefabcdefabcdef"),
+    ],
+)
+async def test_lowercase_path_token_is_masked_in_notify_test_debug_output(
+    tmp_path: Path, path: str, token: str
+) -> None:
+    from tests.e2e.harness import WebhookReceiver
+    from tests.faults.test_self_watch import write_config
+
+    receiver = WebhookReceiver()
+    await receiver.start()
+    try:
+        config = write_config(tmp_path, tmp_path / "state")
+        config.write_text(config.read_text().replace('level = "info"', 'level = "debug"'))
+        url = f"json://127.0.0.1:{receiver.port}/{path}"
+        code, out, err = await _cli("notify-test", "--config", str(config), "--notify", url)
+    finally:
+        await receiver.stop()
+    assert code == 0, out + err
+    assert receiver.bodies  # really delivered
+    assert "POST" in out + err, out + err  # apprise's/urllib3's debug lines were printed
+    assert token not in out + err
+    # ordinary words stay readable
+    assert parse_url(f"json://example.com/{path.split('/', maxsplit=1)[0]}/x1").redact(
+        "notify hooks"
+    ) == ("notify hooks")

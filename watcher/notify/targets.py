@@ -35,10 +35,13 @@ _AUTH_WORDS = frozenset({"bearer", "basic", "token", "digest"})
 # URL parts that are never secret: lowercase words ("send", "cgi-bin") and DNS names or
 # addresses ("qyapi.weixin.qq.com", "127.0.0.1"). A native webhook URL keeps such parts
 # that apprise's normalised form drops; registering them would mask "send" in every log.
-_PUBLIC_PART = re.compile(r"[a-z][a-z-]*|[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?")
+# A "word" is at most 16 letters: a longer lowercase run ("abcdefabcdefabcdef") is a token
+# that happens to have no digit or capital, and a generic webhook prints its path in clear.
+_PUBLIC_PART = re.compile(r"[a-z][a-z-]{0,15}|[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?")
 # A path segment or value that looks like a token even where apprise prints it in clear
-# (a generic json:// webhook's path): 8+ characters mixing digits or capitals in.
-_TOKEN_LIKE = re.compile(r"(?=.*[0-9A-Z])[A-Za-z0-9_~.+=-]{8,}")
+# (a generic json:// webhook's path): 8+ characters mixing digits or capitals in, or 17+ of
+# any kind (longer than any word _PUBLIC_PART lets through).
+_TOKEN_LIKE = re.compile(r"(?=.*[0-9A-Z])[A-Za-z0-9_~.+=-]{8,}|[A-Za-z0-9_~.+=-]{17,}")
 
 
 log = logging.getLogger(__name__)
