@@ -400,3 +400,36 @@ async def test_lowercase_path_token_is_masked_in_notify_test_debug_output(
     assert parse_url(f"json://example.com/{path.split('/', maxsplit=1)[0]}/x1").redact(
         "notify hooks"
     ) == ("notify hooks")
+
+
+# -- items 1/2: a listed workflow whose uid cannot be addressed never fails polls -------
+
+
+@pytest.mark.slow
+async def test_a_listed_workflow_with_an_unusable_uid_is_skipped_not_polled_forever(
+    tmp_path: Path,
+) -> None:
+    """CCE lists a workflow whose uid is no valid URL path segment. It was spawned as a
+    watch whose every poll raised ValueError (check_id), forever: an "internal" failed
+    poll each time, counted against the whole target's health."""
+    from tests.e2e.test_discovery import cluster_target
+
+    async with running(tmp_path, ["clean_upgrade"], configure=cluster_target) as h:
+        [wf] = h.sim.world.workflows.values()
+        good = json.loads(wf.render())
+        odd = json.loads(wf.render())
+        odd["metadata"]["uid"] = "bad uid/../x"
+        body = json.dumps({"kind": "List", "apiVersion": "v3", "items": [good, odd]})
+        h.sim.add_fault("body", body=body, path_contains="upgradeworkflows", count=1)
+        for _ in range(3):
+            await h.wait_polled()
+        assert not any("bad uid" in key for key in h.daemon.watches), list(h.daemon.watches)
+        [name] = (
+            [t["name"] for t in h.daemon.targets_view()]
+            if hasattr(h.daemon, "targets_view")
+            else [next(iter(h.daemon.healths))]
+        )
+        assert h.daemon.healths[name].failures == 0
+        assert not h.daemon.registry.get_sample_value(
+            "cce_watcher_polls_total", {"target": name, "result": "internal"}
+        )
