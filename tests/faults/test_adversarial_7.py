@@ -463,3 +463,80 @@ async def test_a_workflow_whose_spawn_failed_once_is_watched_on_the_next_listing
             await h.wait_polled()
         assert discovery.last_error is None
         assert h.daemon.watches, "the listed workflow is never watched"
+
+
+# -- items 1/3/7: no configured duration can overflow a date --------------------------
+
+
+def _cli_sync(*args: str) -> Any:
+    from tests.faults.test_self_watch import cli
+
+    return cli(*args)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("notify.max_age", "1e20"),  # timedelta() itself overflowed: a traceback
+        ("notify.max_age", '"99999999999d"'),
+        ("policy.repeat_interval", '"999999999d"'),  # valid timedelta; now + it passes 9999
+        ("policy.late_after", '"900000d"'),
+    ],
+)
+def test_an_absurd_duration_is_a_config_error_not_a_traceback(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    from tests.faults.test_self_watch import write_config
+
+    config = write_config(tmp_path, tmp_path / "state")
+    table, name = key.split(".")
+    text = config.read_text()
+    if f"[{table}]" in text:
+        text = text.replace(f"[{table}]\n", f"[{table}]\n{name} = {value}\n", 1)
+    else:
+        text = f"[{table}]\n{name} = {value}\n" + text
+    config.write_text(text)
+    result = _cli_sync("config", "validate", "--config", str(config))
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    assert result.returncode != 0, output
+    assert f"{key}: a duration must be at most" in output, output
+
+
+def test_a_silence_for_longer_than_the_bound_is_refused_cleanly(tmp_path: Path) -> None:
+    from tests.faults.test_self_watch import write_config
+
+    config = str(write_config(tmp_path, tmp_path / "state"))
+    result = _cli_sync(
+        "silence", "add", "--config", config, "--target", "p", "--comment", "x",
+        "--for", "99999999999d",
+    )  # fmt: skip
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 2 and result.stderr.startswith("error: for")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="opsinput._time parses --until/--start (and the API's until/starts_at) with "
+    "datetime.fromisoformat and then astimezone(UTC), which raises OverflowError for "
+    "0001-01-01T00:00:00+01:00; _end's start + duration overflows for a start in 9999. "
+    "Both escape as a traceback (CLI) or a 500 (POST /api/v1/silences)",
+)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--until", "0001-01-01T00:00:00+01:00"),
+        ("--start", "9999-12-31T23:00:00Z"),
+    ],
+)
+def test_silence_times_out_of_range_are_an_input_error(
+    tmp_path: Path, args: tuple[str, str]
+) -> None:
+    from tests.faults.test_self_watch import write_config
+
+    config = str(write_config(tmp_path, tmp_path / "state"))
+    result = _cli_sync(
+        "silence", "add", "--config", config, "--target", "p", "--comment", "x", *args
+    )
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr[-500:]
+    assert result.returncode == 2 and result.stderr.startswith("error:")
