@@ -625,3 +625,24 @@ async def test_a_reload_editing_the_slow_url_repeats_and_loses_nothing(
     assert [i for i, n in Counter(order).items() if n > 1] == [], f"sent again: {order}"
     assert order == sorted(order), f"out of order: {order}"
     assert len(order) == len({frozenset(d.event_keys) for d in stored}), (order, stored)
+
+
+# -- item 2: one huge value never makes a huge (refused) message nor blocks the loop ----
+
+
+def test_a_megabyte_check_item_message_is_cut_in_the_notification() -> None:
+    import time
+    from dataclasses import replace
+
+    from watcher.notify.templates import MAX_BODY_LEN, Renderer, sample_event
+
+    big = "x" * 1_000_000
+    item = {"name": "NodeOSCheck", "message": big}
+    event = replace(sample_event(), details={"failed_items": [item] * 50})
+    renderer = Renderer()
+    for flavor in ("chat", "email"):
+        started = time.monotonic()
+        message = renderer.render([event], flavor)  # type: ignore[arg-type]
+        assert time.monotonic() - started < 0.5
+        assert len(message.body) < MAX_BODY_LEN + 100, len(message.body)  # was 50 MB
+        assert "more characters" in message.body
