@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 lint: $(STAMP)
 	$(BIN)/ruff check watcher tests
+	$(BIN)/lint-imports
 
 type: $(STAMP)
 	$(BIN)/mypy

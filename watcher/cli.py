@@ -17,8 +17,8 @@ from watcher.config import Settings, load_settings
 from watcher.core.errors import ConfigError, WatcherError
 from watcher.logs import configure_logging, register_secret, url_secrets
 from watcher.runtime import oneshot
+from watcher.runtime.app import App
 from watcher.runtime.check_progress import CheckProgress
-from watcher.runtime.daemon import Daemon
 from watcher.runtime.demo import run_demo
 from watcher.simulator.command import simulate
 
@@ -56,7 +56,7 @@ def run(config_path: Path | None) -> None:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
     settings = config_cli.load_or_exit(config_path, require_targets=True)
     setup_logging(settings)
-    daemon = Daemon(
+    daemon = App(
         settings, reload_settings=lambda: load_settings(config_path, require_targets=True)
     )
     try:
@@ -133,7 +133,7 @@ def notify_test(
     --kind/--severity/--target/--label shape the event, so real routes can be exercised;
     --notify URL sends to that URL only, bypassing routes.
     """
-    from watcher.runtime.route_check import routed_event  # noqa: PLC0415
+    from watcher.runtime.route_check import routed_event, stored_silences  # noqa: PLC0415
 
     settings = config_cli.load_or_exit(config_path)
     # Quiet unless the config asks for debug: then apprise's and urllib3's request lines
@@ -150,7 +150,8 @@ def notify_test(
             target=target,
             labels=routes_cli.parse_labels(labels),
         )
-        code, text = asyncio.run(oneshot.notify_test(settings, extra, event))
+        stored = () if extra else tuple(stored_silences(settings))
+        code, text = asyncio.run(oneshot.notify_test(settings, extra, event, stored))
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(f"config error: {textsafe.inert(problem)}", err=True)
@@ -182,9 +183,7 @@ def demo(
 
     Ends when the scenario's timeline is done and every notification is delivered.
     """
-    sys.exit(
-        asyncio.run(run_demo(scenario, extra, speed=speed, timeout_s=timeout, http_port=port))
-    )
+    sys.exit(asyncio.run(run_demo(scenario, extra, speed=speed, timeout_s=timeout, http_port=port)))
 
 
 cli.add_command(simulate)

@@ -51,6 +51,24 @@ def load_or_exit(path: str | Path | None, *, require_targets: bool = False) -> S
     _fail(problems)
 
 
+def load_local_or_exit(path: str | Path | None) -> Settings:
+    """Settings for a command that never calls the cloud (silence, ack, healthcheck).
+
+    An operator's shell usually lacks the cloud secret (systemd hands it to the service
+    only), so missing or incomplete ``[credentials]`` is not an error here; every other
+    problem still is.
+    """
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        if any(not p.startswith("credentials.") for p in exc.problems):
+            _fail(exc.problems)
+    try:
+        return load_settings(path, credentials={"kind": "metadata"})
+    except ConfigError as exc:
+        _fail(exc.problems)
+
+
 @click.group("config")
 def config() -> None:
     """Check or print the configuration."""
@@ -98,7 +116,9 @@ def validate(config_path: Path | None, online: bool) -> None:
         notify_urls(settings)
         renderer = make_renderer(settings)
     except ConfigError as exc:
-        _fail(exc.problems)
+        # Say why too (a mailtos:// URL without a login is one apprise refuses outright).
+        found = config_lint.lines(config_lint.lint(settings), "error")
+        _fail(found + [config_lint.with_env(p) for p in exc.problems if p not in found])
     # A template that parses can still fail on real events: render each one now.
     if broken := renderer.check():
         _fail(broken)

@@ -90,9 +90,9 @@ def healthcheck(
 ) -> None:
     """Exit 0 when the daemon's health endpoint answers 200, 1 otherwise."""
     if url is None and config_path is not None:
-        from watcher.config_cli import load_or_exit  # noqa: PLC0415  (pydantic, only here)
+        from watcher.config_cli import load_local_or_exit  # noqa: PLC0415  (pydantic)
 
-        url = default_url(load_or_exit(config_path).http.listen)
+        url = default_url(load_local_or_exit(config_path).http.listen)
     healthy, line = probe(url or default_url(), timeout)
     click.echo(line)
     ctx.exit(0 if healthy else 1)

@@ -22,22 +22,24 @@ import click
 
 from watcher import config_cli
 from watcher.core.errors import WatcherError
-from watcher.notify.routing import Silence
+from watcher.core.ports import Store, SystemClock
+from watcher.core.silences import Silence
+from watcher.core.wording import clock
 from watcher.opsinput import InputError, ack_from, resolve_workflow, silence_from
-from watcher.runtime.daemon import STORE_FILE
+from watcher.runtime.app import STORE_FILE
 from watcher.runtime.wiring import config_silences
-from watcher.store.sqlite import SqliteStore
+from watcher.store import open_store
 
 T = TypeVar("T")
 
 
 
-def _with_store(config_path: Path | None, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
-    settings = config_cli.load_or_exit(config_path)
+def _with_store(config_path: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
+    settings = config_cli.load_local_or_exit(config_path)
     path = Path(settings.state_dir) / STORE_FILE
 
     async def run() -> T:
-        store = await SqliteStore.open(path)
+        store = await open_store(settings, SystemClock())
         try:
             return await work(store)
         finally:
@@ -58,7 +60,7 @@ def _now() -> datetime:
 
 
 def _utc(value: datetime | None) -> str:
-    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "-" if value is None else clock(value)
 
 
 def _describe(s: Silence) -> str:
@@ -125,7 +127,7 @@ def silence_add(
         "comment": comment,
     }
 
-    async def work(store: SqliteStore) -> Silence:
+    async def work(store: Store) -> Silence:
         return await store.add_silence(silence_from(data, _now()))
 
     stored = _with_store(config_path, work)
@@ -141,11 +143,11 @@ def silence_add(
 @click.option("--json", "as_json", is_flag=True)
 def silence_list(config_path: Path | None, show_all: bool, as_json: bool) -> None:
     """Silences in force or planned (config file ones first, then stored ones)."""
-    settings = config_cli.load_or_exit(config_path)
+    settings = config_cli.load_local_or_exit(config_path)
     from_config = config_silences(settings)
     now = _now()
 
-    async def work(store: SqliteStore) -> list[Silence]:
+    async def work(store: Store) -> list[Silence]:
         return await store.list_silences(active_at=None if show_all else now)
 
     silences = [
@@ -182,7 +184,7 @@ def silence_expire(config_path: Path | None, silence_id: str) -> None:
         click.echo("error: a silence id is a number, as printed by `silence list`", err=True)
         sys.exit(2)
 
-    async def work(store: SqliteStore) -> Silence | None:
+    async def work(store: Store) -> Silence | None:
         return await store.expire_silence(int(silence_id), _now())
 
     expired = _with_store(config_path, work)
@@ -205,7 +207,7 @@ def ack(
     """Acknowledge WORKFLOW (its id, or TARGET/ID): its reminders and repeated stall notices
     stop until the time is up or the workflow changes again; its next message names you."""
 
-    async def work(store: SqliteStore) -> str:
+    async def work(store: Store) -> str:
         key = resolve_workflow(await store.workflow_keys(), workflow)
         now = _now()
         if remove:

@@ -8,13 +8,16 @@ are not echoed (a pasted secret must not reach a log).
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from watcher.config.durations import DURATION_HINT, parse_duration
 from watcher.core.acks import Acknowledgement
-from watcher.notify.routing import Silence
+from watcher.core.events import Kind
+from watcher.core.silences import Silence
 
 MAX_TEXT = 500  # creator, comment, note: a sentence, not a document
 DEFAULT_SILENCE = timedelta(hours=2)
@@ -86,6 +89,43 @@ def _end(
     return end
 
 
+SILENCE_FIELDS = (
+    "target", "cluster_id", "workflow_id", "kinds", "labels", "starts_at", "until", "for",
+    "creator", "comment",
+)  # fmt: skip
+ACK_FIELDS = ("workflow", "by", "note", "until", "for")
+
+
+def _known_fields(data: Mapping[str, Any], known: Sequence[str]) -> None:
+    """A misspelt field (``start``, ``cluster``) is an error, not a silently wider silence."""
+    for name in data:
+        if name not in known:
+            # A prefix ("start", "cluster") says more than letter-level similarity.
+            close = [k for k in known if k.startswith(str(name))] or difflib.get_close_matches(
+                str(name), known, n=1, cutoff=0.5
+            )
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InputError(f"unknown field {str(name)[:40]!r} (fields: {', '.join(known)}){hint}")
+
+
+def _kind_globs(values: Sequence[str]) -> tuple[str, ...]:
+    """Kind globs that each match at least one event kind (a typo would mute nothing)."""
+    kinds = [str(k) for k in Kind]
+    out = []
+    for value in (v.strip() for v in values):
+        if not value:
+            continue
+        if not fnmatch.filter(kinds, value):
+            close = difflib.get_close_matches(value, kinds, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InputError(
+                f"kinds: {value[:60]!r} matches no event kind (e.g. task.*, task.failed,"
+                f" workflow.reminder){hint}"
+            )
+        out.append(value)
+    return tuple(out) or ("*",)
+
+
 def parse_labels(items: Sequence[str] | Mapping[str, Any] | None) -> dict[str, str]:
     """``["env=prod", ...]`` (CLI) or ``{"env": "prod"}`` (JSON) to a dict."""
     if not items:
@@ -108,6 +148,7 @@ def parse_labels(items: Sequence[str] | Mapping[str, Any] | None) -> dict[str, s
 def silence_from(data: Mapping[str, Any], now: datetime) -> Silence:
     """A new silence from JSON-like fields: target, cluster_id, workflow_id, kinds, labels,
     starts_at, until or for (default 2h), creator (required), comment (required)."""
+    _known_fields(data, SILENCE_FIELDS)
     kinds_value = data.get("kinds") or ["*"]
     if isinstance(kinds_value, str):
         kinds_value = [k for k in kinds_value.split(",") if k.strip()]
@@ -129,7 +170,7 @@ def silence_from(data: Mapping[str, Any], now: datetime) -> Silence:
         target=_opt(data, "target"),
         cluster_id=_opt(data, "cluster_id"),
         workflow_id=_opt(data, "workflow_id"),
-        kinds=tuple(k.strip() for k in kinds_value) or ("*",),
+        kinds=_kind_globs(kinds_value),
         labels=labels,
         starts_at=start,
         creator=_text(data, "creator", required=True),
@@ -139,6 +180,7 @@ def silence_from(data: Mapping[str, Any], now: datetime) -> Silence:
 
 def ack_from(data: Mapping[str, Any], workflow_key: str, now: datetime) -> Acknowledgement:
     """An acknowledgement from fields: by (required), note, until or for (default 2h)."""
+    _known_fields(data, ACK_FIELDS)
     return Acknowledgement(
         workflow_key=workflow_key,
         by=_text(data, "by", required=True),

@@ -6,6 +6,7 @@ Exit 0 when some URL would receive the event, 1 when none would, 2 on a bad conf
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,7 +62,11 @@ def test(
     labels: tuple[str, ...],
 ) -> None:
     """Print which routes match an event and which URLs would receive it (nothing is sent)."""
-    from watcher.runtime.route_check import explain, routed_event  # noqa: PLC0415
+    from watcher.runtime.route_check import (  # noqa: PLC0415
+        explain,
+        routed_event,
+        stored_silences,
+    )
     from watcher.runtime.wiring import notify_plan  # noqa: PLC0415
 
     settings = load_or_exit(config_path)
@@ -72,6 +77,11 @@ def test(
         )
     except ConfigError as exc:
         _fail(exc.problems)
-    lines, receivers = explain(settings, plan, event)
+    names = [t.name for t in settings.targets]
+    if target and names and target not in names:
+        close = difflib.get_close_matches(target, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        click.echo(f"warning: no configured target is named {target!r}{hint}", err=True)
+    lines, receivers = explain(settings, plan, event, stored_silences(settings))
     click.echo("\n".join(lines))
     raise SystemExit(0 if receivers else 1)

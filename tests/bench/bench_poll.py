@@ -173,7 +173,7 @@ async def bench_ours(
     from watcher.core.events import TargetRef
     from watcher.core.policy import Policy, PollPolicy
     from watcher.core.ports import SystemClock
-    from watcher.runtime.watch import TargetHealth, WatchContext, WorkflowWatch
+    from watcher.runtime.poller import TargetHealth, WatchContext, WorkflowWatch
     from watcher.store.sqlite import SqliteStore
 
     account, targets = info["account"], info["targets"]

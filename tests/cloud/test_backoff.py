@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from watcher.cloud.client import RetryPolicy, backoff_delay, retry_delay
+from watcher.cloud.client import RetryPolicy, retry_delay
 from watcher.core.errors import (
     ApiError,
     AuthError,
@@ -36,7 +36,7 @@ from watcher.core.errors import (
     ],
 )
 def test_backoff_delay(retry: int, jitter: str, rand: float, expected: float) -> None:
-    got = backoff_delay(retry, base=0.5, cap=8.0, jitter=jitter, rand=rand)  # type: ignore[arg-type]
+    got = RetryPolicy(base=0.5, cap=8.0, jitter=jitter).delay(retry, rand)  # type: ignore[arg-type]
     assert got == pytest.approx(expected)
 
 

@@ -187,7 +187,7 @@ async def test_retry_after_http_date_and_hooks_per_attempt() -> None:
     class Limiter:
         hosts: list[str] = []  # noqa: RUF012 - test-local recorder
 
-        async def acquire(self, host: str) -> None:
+        async def acquire(self, host: str, *, priority: int = 1) -> None:
             self.hosts.append(host)
 
     sleeps: list[float] = []

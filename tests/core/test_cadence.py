@@ -6,15 +6,17 @@ import pytest
 
 from tests.core.strategies import TARGET, at, pt, wf
 from watcher.core import cadence, engine
+from watcher.core.backoff import full_jitter
 from watcher.core.models import Workflow
 from watcher.core.policy import Policy, PollPolicy
+from watcher.core.state import WatchState
 
 POLICY = Policy()
 POLL = PollPolicy()
 PRE_OK = pt("PreCheck", "Success", "pre-1", start=-5, end=0, expire=120)
 
 
-def state_of(workflow: Workflow, minutes: float = 0) -> engine.WatchState:
+def state_of(workflow: Workflow, minutes: float = 0) -> WatchState:
     return engine.evaluate(None, workflow, at(minutes), POLICY, target=TARGET).state
 
 
@@ -75,4 +77,4 @@ def test_is_active_and_terminal() -> None:
     ],
 )
 def test_backoff_full_jitter(failures: int, rand: float, expected: float) -> None:
-    assert cadence.backoff_s(failures, 15.0, 300.0, rand) == pytest.approx(expected)
+    assert full_jitter(failures, base=15.0, cap=300.0, rand=rand) == pytest.approx(expected)

@@ -12,11 +12,12 @@ import pytest
 
 from tests.conftest import load_fixture
 from tests.core.strategies import FROM, TARGET, TO, UID, at, pt, wf
-from watcher.core import engine
-from watcher.core.engine import Enrichment, Evaluation, WatchState
+from watcher.core import engine, wording
+from watcher.core.engine import Enrichment, Evaluation
 from watcher.core.events import Event, Severity
 from watcher.core.models import CheckItem, PreCheckTask, UpgradeTask, Workflow
 from watcher.core.policy import Policy
+from watcher.core.state import WatchState
 from watcher.core.wording import late_note
 
 POLICY = Policy()
@@ -746,7 +747,7 @@ def test_state_of_another_version_is_refused() -> None:
     ],
 )
 def test_format_duration(seconds: float | timedelta, text: str) -> None:
-    assert engine.format_duration(seconds) == text
+    assert wording.format_duration(seconds) == text
 
 
 @pytest.mark.parametrize(

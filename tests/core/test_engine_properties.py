@@ -13,10 +13,11 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 
 from tests.core.strategies import T0, TARGET, Step, histories, workflows
-from watcher.core import cadence, engine
-from watcher.core.engine import Evaluation, WatchState
+from watcher.core import cadence, engine, rules
+from watcher.core.engine import Evaluation
 from watcher.core.models import Workflow
 from watcher.core.policy import Policy, PollPolicy
+from watcher.core.state import WatchState
 from watcher.core.wording import rolled_back
 
 POLICY = Policy()
@@ -129,4 +130,4 @@ def test_evaluate_never_raises_on_any_pair(first: Workflow, second: Workflow) ->
     later = T0 + timedelta(hours=5)
     engine.evaluate(start.state, second, later, POLICY, target=TARGET)
     engine.enrichment_wanted(start.state, second)
-    engine.next_deadline(start.state, later, POLICY)
+    rules.next_deadline(start.state, later, POLICY)

@@ -159,3 +159,16 @@ def test_a_workflow_first_seen_paused_says_so_once() -> None:
         moving.state, running, at(3), POLICY, target=TARGET, enrichment=paused
     )
     assert [e.kind for e in paused_again.events] == ["task.paused"]  # a new pause is news
+
+
+def test_an_expiring_line_is_never_before_the_precheck_passed() -> None:
+    # The pre-check passes at minute 2 with a result valid until minute 30; the 60-minute
+    # lead is due at minute -30, before the result existed (and before the last poll, 0).
+    events = second(
+        wf("Running", pt("PreCheck", "Running", "pre", start=-5), CL_INIT),
+        wf("Running", pt("PreCheck", "Success", "pre", start=-5, end=2, expire=30), CL_INIT),
+        3,
+    )
+    expiring = [e for e in events if e.kind == "precheck.expiring"]
+    assert expiring
+    assert line_time(expiring[0]) >= at(2)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from watcher.core.models import (
+    Cluster,
     Phase,
     PreCheckTask,
     TaskStatus,
@@ -153,3 +154,12 @@ def test_risk_source_is_summarised_for_people() -> None:
         "deprecated API /apis/x/v1beta1/y called by kubectl/1.20; nodes n1, n2; "
         "addon coredns; configuration maxPods in /etc/kubelet.conf"
     )
+
+
+@pytest.mark.parametrize(
+    ("alias", "shown"),
+    [("Payments", "Payments"), ("", "prod-1"), ("   ", "prod-1"), (None, "prod-1"), (7, "7")],
+)
+def test_cluster_display_name_skips_a_blank_alias(alias: object, shown: str) -> None:
+    raw = {"metadata": {"uid": "u", "name": "prod-1", "alias": alias}, "spec": {}, "status": {}}
+    assert Cluster.from_api(raw).display_name == shown

@@ -67,3 +67,38 @@ STATES: list[tuple[Workflow, str]] = [
 @pytest.mark.parametrize(("workflow", "state"), STATES)
 def test_human_state(workflow: Workflow, state: str) -> None:
     assert human_state(workflow) == state
+
+
+PRE_OK = pt("PreCheck", "Success", "pre", start=-30, end=-20, expire=120)
+ROLLED_BACK = pt("Rollback", "Success", "rb", start=-15, end=-10)
+
+
+@pytest.mark.parametrize(
+    ("workflow", "state"),
+    [
+        # A retry after a successful rollback: the upgrade runs again, it is not "Rolled back".
+        (wf("Running", PRE_OK, ROLLED_BACK, pt("Cluster", "Running", "cl2", start=-5)), "Running"),
+        (wf("Running", PRE_OK, pt("Cluster", "Running", "cl2", start=-5), ROLLED_BACK), "Running"),
+        (wf("Pending", PRE_OK, ROLLED_BACK, pt("Cluster", "Failed", "cl2", start=-5, end=-1)),
+         "Failed"),
+        (wf("Success", PRE_OK, ROLLED_BACK, pt("Cluster", "Success", "cl2", start=-5, end=-1)),
+         "Succeeded"),
+        # ... while tasks of the attempt that was rolled back do not undo it.
+        (wf("Running", PRE_OK, pt("Cluster", "Failed", "cl", start=-20, end=-16), ROLLED_BACK),
+         "Rolled back"),
+        # No phase in the answer: the tasks say what is going on.
+        (wf(None, PRE_OK, pt("Cluster", "Running", "cl", start=-5)), "Running"),
+        (wf(None, PRE_OK, pt("Cluster", "Failed", "cl", start=-5, end=-1)), "Failed"),
+        (wf(None, pt("PreCheck", "Init")), "Not started"),
+    ],
+)
+def test_human_state_after_a_rollback_and_without_a_phase(workflow: Workflow, state: str) -> None:
+    assert human_state(workflow) == state
+
+
+@pytest.mark.parametrize(
+    ("progress", "shown"),
+    [("45%", "45%"), (" 12.5 % ", "12.5%"), (True, None), (False, None), ("%", None)],
+)
+def test_percent_reads_a_percent_sign_and_refuses_booleans(progress: object, shown: str) -> None:
+    assert percent(progress) == shown  # type: ignore[arg-type]

@@ -17,9 +17,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.store.factories import T0, FakeClock, make_event
+from watcher.core.backoff import full_jitter
 from watcher.core.events import Event, Severity, most_severe
 from watcher.core.ports import PlannedDelivery, RenderedMessage, SendResult
-from watcher.delivery.dispatcher import Dispatcher, compute_backoff
+from watcher.delivery.dispatcher import Dispatcher
 from watcher.store.sqlite import SqliteStore
 
 
@@ -184,9 +185,9 @@ async def test_a_failing_url_does_not_delay_the_others(rig: Rig) -> None:
 
 
 def test_backoff_doubles_up_to_the_cap_at_full_jitter() -> None:
-    ceilings = [compute_backoff(n, base_s=5, cap_s=600, rand=lambda: 1.0) for n in range(10)]
+    ceilings = [full_jitter(n + 1, base=5, cap=600, rand=1.0) for n in range(10)]
     assert ceilings == [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]
-    assert compute_backoff(10_000, base_s=5, cap_s=600, rand=lambda: 1.0) == 600
+    assert full_jitter(10_001, base=5, cap=600, rand=1.0) == 600
 
 
 def test_backoff_jitter_stays_within_zero_and_the_ceiling() -> None:
@@ -194,7 +195,7 @@ def test_backoff_jitter_stays_within_zero_and_the_ceiling() -> None:
     for attempts in range(20):
         ceiling = min(600.0, 5.0 * 2**attempts)
         samples = [
-            compute_backoff(attempts, base_s=5, cap_s=600, rand=rng.random) for _ in range(200)
+            full_jitter(attempts + 1, base=5, cap=600, rand=rng.random()) for _ in range(200)
         ]
         assert all(0.0 <= s <= ceiling for s in samples)
         assert max(samples) > ceiling / 2  # it is spread, not stuck at the bottom
@@ -232,7 +233,7 @@ async def test_an_old_failing_delivery_is_dead_lettered(rig: Rig) -> None:
     (a1,) = await rig.store.deliveries_for(["a1"])
     assert (a1.state, a1.attempts, a1.last_error) == ("dead", 2, "HTTP 500")
     stats = await rig.store.outbox_stats(rig.clock.now())
-    assert (stats["dead"], stats["pending"]) == (1.0, 0.0)
+    assert (stats.dead, stats.pending) == (1, 0)
     (dead_log,) = [e for e in logs if e["event"] == "delivery.dead_letter"]
     assert dead_log["url_key"] == "https-token-url"
     assert dead_log["delivery_id"] == a1.id

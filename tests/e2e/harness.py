@@ -1,4 +1,4 @@
-"""End-to-end harness: the simulator, real notification receivers and an in-process Daemon.
+"""End-to-end harness: the simulator, real notification receivers and an in-process App.
 
 Everything is real: the simulator serves HTTP on 127.0.0.1, apprise posts to an aiohttp
 webhook (``json://``) and sends mail to an aiosmtpd server (``mailto://``), the daemon keeps
@@ -30,7 +30,7 @@ from apprise.plugins.email.base import NotifyEmail
 
 from watcher.config import settings_from_mapping
 from watcher.core.ports import StoredEvent
-from watcher.runtime.daemon import Daemon
+from watcher.runtime.app import App
 from watcher.simulator import Simulator, start_simulator
 
 MAIL_FROM = "watcher@example.com"
@@ -185,7 +185,7 @@ def base_settings(
 @dataclass
 class Harness:
     sim: Simulator
-    daemon: Daemon
+    daemon: App
     webhook: WebhookReceiver
     smtp: SmtpMailbox
     clock: SimFollowingClock
@@ -226,7 +226,7 @@ class Harness:
         deadline = time.monotonic() + timeout
         while True:
             stats = await self.daemon.store.outbox_stats(self.clock.now())
-            if stats["pending"] == 0 and self.daemon.dispatcher.in_flight == 0:
+            if stats.pending == 0 and self.daemon.dispatcher.in_flight == 0:
                 return
             assert time.monotonic() < deadline, f"outbox not drained: {stats}"
             await asyncio.sleep(0.02)
@@ -298,7 +298,7 @@ async def running(
     configure: Callable[[dict[str, Any]], None] | None = None,
     stop_grace_s: float = 2.0,
 ) -> AsyncIterator[Harness]:
-    """Simulator (autoplay off) + webhook + SMTP + a started Daemon; all torn down after."""
+    """Simulator (autoplay off) + webhook + SMTP + a started App; all torn down after."""
     # apprise throttles its e-mail plugin to one message per 5.5 s per URL; a real SMTP
     # server is still used, only the client-side pacing is lifted for the test's duration.
     saved_rate = NotifyEmail.request_rate_per_sec
@@ -314,7 +314,7 @@ async def running(
             raw = base_settings(sim, tmp_path / "state", [hook.url + json_query, box.url])
             if configure is not None:
                 configure(raw)
-            daemon = Daemon(settings_from_mapping(raw), clock=clock)
+            daemon = App(settings_from_mapping(raw), clock=clock)
             h = Harness(sim=sim, daemon=daemon, webhook=hook, smtp=box, clock=clock)
             h._sync()
             await daemon.start()

@@ -12,7 +12,7 @@ from typing import Any
 from tests.e2e.harness import WebhookReceiver
 from tests.e2e.ops_support import to_toml
 from watcher.config import settings_from_mapping
-from watcher.runtime.daemon import Daemon
+from watcher.runtime.app import App
 from watcher.runtime.demo import demo_settings
 from watcher.simulator import start_simulator
 
@@ -49,12 +49,12 @@ async def test_events_lists_what_the_daemon_stored_with_delivery_states(tmp_path
             data = demo_settings(sim.url, sim.targets(), acc.access_key, acc.secret_key,
                                  str(tmp_path / "state"), [])
             data["notify"] = {"urls": [url]}
-            daemon = Daemon(settings_from_mapping(data))
+            daemon = App(settings_from_mapping(data))
             await daemon.start()
             try:
                 for _ in range(100):
                     stats = await daemon.store.outbox_stats(daemon.clock.now())
-                    if received and stats["pending"] == 0:
+                    if received and stats.pending == 0:
                         break
                     await asyncio.sleep(0.1)
             finally:

@@ -40,7 +40,7 @@ from tests.e2e.crash_support import (
     stored_keys,
     write_config,
 )
-from watcher.runtime.daemon import STORE_FILE
+from watcher.runtime.app import STORE_FILE
 from watcher.simulator import start_simulator
 from watcher.store.sqlite import SqliteStore
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.harness import Harness, WebhookReceiver, running
+from watcher.core.ports import OutboxStats
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +70,7 @@ async def test_smtp_refusing_451_catches_up_in_order_and_webhook_is_not_delayed(
         assert h.smtp.refuse_first == 0 and h.smtp.attempts >= len(CLEAN) + 5
         assert h.email_events() == CLEAN
         stats = await h.daemon.store.outbox_stats(h.clock.now())
-        assert stats == {"pending": 0.0, "dead": 0.0, "oldest_pending_age_s": 0.0}
+        assert stats == OutboxStats(pending=0, dead=0, oldest_pending_age_s=0.0)
 
 
 async def test_hanging_webhook_never_stalls_polling(tmp_path: Path) -> None:

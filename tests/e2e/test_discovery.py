@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.e2e.harness import base_settings, running
 from watcher.config import settings_from_mapping
-from watcher.runtime.daemon import Daemon
+from watcher.runtime.app import App
 from watcher.simulator import start_simulator
 
 
@@ -50,7 +50,7 @@ async def test_finished_workflows_on_the_first_listing_are_remembered_silently(
         cluster_target(raw)
         raw["polling"] = {**raw["polling"], "discovery_s": 0.2}
         for _ in range(2):  # and a restart does not announce it either
-            daemon = Daemon(settings_from_mapping(raw))
+            daemon = App(settings_from_mapping(raw))
             await daemon.start()
             try:
                 await asyncio.sleep(1.0)  # a few discovery rounds

@@ -165,7 +165,7 @@ async def test_scenario_delivers_exactly_the_expected_events(tmp_path: Path, sce
         for body, mail in zip(h.webhook.bodies, h.smtp.messages, strict=True):
             assert str(mail["Subject"]).startswith(body["title"].split(" (")[0][:40])
         stats = await h.daemon.store.outbox_stats(h.clock.now())
-        assert stats["pending"] == 0 and stats["dead"] == 0
+        assert stats.pending == 0 and stats.dead == 0
 
 
 async def test_a_finished_workflow_stays_visible_after_its_job_stops(tmp_path: Path) -> None:

@@ -335,7 +335,7 @@ def test_a_foreign_sqlite_file_is_named_not_a_watcher_database(
     tmp_path: Path, command: str
 ) -> None:
     from tests.faults.test_self_watch import assert_one_clear_line
-    from watcher.runtime.daemon import STORE_FILE
+    from watcher.store import STORE_FILE
 
     state_dir = tmp_path / "state"
     state_dir.mkdir()
@@ -352,7 +352,7 @@ def test_a_foreign_sqlite_file_is_named_not_a_watcher_database(
     "application's database and carries on (events prints 'no events yet')",
 )
 def test_a_foreign_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
-    from watcher.runtime.daemon import STORE_FILE
+    from watcher.store import STORE_FILE
 
     state_dir = tmp_path / "state"
     state_dir.mkdir()
@@ -424,12 +424,8 @@ async def test_a_listed_workflow_with_an_unusable_uid_is_skipped_not_polled_fore
         for _ in range(3):
             await h.wait_polled()
         assert not any("bad uid" in key for key in h.daemon.watches), list(h.daemon.watches)
-        [name] = (
-            [t["name"] for t in h.daemon.targets_view()]
-            if hasattr(h.daemon, "targets_view")
-            else [next(iter(h.daemon.healths))]
-        )
-        assert h.daemon.healths[name].failures == 0
+        [name] = list(h.daemon.watching.healths)
+        assert h.daemon.watching.healths[name].failures == 0
         assert not h.daemon.registry.get_sample_value(
             "cce_watcher_polls_total", {"target": name, "result": "internal"}
         )
@@ -438,7 +434,7 @@ async def test_a_listed_workflow_with_an_unusable_uid_is_skipped_not_polled_fore
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="runtime/watch.py ClusterDiscovery._list adds the uid to `known` before "
+    reason="runtime/poller.py ClusterDiscovery._list adds the uid to `known` before "
     "spawn(); when spawn raises, the discovery is failed once and the workflow is never "
     "spawned again (it is 'known'): silently unwatched",
 )
@@ -582,8 +578,8 @@ async def test_a_reload_editing_the_slow_url_repeats_and_loses_nothing(
         tweak_config,
         wait_for,
     )
-    from watcher.runtime.daemon import STORE_FILE
     from watcher.simulator import start_simulator
+    from watcher.store import STORE_FILE
 
     receiver = FlakyReceiver()
     receiver.delay_s = 2.0

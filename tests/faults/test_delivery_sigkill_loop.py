@@ -37,7 +37,7 @@ import pytest
 
 from tests.e2e.crash_support import DaemonProcess, Receipt, Receiver, write_config
 from tests.faults.delivery_support import deliveries, state_shows, stored_events, wait_for
-from watcher.runtime.daemon import STORE_FILE
+from watcher.runtime.app import STORE_FILE
 from watcher.simulator import start_simulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]

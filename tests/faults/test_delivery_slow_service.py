@@ -38,7 +38,7 @@ from tests.faults.delivery_support import (
     tweak_config,
     wait_for,
 )
-from watcher.runtime.daemon import STORE_FILE
+from watcher.runtime.app import STORE_FILE
 from watcher.simulator import start_simulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

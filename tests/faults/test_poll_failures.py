@@ -20,7 +20,7 @@ import pytest
 
 from tests.e2e.harness import Harness, free_port, running
 from tests.e2e.test_discovery import cluster_target
-from watcher.runtime.watch import WorkflowWatch
+from watcher.runtime.poller import WorkflowWatch
 
 pytestmark = pytest.mark.slow
 

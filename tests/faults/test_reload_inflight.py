@@ -26,7 +26,7 @@ from tests.faults.delivery_support import (
     state_shows,
     wait_for,
 )
-from watcher.runtime.daemon import STORE_FILE
+from watcher.runtime.app import STORE_FILE
 from watcher.simulator import start_simulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]

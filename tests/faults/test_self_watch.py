@@ -34,8 +34,8 @@ from tests.e2e.ops_support import (
 from tests.faults.disk import fill, mount_tmpfs, umount
 from watcher.config import settings_from_mapping
 from watcher.config.masking import render_masked
-from watcher.runtime import daemon as daemon_module
-from watcher.runtime.daemon import STORE_FILE
+from watcher.runtime import watchdog as watchdog_module
+from watcher.runtime.app import STORE_FILE
 from watcher.simulator import start_simulator
 from watcher.store.sqlite import SqliteStore
 
@@ -50,8 +50,8 @@ CLI = Path(sys.executable).with_name("cce-upgrade-watcher")
 @pytest.fixture
 def fast_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Check the store 5x a second and declare recovery after 1 s (production: 5 s, 30 s)."""
-    monkeypatch.setattr(daemon_module, "SELF_CHECK_S", 0.2)
-    monkeypatch.setattr(daemon_module, "STORE_RECOVER_AFTER", timedelta(seconds=1))
+    monkeypatch.setattr(watchdog_module, "SELF_CHECK_S", 0.2)
+    monkeypatch.setattr(watchdog_module, "STORE_RECOVER_AFTER", timedelta(seconds=1))
 
 
 def messages(hook: WebhookReceiver, needle: str) -> list[str]:

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.http.fakes import StaticStatus
+from watcher.http.feed import EventFeed
 from watcher.http.server import HttpServer, build_app, start_http
-from watcher.runtime.feed import EventFeed
 from watcher.runtime.metrics import Metrics
 from watcher.store.sqlite import SqliteStore
 

@@ -17,7 +17,7 @@ import aiohttp
 
 from watcher.core.events import Event, Severity, TargetRef
 from watcher.core.ports import Store, StoredEvent
-from watcher.runtime.feed import EventFeed
+from watcher.http.feed import EventFeed
 
 TARGET = TargetRef(
     name="prod-eu",

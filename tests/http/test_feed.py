@@ -8,7 +8,7 @@ import pytest
 
 from tests.http.fakes import make_event
 from watcher.core.ports import StoredEvent
-from watcher.runtime.feed import EventFeed, SubscriberDroppedError
+from watcher.http.feed import EventFeed, SubscriberDroppedError
 
 
 def stored(*seqs: int) -> list[StoredEvent]:

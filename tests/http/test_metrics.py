@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from watcher.core.outcome import PollOutcome
 from watcher.runtime.metrics import Metrics
 
 
@@ -19,7 +20,7 @@ def test_counters_and_histograms() -> None:
     reg = CollectorRegistry()
     m = Metrics(reg)
     m.poll_finished("t1", "ok", 0.3)
-    m.poll_finished("t1", "error", 1.0)
+    m.poll_finished("t1", PollOutcome.TRANSPORT, 1.0)
     m.api_response("cce.example", "show_workflow", 200, None, 0.05)
     m.api_response("cce.example", "show_workflow", 429, "CCE.01429", 0.01)
     m.api_response("cce.example", "show_workflow", None, None, 5.0)

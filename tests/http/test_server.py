@@ -23,9 +23,9 @@ from tests.http.fakes import (
 )
 from watcher.core.models import Workflow
 from watcher.core.ports import PlannedDelivery
+from watcher.http.feed import EventFeed
 from watcher.http.server import HttpServer
 from watcher.http.status import POINT_VIEW_KEYS, WORKFLOW_VIEW_KEYS, workflow_view
-from watcher.runtime.feed import EventFeed
 from watcher.runtime.metrics import Metrics
 from watcher.store.sqlite import SqliteStore
 

@@ -21,8 +21,8 @@ from tests.http.conftest import ServerFactory
 from tests.http.fakes import TARGET, StaticStatus, commit, commit_and_publish, make_event
 from watcher.core.events import Severity, TargetRef
 from watcher.core.models import Line, Point, Workflow
+from watcher.http.feed import EventFeed
 from watcher.http.status import workflow_view
-from watcher.runtime.feed import EventFeed
 from watcher.store.sqlite import SqliteStore
 
 CHROMIUM = "/usr/bin/chromium"

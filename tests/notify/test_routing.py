@@ -9,7 +9,8 @@ import pytest
 from tests.notify.conftest import NOW, make_event, make_target
 from watcher.core.events import Event, Severity
 from watcher.core.ports import PlannedDelivery
-from watcher.notify.routing import DEFAULT_ROUTE, Route, Silence, plan
+from watcher.core.silences import Silence
+from watcher.notify.routing import DEFAULT_ROUTE, Route, plan
 from watcher.notify.url import NotifyUrl
 
 

@@ -243,3 +243,23 @@ def test_thousands_of_failed_items_are_capped() -> None:
     body = Renderer().render([event], "chat").body
     assert "Check49 on n" in body and "Check50 on" not in body
     assert "and 2950 more" in body
+
+
+@pytest.mark.parametrize("flavor", ["chat", "email"])
+def test_timeline_lines_read_in_time_order(flavor: str) -> None:
+    # One poll saw the task start (cloud time 10 min ago) and pause (now); the engine
+    # emitted "paused" first. Neither line may read before an earlier fact.
+    paused = make_event(
+        "p", Kind.TASK_PAUSED, Severity.WARNING, message="PAUSED-LINE", occurred_at=NOW
+    )
+    started = make_event(
+        "s", Kind.TASK_STARTED, Severity.INFO, message="STARTED-LINE",
+        occurred_at=NOW - timedelta(minutes=10),
+    )  # fmt: skip
+    succeeded = make_event(
+        "w", Kind.WORKFLOW_SUCCEEDED, Severity.SUCCESS, message="DONE-LINE",
+        occurred_at=NOW - timedelta(minutes=5),
+    )  # fmt: skip
+    body = Renderer().render([paused, started, succeeded], flavor).body
+    order = [body.find(text) for text in ("STARTED-LINE", "PAUSED-LINE")]
+    assert -1 not in order and order == sorted(order), body

@@ -32,9 +32,8 @@ async def test_active_waiters_go_before_idle_ones() -> None:
     await limiter.acquire("h")  # empty the bucket
     order: list[str] = []
 
-    async def take(name: str, prio: int) -> None:
-        budget.priority.set(prio)
-        await limiter.acquire("h")
+    async def take(name: str, prio: budget.Priority) -> None:
+        await limiter.acquire("h", priority=prio)
         order.append(name)
 
     idle = [asyncio.create_task(take(f"idle{i}", budget.IDLE)) for i in range(3)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.store.factories import T0, TARGET, FakeClock, make_event
 from watcher.core.acks import Acknowledgement
-from watcher.notify.routing import Silence
+from watcher.core.silences import Silence
 from watcher.runtime.ops import OpsState
 from watcher.store.sqlite import SqliteStore
 

@@ -140,3 +140,57 @@ async def test_absurd_delays_are_clamped_not_raised() -> None:
     await asyncio.wait_for(done.wait(), 2)
     assert sched.crashes == 0
     await sched.shutdown(1)
+
+
+async def test_a_job_due_again_at_once_runs_at_once_never_a_fallback_interval_later() -> None:
+    """A run that asks for delay 0 is not skipped as 'maximum number of running instances
+    reached' (APScheduler drops its instance count only after the wake-up the reschedule
+    queued), which used to park the job for the 60 s fallback interval."""
+    sched = PollScheduler()
+    sched.start()
+    runs = 0
+    done = asyncio.Event()
+
+    async def job() -> float | None:
+        nonlocal runs
+        runs += 1
+        if runs == 5:
+            done.set()
+            return None
+        return 0.0
+
+    sched.add("j", job)
+    await asyncio.wait_for(done.wait(), 3)
+    assert runs == 5
+    await sched.shutdown(1)
+
+
+async def test_run_soon_during_a_run_gives_one_more_run_after_it_never_two_at_once() -> None:
+    sched = PollScheduler()
+    sched.start()
+    running = 0
+    overlaps = 0
+    runs = 0
+    release = asyncio.Event()
+
+    async def job() -> float | None:
+        nonlocal running, overlaps, runs
+        running += 1
+        overlaps = max(overlaps, running)
+        runs += 1
+        if runs == 1:
+            await release.wait()
+        running -= 1
+        return 3600.0
+
+    sched.add("j", job)
+    while runs == 0:
+        await asyncio.sleep(0.01)
+    sched.run_soon("j")  # asked while the first run is still in flight
+    await asyncio.sleep(0.1)
+    release.set()
+    deadline = asyncio.get_running_loop().time() + 3
+    while runs < 2 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    assert runs == 2 and overlaps == 1
+    await sched.shutdown(1)

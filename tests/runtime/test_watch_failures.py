@@ -18,13 +18,13 @@ from watcher.core.events import Event
 from watcher.core.models import Workflow
 from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import SystemClock
-from watcher.runtime.watch import (
+from watcher.runtime.poller import (
     ClusterDiscovery,
     TargetHealth,
     WatchContext,
     WorkflowWatch,
+    classify,
     describe_error,
-    error_kind,
 )
 from watcher.store.sqlite import SqliteStore
 
@@ -36,11 +36,15 @@ class RaisingCloud:
     def __init__(self) -> None:
         self.error: BaseException | None = None
 
-    async def show_workflow(self, cluster_id: str, workflow_id: str, *, api: Any) -> Workflow:
+    async def show_workflow(
+        self, cluster_id: str, workflow_id: str, *, api: Any, priority: Any = None
+    ) -> Workflow:
         assert self.error is not None
         raise self.error
 
-    async def list_workflows(self, cluster_id: str, *, api: Any) -> tuple[Workflow, ...]:
+    async def list_workflows(
+        self, cluster_id: str, *, api: Any, priority: Any = None
+    ) -> tuple[Workflow, ...]:
         if self.error is not None:
             raise self.error
         return ()
@@ -90,7 +94,7 @@ async def test_any_exception_is_a_failed_poll(
     watch = WorkflowWatch(client=cloud, target=TARGET, workflow_id="wf-1", health=target_health)
     with capture_logs() as logs:
         delays = [await watch.poll(ctx) for _ in range(3)]
-    assert error_kind(error) == kind
+    assert classify(error) == kind
     assert polled == [kind] * 3
     assert watch.last_error == describe_error(error)
     assert all(d is not None and 1.0 <= d <= 40.0 for d in delays)
@@ -144,12 +148,12 @@ async def test_health_stays_in_memory_when_the_store_fails(store: SqliteStore) -
     ctx = _ctx(store, polled, committed)
     target_health = TargetHealth(TARGET, health.TargetHealth())
     failing = sqlite3.OperationalError("database or disk is full")
-    original_save = store.save_kv
+    original_save = store.save_health
 
     async def full_disk(*args: Any, **kwargs: Any) -> None:
         raise failing
 
-    store.save_kv = full_disk  # type: ignore[method-assign]  # a full disk on demand
+    store.save_health = full_disk  # type: ignore[method-assign]  # a full disk on demand
     with capture_logs() as logs:
         for _ in range(3):
             await target_health.record(ctx, failing)  # must not raise
@@ -158,15 +162,15 @@ async def test_health_stays_in_memory_when_the_store_fails(store: SqliteStore) -
     assert target_health.view()["unsaved_error"] == target_health.unsaved_error
     assert sum(r["event"] == "health.unsaved" for r in logs) == 1
     assert committed == []  # the unreachable alert waits in memory
-    store.save_kv = original_save  # type: ignore[method-assign]
+    store.save_health = original_save  # type: ignore[method-assign]
     await target_health.record(ctx, None)
     assert target_health.unsaved_error is None
     assert [e.kind for e in committed] == [
         "watcher.target_unreachable",
         "watcher.target_recovered",
     ]
-    saved = await store.load_kv(f"health/{TARGET.name}")
-    assert saved is not None and saved["consecutive_failures"] == 0
+    saved = await store.load_health(TARGET.name)
+    assert saved is not None and saved.consecutive_failures == 0
 
 
 async def test_throttled_retry_after_is_capped(store: SqliteStore) -> None:

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from watcher.core.events import Event, Severity, TargetRef
+from watcher.core.models import Workflow
+from watcher.core.state import WatchState
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -51,3 +53,12 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
+
+
+def make_state(
+    phase: str = "Running", *, uid: str = "wf-1", seq: int = 0, **extra: Any
+) -> WatchState:
+    """A small watch state; ``seq`` (its phase_seq) tells two states apart."""
+    return WatchState(
+        workflow=Workflow(uid=uid, phase=phase, **extra), observed_at=T0, phase_seq=seq
+    )

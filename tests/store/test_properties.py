@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.store.factories import make_event
+from tests.store.factories import make_event, make_state
 from watcher.core.ports import PlannedDelivery
 from watcher.store.sqlite import SqliteStore
 
@@ -35,7 +35,9 @@ async def _run(path: Path, polls: list[tuple[str, list[str], list[tuple[str, lis
             deliveries = [PlannedDelivery(url, tuple(ks)) for url, ks in planned]
             before = {d.id for d in await store.list_deliveries(limit=10_000)}
 
-            new = await store.commit_poll(workflow_key, {"n": len(seen)}, events, deliveries)
+            new = await store.commit_poll(
+                workflow_key, make_state(seq=len(seen)), events, deliveries
+            )
 
             expected_new = list(dict.fromkeys(k for k in keys if k not in seen))
             assert [e.dedup_key for e in new] == expected_new

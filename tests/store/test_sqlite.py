@@ -9,16 +9,18 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.store.factories import T0, FakeClock, make_event
+from tests.store.factories import T0, FakeClock, make_event, make_state
 from watcher.core.acks import Acknowledgement
 from watcher.core.events import Severity
-from watcher.core.ports import PlannedDelivery
-from watcher.notify.routing import Silence
+from watcher.core.ports import OutboxStats, PlannedDelivery
+from watcher.core.silences import Silence
 from watcher.store import schema
 from watcher.store.sqlite import SqliteStore
 
@@ -58,11 +60,11 @@ async def test_open_creates_private_file_in_wal_mode_at_latest_schema(tmp_path: 
 async def test_commit_poll_writes_state_events_and_deliveries(store: SqliteStore) -> None:
     e1, e2 = make_event("k1"), make_event("k2", severity=Severity.FAILURE)
     new = await store.commit_poll(
-        "wf-1", {"phase": "Running"}, [e1, e2], [plan("chat", "k1", "k2"), plan("mail", "k2")]
+        "wf-1", make_state("Running"), [e1, e2], [plan("chat", "k1", "k2"), plan("mail", "k2")]
     )
     assert new == [e1, e2]
-    assert await store.load_state("wf-1") == {"phase": "Running"}
-    assert await store.load_all_states() == {"wf-1": {"phase": "Running"}}
+    assert await store.load_state("wf-1") == make_state("Running")
+    assert await store.load_all_states() == {"wf-1": make_state("Running")}
     assert [s.event for s in await store.recent_events()] == [e1, e2]
     deliveries = await store.deliveries_for(["k2"])
     assert [(d.url_key, [e.dedup_key for e in d.events]) for d in deliveries] == [
@@ -77,16 +79,16 @@ async def test_commit_poll_writes_state_events_and_deliveries(store: SqliteStore
 async def test_known_dedup_keys_are_skipped_and_dropped_from_deliveries(
     store: SqliteStore,
 ) -> None:
-    await store.commit_poll("wf-1", {"n": 1}, [make_event("old")], [plan("chat", "old")])
+    await store.commit_poll("wf-1", make_state(seq=1), [make_event("old")], [plan("chat", "old")])
     fresh = make_event("fresh")
     new = await store.commit_poll(
         "wf-1",
-        {"n": 2},
+        make_state(seq=2),
         [make_event("old"), fresh],
         [plan("chat", "old", "fresh"), plan("mail", "old")],
     )
     assert new == [fresh]
-    assert await store.load_state("wf-1") == {"n": 2}
+    assert await store.load_state("wf-1") == make_state(seq=2)
     created = await store.deliveries_for(["fresh"])
     assert [(d.url_key, [e.dedup_key for e in d.events]) for d in created] == [("chat", ["fresh"])]
     # The "mail" delivery had only a known event, so it was not created at all.
@@ -103,9 +105,9 @@ async def test_a_key_repeated_within_one_commit_is_stored_once(store: SqliteStor
 
 
 async def test_state_none_keeps_the_stored_state(store: SqliteStore) -> None:
-    await store.commit_poll("wf-1", {"phase": "Init"}, [], [])
+    await store.commit_poll("wf-1", make_state("Init"), [], [])
     await store.commit_poll("wf-1", None, [make_event("watcher")], [])
-    assert await store.load_state("wf-1") == {"phase": "Init"}
+    assert await store.load_state("wf-1") == make_state("Init")
     assert await store.load_state("unknown") is None
 
 
@@ -120,31 +122,38 @@ async def test_a_commit_that_fails_midway_leaves_nothing_behind(
     store: SqliteStore, tmp_path: Path
 ) -> None:
     """State and events are already written when the delivery insert fails: all roll back."""
-    await store.commit_poll("wf-1", {"v": 1}, [make_event("k0")], [plan("u", "k0")])
+    await store.commit_poll("wf-1", make_state(seq=1), [make_event("k0")], [plan("u", "k0")])
     with sqlite3.connect(store.path) as other:
         other.execute(
             "CREATE TRIGGER boom BEFORE INSERT ON deliveries "
             "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
         )
     with pytest.raises(sqlite3.IntegrityError, match="disk on fire"):
-        await store.commit_poll("wf-1", {"v": 2}, [make_event("k1")], [plan("u", "k1")])
+        await store.commit_poll("wf-1", make_state(seq=2), [make_event("k1")], [plan("u", "k1")])
 
-    assert await store.load_state("wf-1") == {"v": 1}
+    assert await store.load_state("wf-1") == make_state(seq=1)
     assert [s.event.dedup_key for s in await store.recent_events()] == ["k0"]
     assert len(await store.list_deliveries()) == 1
     # The connection is not left inside a transaction: the next commit works.
     with sqlite3.connect(store.path) as other:
         other.execute("DROP TRIGGER boom")
     assert [
-        e.dedup_key for e in await store.commit_poll("wf-1", {"v": 2}, [make_event("k1")], [])
+        e.dedup_key
+        for e in await store.commit_poll("wf-1", make_state(seq=2), [make_event("k1")], [])
     ] == ["k1"]
 
 
 async def test_an_unserialisable_state_fails_before_anything_is_written(
     store: SqliteStore,
 ) -> None:
+    fired: frozenset[Any] = frozenset({"a", 1})  # a bug's value: cannot be sorted
     with pytest.raises(TypeError):
-        await store.commit_poll("wf-1", {"bad": object()}, [make_event("k")], [plan("u", "k")])
+        await store.commit_poll(
+            "wf-1",
+            replace(make_state(), fired=fired),
+            [make_event("k")],
+            [plan("u", "k")],
+        )
     assert await store.recent_events() == []
     assert await store.load_state("wf-1") is None
 
@@ -231,7 +240,7 @@ async def test_dead_and_sent_deliveries_leave_the_queue_and_show_in_stats(
     await store.mark_dead(d2.id, clock.now(), "HTTP 410 gone")
 
     stats = await store.outbox_stats(clock.now())
-    assert stats == {"pending": 1.0, "dead": 1.0, "oldest_pending_age_s": 10.0}
+    assert stats == OutboxStats(pending=1, dead=1, oldest_pending_age_s=10.0)
     assert [d.url_key for d in await store.due_deliveries(clock.now())] == ["k3"]
     (dead,) = await store.list_deliveries(state="dead")
     assert (dead.attempts, dead.last_error) == (1, "HTTP 410 gone")
@@ -241,11 +250,7 @@ async def test_dead_and_sent_deliveries_leave_the_queue_and_show_in_stats(
 
 
 async def test_outbox_stats_of_an_empty_outbox(store: SqliteStore) -> None:
-    assert await store.outbox_stats(T0) == {
-        "pending": 0.0,
-        "dead": 0.0,
-        "oldest_pending_age_s": 0.0,
-    }
+    assert await store.outbox_stats(T0) == OutboxStats(pending=0, dead=0, oldest_pending_age_s=0.0)
 
 
 async def test_marks_do_not_resurrect_finished_deliveries(store: SqliteStore) -> None:
@@ -370,14 +375,14 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
     clock = FakeClock()
     s = await SqliteStore.open(path, clock=clock)
-    await s.commit_poll("wf", {"phase": "Running"}, [make_event("k")], [plan("u", "k")])
+    await s.commit_poll("wf", make_state("Running"), [make_event("k")], [plan("u", "k")])
     (d,) = await s.due_deliveries(T0)
     await s.mark_failed(d.id, T0, "HTTP 502", T0 + timedelta(seconds=5))
     await s.close()
 
     s = await SqliteStore.open(path, clock=clock)
     try:
-        assert await s.load_state("wf") == {"phase": "Running"}
+        assert await s.load_state("wf") == make_state("Running")
         (again,) = await s.due_deliveries(T0 + timedelta(seconds=5))
         assert (again.id, again.attempts, again.last_error) == (d.id, 1, "HTTP 502")
         assert again.events == d.events
@@ -391,14 +396,14 @@ async def test_data_written_by_another_process_is_read_back(tmp_path: Path) -> N
     script = textwrap.dedent(
         f"""
         import asyncio
-        from tests.store.factories import make_event
+        from tests.store.factories import make_event, make_state
         from watcher.core.ports import PlannedDelivery
         from watcher.store.sqlite import SqliteStore
 
         async def main():
             s = await SqliteStore.open({str(path)!r})
             await s.commit_poll(
-                "wf-9", {{"phase": "Success"}}, [make_event("x1"), make_event("x2")],
+                "wf-9", make_state("Success"), [make_event("x1"), make_event("x2")],
                 [PlannedDelivery("chat", ("x1", "x2"))],
             )
             await s.save_kv("t", {{"t": 1}})
@@ -412,7 +417,7 @@ async def test_data_written_by_another_process_is_read_back(tmp_path: Path) -> N
 
     s = await SqliteStore.open(path)
     try:
-        assert await s.load_state("wf-9") == {"phase": "Success"}
+        assert await s.load_state("wf-9") == make_state("Success")
         assert [e.event.dedup_key for e in await s.recent_events()] == ["x1", "x2"]
         (d,) = await s.deliveries_for(["x1"])
         assert [e.dedup_key for e in d.events] == ["x1", "x2"]
@@ -424,7 +429,7 @@ async def test_data_written_by_another_process_is_read_back(tmp_path: Path) -> N
 async def test_another_connection_sees_commits_while_the_store_is_open(
     store: SqliteStore,
 ) -> None:
-    await store.commit_poll("wf", {"a": 1}, [make_event("k")], [plan("u", "k")])
+    await store.commit_poll("wf", make_state(seq=1), [make_event("k")], [plan("u", "k")])
     with sqlite3.connect(store.path) as reader:
         assert reader.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 1
         assert reader.execute("SELECT dedup_key FROM events").fetchall() == [("k",)]

@@ -25,6 +25,7 @@ from yarl import URL
 
 from watcher.cloud import responses
 from watcher.cloud.auth import Auth, host_header
+from watcher.core.backoff import full_jitter
 from watcher.core.errors import (
     AuthError,
     BadResponseError,
@@ -34,6 +35,7 @@ from watcher.core.errors import (
     WatcherError,
 )
 from watcher.core.models import (
+    Api,
     Cluster,
     PreCheckTask,
     UpgradeTask,
@@ -41,12 +43,12 @@ from watcher.core.models import (
     parse_cluster_list,
     parse_workflow_list,
 )
+from watcher.core.ports import Priority
 from watcher.core.regions import normalise_override
 from watcher.textsafe import inert
 
 log = structlog.get_logger()
 
-Api = Literal["cce", "autopilot"]
 API_PREFIXES: dict[str, str] = {"cce": "/api/v3", "autopilot": "/autopilot/v3"}
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 # Decoding a body this large (thousands of points) takes tens of milliseconds of pure
@@ -59,8 +61,8 @@ T = TypeVar("T")
 class RequestLimiter(Protocol):
     """A request budget per API host (the runtime plugs in a token bucket)."""
 
-    async def acquire(self, host: str) -> None:
-        """Wait until one more request to ``host`` is allowed."""
+    async def acquire(self, host: str, *, priority: Priority = Priority.IDLE) -> None:
+        """Wait until one more request to ``host`` is allowed (lower priority first)."""
         ...
 
 
@@ -82,23 +84,11 @@ class RetryPolicy:
             raise ValueError("RetryPolicy needs attempts >= 1 and non-negative base and cap")
 
     def delay(self, retry: int, rand: float) -> float:
-        return backoff_delay(retry, base=self.base, cap=self.cap, jitter=self.jitter, rand=rand)
-
-
-def backoff_delay(
-    retry: int, *, base: float, cap: float, jitter: Literal["full", "none"] = "full", rand: float
-) -> float:
-    """Seconds to wait before retry number ``retry`` (1 = the first retry).
-
-    Exponential ``base * 2**(retry-1)`` bounded by ``cap``; "full" jitter scales it by
-    ``rand`` in [0, 1) (AWS's "full jitter"), which spreads synchronized pollers apart.
-    """
-    if retry < 1:
-        return 0.0
-    ceiling = min(cap, base * 2.0 ** min(retry - 1, 62))
-    if jitter == "full":
-        return ceiling * min(max(rand, 0.0), 1.0)
-    return ceiling
+        """Seconds before retry number ``retry`` (1 = the first): the one backoff
+        (watcher.core.backoff); jitter "none" is its ceiling."""
+        return full_jitter(
+            retry, base=self.base, cap=self.cap, rand=rand if self.jitter == "full" else 1.0
+        )
 
 
 def retry_delay(
@@ -174,14 +164,16 @@ class CceClient:
 
     # -- API calls --------------------------------------------------------------------------
 
-    async def show_workflow(self, cluster_id: str, workflow_id: str, *, api: Api) -> Workflow:
+    async def show_workflow(
+        self, cluster_id: str, workflow_id: str, *, api: Api, priority: Priority = Priority.IDLE
+    ) -> Workflow:
         """ShowUpgradeWorkFlow. A CCE 404 raises WorkflowGoneError."""
         path = (
             self._cluster_path(api, cluster_id)
             + "/operation/upgradeworkflows/"
             + check_id(workflow_id, "workflow id")
         )
-        body = await self._get_body(api, "show_workflow", path, workflow=True)
+        body = await self._get_body(api, "show_workflow", path, workflow=True, priority=priority)
         # A watched workflow is mostly unchanged between polls: hand back the very same
         # object for the same bytes, so the caller can skip the diff by identity.
         cached = self._last_workflows.get(path)
@@ -194,10 +186,12 @@ class CceClient:
             self._last_workflows.popitem(last=False)
         return workflow
 
-    async def list_workflows(self, cluster_id: str, *, api: Api) -> tuple[Workflow, ...]:
+    async def list_workflows(
+        self, cluster_id: str, *, api: Api, priority: Priority = Priority.IDLE
+    ) -> tuple[Workflow, ...]:
         """ListUpgradeWorkFlows, newest first."""
         path = self._cluster_path(api, cluster_id) + "/operation/upgradeworkflows"
-        body = await self._get_body(api, "list_workflows", path)
+        body = await self._get_body(api, "list_workflows", path, priority=priority)
         listed = await _decode(body, f"{api}.list_workflows", "list_workflows", parse_workflow_list)
         # A uid that is no valid path segment can never be shown (check_id refuses it):
         # watching it would fail every poll of it, forever. Skip it, like an item without
@@ -208,24 +202,28 @@ class CceClient:
             log.warning("cloud.workflow_uid_unusable", route="list_workflows", uids=skipped)
         return usable
 
-    async def show_precheck(self, cluster_id: str, task_id: str, *, api: Api) -> PreCheckTask:
+    async def show_precheck(
+        self, cluster_id: str, task_id: str, *, api: Api, priority: Priority = Priority.IDLE
+    ) -> PreCheckTask:
         """ShowPreCheck: the task behind the workflow's PreCheck point."""
         path = (
             self._cluster_path(api, cluster_id)
             + "/operation/precheck/tasks/"
             + check_id(task_id, "task id")
         )
-        data = await self._get_json(api, "show_precheck", path)
+        data = await self._get_json(api, "show_precheck", path, priority=priority)
         return _parse("show_precheck", PreCheckTask.from_api, data)
 
-    async def show_upgrade_task(self, cluster_id: str, task_id: str, *, api: Api) -> UpgradeTask:
+    async def show_upgrade_task(
+        self, cluster_id: str, task_id: str, *, api: Api, priority: Priority = Priority.IDLE
+    ) -> UpgradeTask:
         """ShowUpgradeClusterTask: the task behind the workflow's Cluster point."""
         path = (
             self._cluster_path(api, cluster_id)
             + "/operation/upgrade/tasks/"
             + check_id(task_id, "task id")
         )
-        data = await self._get_json(api, "show_upgrade_task", path)
+        data = await self._get_json(api, "show_upgrade_task", path, priority=priority)
         return _parse("show_upgrade_task", UpgradeTask.from_api, data)
 
     async def list_clusters(self, *, api: Api) -> tuple[Cluster, ...]:
@@ -233,9 +231,12 @@ class CceClient:
         data = await self._get_json(api, "list_clusters", self._project_path(api) + "/clusters")
         return _parse("list_clusters", parse_cluster_list, data)
 
-    async def show_cluster(self, cluster_id: str, *, api: Api) -> Cluster:
+    async def show_cluster(
+        self, cluster_id: str, *, api: Api, priority: Priority = Priority.IDLE
+    ) -> Cluster:
         """ShowCluster."""
-        data = await self._get_json(api, "show_cluster", self._cluster_path(api, cluster_id))
+        path = self._cluster_path(api, cluster_id)
+        data = await self._get_json(api, "show_cluster", path, priority=priority)
         return _parse("show_cluster", Cluster.from_api, data)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -251,13 +252,25 @@ class CceClient:
         return f"{self._project_path(api)}/clusters/{check_id(cluster_id, 'cluster id')}"
 
     async def _get_json(
-        self, api: Api, name: str, path: str, *, workflow: bool = False
+        self,
+        api: Api,
+        name: str,
+        path: str,
+        *,
+        workflow: bool = False,
+        priority: Priority = Priority.IDLE,
     ) -> dict[str, Any]:
-        body = await self._get_body(api, name, path, workflow=workflow)
+        body = await self._get_body(api, name, path, workflow=workflow, priority=priority)
         return responses.parse_json_object(body, f"{api}.{name}")
 
     async def _get_body(
-        self, api: Api, name: str, path: str, *, workflow: bool = False
+        self,
+        api: Api,
+        name: str,
+        path: str,
+        *,
+        workflow: bool = False,
+        priority: Priority = Priority.IDLE,
     ) -> bytes:
         route = f"{api}.{name}"
         # Every segment was checked by check_id, so the path needs no further encoding.
@@ -269,7 +282,7 @@ class CceClient:
             signed = False
             try:
                 if self._limiter is not None:
-                    await self._limiter.acquire(host)
+                    await self._limiter.acquire(host, priority=priority)
                 headers = await self._auth.sign("GET", url, {"Accept": "application/json"}, b"")
                 signed = True
                 return await self._send(url, host, route, headers, workflow=workflow)

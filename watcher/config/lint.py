@@ -221,7 +221,10 @@ def _routes(settings: Settings) -> Iterator[Finding]:
     if not settings.notify.has_destinations:
         return
     base = settings.config_path
-    urls = settings.notify.to_urls(base_dir=base.parent if base else None)
+    try:
+        urls = settings.notify.to_urls(base_dir=base.parent if base else None)
+    except ConfigError:  # reported by `config validate` itself, with the other findings
+        return
     url_tags = sorted({t for u in urls for t in u.tags})
     names = [t.name for t in settings.targets]
     for index, route in enumerate(settings.notify.routes):
@@ -295,3 +298,16 @@ def _state_dir(settings: Settings) -> Iterator[Finding]:
 
 def lines(findings: Sequence[Finding], level: Level) -> list[str]:
     return [f.line() for f in findings if f.level == level]
+
+
+_LIST_ITEM = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*)\[(\d+)\]")
+
+
+def with_env(problem: str) -> str:
+    """Add the environment variable to a problem that names a list item (``notify.urls[0]``)
+    but not its variable, so every line of `config validate` says where to fix it."""
+    match = _LIST_ITEM.match(problem)
+    if match is None or "(env " in problem:
+        return problem
+    loc: Loc = (*match.group(1).split("."), int(match.group(2)))
+    return f"{problem} (env {env_name(loc)})"

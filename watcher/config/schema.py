@@ -9,7 +9,7 @@ variable. No validator ever quotes a value it rejects: a secret may sit in the w
 
 The models hold input only. The domain objects they configure live elsewhere, and each
 model converts itself: ``PolicySettings.to_policy()`` and ``PollingSettings.to_poll_policy()``
-(watcher.core.policy), ``Route.to_route()`` and ``Silence.to_silence()`` (watcher.notify.routing),
+(watcher.core.policy), ``Route.to_route()`` and ``Silence.to_silence()`` (watcher.core.silences),
 ``Target.to_ref()`` (watcher.core.events), ``NotifySettings.to_urls()`` (watcher.notify.url).
 Defaults shared with the domain (stall thresholds, pre-check leads...) are imported, not copied.
 """
@@ -43,7 +43,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from watcher.config import sources
 from watcher.config.durations import Duration
 from watcher.config.sources import ENV_PREFIX
-from watcher.core import regions
+from watcher.core import regions, silences
 from watcher.core.console import DEFAULT_CONSOLE_URL, template_problems
 from watcher.core.events import Kind, Severity, TargetRef
 from watcher.core.policy import (
@@ -94,9 +94,21 @@ class _Section(BaseModel):
 CloudId = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ]
-Region = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
-]
+_REGION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def _region_id(value: str) -> str:
+    """A region id's shape; a wrong one says what was probably meant (a region is not secret)."""
+    if _REGION_ID.match(value):
+        return value
+    if re.search(r"REPLACE[-_A-Z]", value):
+        raise ValueError("still holds a placeholder from the example (REPLACE-...)")
+    hint = regions.suggest_region(value.replace("_", "-").replace(" ", "-"))
+    message = "not a region id such as ap-southeast-3"
+    raise ValueError(f"{message}; did you mean {hint!r}?" if hint else message)
+
+
+Region = Annotated[str, AfterValidator(_region_id)]
 Name = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 ]
@@ -602,10 +614,10 @@ class Silence(_Section):
     until: AwareDatetime
     reason: str = Field(default="", max_length=500)
 
-    def to_silence(self, number: int) -> routing.Silence:
-        """The routing module's Silence; ``number`` is its 1-based place in the config
-        file, which names it ``config:N`` in muted events."""
-        return routing.Silence(
+    def to_silence(self, number: int) -> silences.Silence:
+        """The domain Silence; ``number`` is its 1-based place in the config file, which
+        names it ``config:N`` in muted events."""
+        return silences.Silence(
             until=self.until,
             target=self.target,
             cluster_id=self.cluster_id,
@@ -614,6 +626,41 @@ class Silence(_Section):
             id=f"config:{number}",
             comment=self.reason,
         )
+
+
+# ----------------------------------------------------------------------------------- [state]
+
+
+class StateSettings(_Section):
+    """Where durable state lives: the zero-setup SQLite file in ``state_dir`` (the default) or
+    a shared PostgreSQL database (issue 11). The DSN is a secret: it usually carries a password,
+    so it comes from the secret file ``state__dsn`` or ``WATCHER_STATE__DSN`` and is masked."""
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    dsn: SecretStr | None = Field(default=None, min_length=1)
+    # Connections the PostgreSQL store keeps open at most (polls and deliveries share them).
+    pool_size: int = Field(default=4, ge=1, le=100)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> StateSettings:
+        if self.backend == "postgres" and self.dsn is None:
+            raise problems(
+                (
+                    ("dsn",),
+                    'backend "postgres" needs a DSN: secret file state__dsn or env '
+                    "WATCHER_STATE__DSN, e.g. postgresql://watcher@db.example/watcher",
+                )
+            )
+        if self.backend == "sqlite" and self.dsn is not None:
+            raise problems(
+                (("dsn",), 'a DSN is set but backend is "sqlite"; set backend = "postgres"')
+            )
+        return self
 
 
 # ------------------------------------------------------------------------------- [http], [logging]
@@ -729,6 +776,7 @@ class Settings(BaseSettings):
     # Sent/dead deliveries and their events older than this are pruned from the store. Keep
     # it far longer than any outage: a pruned event's dedup key is forgotten.
     retention: Duration = timedelta(days=90)
+    state: StateSettings = StateSettings()
     cloud: CloudSettings = CloudSettings()
     credentials: CredentialsSettings = CredentialsSettings()
     targets: tuple[Target, ...] = ()
@@ -845,4 +893,5 @@ def iter_secret_fields() -> Iterable[tuple[str, ...]]:
         ("credentials", "password"),
         ("credentials", "security_token"),
         ("http", "token"),
+        ("state", "dsn"),
     )

@@ -1,6 +1,6 @@
 """Target health: turn a run of failed polls into one alert per outage, and one recovery.
 
-The runtime records every poll of a target here (success, or the kind of failure) and
+The runtime records every poll of a target here (success, or its ``PollOutcome``) and
 persists the returned ``TargetHealth``. Pure functions: no clock, no I/O. Dedup keys carry
 the outage start, so a second outage alerts again while a replay of the same one does not.
 
@@ -15,25 +15,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
-from watcher.core.engine import format_duration
+from watcher.core import keys
 from watcher.core.events import Event, Kind, Severity, TargetRef
+from watcher.core.outcome import PollOutcome
+from watcher.core.timeutil import from_iso, iso, utc
+from watcher.core.wording import format_duration
 
-ErrorKind = Literal[
-    "auth", "transport", "server", "throttled", "bad_response", "api", "store", "internal"
-]
-
-_DESCRIPTIONS = {
-    "auth": "credentials rejected",
-    "transport": "no answer",
-    "server": "server error",
-    "throttled": "throttled",
-    "bad_response": "unexpected answer",
-    "api": "API error",
-    "store": "state store failed",
-    "internal": "internal error",
+_DESCRIPTIONS: dict[str, str] = {
+    PollOutcome.AUTH: "credentials rejected",
+    PollOutcome.TRANSPORT: "no answer",
+    PollOutcome.SERVER: "server error",
+    PollOutcome.THROTTLED: "throttled",
+    PollOutcome.BAD_RESPONSE: "unexpected answer",
+    PollOutcome.API: "API error",
+    PollOutcome.STORE: "state store failed",
+    PollOutcome.INTERNAL: "internal error",
 }
 
 
@@ -55,9 +54,9 @@ class TargetHealth:
     def to_json(self) -> dict[str, Any]:
         return {
             "consecutive_failures": self.consecutive_failures,
-            "failing_since": _iso(self.failing_since),
-            "unreachable_since": _iso(self.unreachable_since),
-            "auth_failed_since": _iso(self.auth_failed_since),
+            "failing_since": iso(self.failing_since),
+            "unreachable_since": iso(self.unreachable_since),
+            "auth_failed_since": iso(self.auth_failed_since),
             "last_error_kind": self.last_error_kind,
         }
 
@@ -65,9 +64,9 @@ class TargetHealth:
     def from_json(cls, data: Mapping[str, Any]) -> TargetHealth:
         return cls(
             consecutive_failures=int(data.get("consecutive_failures", 0)),
-            failing_since=_from_iso(data.get("failing_since")),
-            unreachable_since=_from_iso(data.get("unreachable_since")),
-            auth_failed_since=_from_iso(data.get("auth_failed_since")),
+            failing_since=from_iso(data.get("failing_since")),
+            unreachable_since=from_iso(data.get("unreachable_since")),
+            auth_failed_since=from_iso(data.get("auth_failed_since")),
             last_error_kind=data.get("last_error_kind"),
         )
 
@@ -76,7 +75,7 @@ def record_success(
     prev: TargetHealth, now: datetime, *, target: TargetRef
 ) -> tuple[tuple[Event, ...], TargetHealth]:
     """A good poll: ``watcher.target_recovered`` if an unreachable or auth alert was sent."""
-    now = _utc(now)
+    now = utc(now)
     if prev.unreachable_since is None and prev.auth_failed_since is None:
         return (), TargetHealth()
     start = prev.failing_since or prev.unreachable_since or prev.auth_failed_since or now
@@ -85,12 +84,12 @@ def record_success(
     event = _event(
         target,
         now,
-        f"{_target_key(target)}:recovered:{_stamp(start)}",
+        keys.target_outage(target.name, target.cluster_id, "recovered", start),
         Kind.TARGET_RECOVERED,
         Severity.SUCCESS,
         f"Target {target.name} answers again{outage} ({polls} failed polls)",
         {
-            "outage_started_at": _iso(start),
+            "outage_started_at": iso(start),
             "failed_polls": polls,
             "last_error_kind": prev.last_error_kind,
         },
@@ -101,7 +100,7 @@ def record_success(
 def record_failure(
     prev: TargetHealth,
     now: datetime,
-    error_kind: str,
+    error_kind: PollOutcome | str,
     policy_threshold: int,
     *,
     target: TargetRef,
@@ -113,7 +112,8 @@ def record_failure(
     the run of failures reaches ``policy_threshold`` and the latest failure is not an auth
     failure: an auth outage is already alerted by its own kind.
     """
-    now = _utc(now)
+    now = utc(now)
+    error_kind = str(error_kind)  # persisted and shown as the plain label value
     count = prev.consecutive_failures + 1
     since = prev.failing_since or now
     new = TargetHealth(
@@ -125,13 +125,13 @@ def record_failure(
     )
     events: list[Event] = []
     what = _DESCRIPTIONS.get(error_kind, error_kind or "failure")
-    if error_kind == "auth" and prev.auth_failed_since is None:
+    if error_kind == PollOutcome.AUTH and prev.auth_failed_since is None:
         new = TargetHealth(count, since, new.unreachable_since, now, error_kind)
         events.append(
             _event(
                 target,
                 now,
-                f"{_target_key(target)}:auth_failed:{_stamp(now)}",
+                keys.target_outage(target.name, target.cluster_id, "auth_failed", now),
                 Kind.AUTH_FAILED,
                 Severity.FAILURE,
                 f"Target {target.name}: IAM or CCE rejects the credentials (401/403) even "
@@ -140,7 +140,7 @@ def record_failure(
             )
         )
     elif (
-        error_kind != "auth"
+        error_kind != PollOutcome.AUTH
         and prev.unreachable_since is None
         and count >= max(1, policy_threshold)
     ):
@@ -149,14 +149,14 @@ def record_failure(
             _event(
                 target,
                 now,
-                f"{_target_key(target)}:unreachable:{_stamp(since)}",
+                keys.target_outage(target.name, target.cluster_id, "unreachable", since),
                 Kind.TARGET_UNREACHABLE,
                 Severity.FAILURE,
                 f"Target {target.name} unreachable: {count} failed polls in a row since "
                 f"{since.strftime('%Y-%m-%d %H:%M UTC')} (last: {what})",
                 {
                     "failed_polls": count,
-                    "outage_started_at": _iso(since),
+                    "outage_started_at": iso(since),
                     "last_error_kind": error_kind,
                 },
             )
@@ -183,28 +183,3 @@ def _event(
         details=details,
     )
 
-
-def _target_key(target: TargetRef) -> str:
-    return f"watcher:{_esc(target.name)}@{_esc(target.cluster_id)}"
-
-
-def _esc(part: str) -> str:
-    return part.replace("%", "%25").replace(":", "%3A")
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment else None
-
-
-def _from_iso(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    return _utc(datetime.fromisoformat(text))

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from watcher.core.timeparse import parse_timestamp_lenient
+
+# Which CCE API family a target speaks: CCE (``/api/v3``) or CCE Autopilot
+# (``/autopilot/v3``). The one definition: the cloud client and the runtime import it.
+Api = Literal["cce", "autopilot"]
 
 
 class Phase(StrEnum):
@@ -95,6 +99,12 @@ class Point(_Model):
     started_at: Time = None
     ended_at: Time = None
     expires_at: Time = None
+
+    def duration_s(self) -> float | None:
+        """Seconds from start to end (never negative), or None without both stamps."""
+        if self.started_at and self.ended_at:
+            return max(0.0, (self.ended_at - self.started_at).total_seconds())
+        return None
 
     @classmethod
     def from_api(cls, raw: Any) -> Point:
@@ -333,8 +343,9 @@ class Cluster(_Model):
 
     @property
     def display_name(self) -> str | None:
-        """``metadata.alias``, falling back to ``metadata.name``."""
-        return self.alias or self.name
+        """``metadata.alias``, falling back to ``metadata.name`` (a blank alias is none)."""
+        alias = self.alias.strip() if self.alias else None
+        return alias or self.name
 
     @property
     def trouble(self) -> str | None:

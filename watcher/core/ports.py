@@ -1,18 +1,27 @@
 """Interfaces between the pure core and the edges (no implementation here).
 
-The runtime depends on these Protocols only, so the SQLite store can be swapped for a
-shared PostgreSQL one and apprise for anything else without touching the engine or the
-scheduler.
+The runtime, the HTTP API and the CLI depend on these Protocols only, so the SQLite store
+can be swapped for the shared PostgreSQL one or the in-process ``MemoryStore``, the CCE
+client for the simulator, and apprise for anything else, without touching the engine or
+the scheduler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, Protocol
 
 from watcher.core.events import Event, Severity
+
+if TYPE_CHECKING:  # type-only: ports stay importable from every core module without cycles
+    from watcher.core.acks import Acknowledgement
+    from watcher.core.health import TargetHealth
+    from watcher.core.models import Api, Cluster, PreCheckTask, UpgradeTask, Workflow
+    from watcher.core.silences import Silence
+    from watcher.core.state import WatchState
 
 
 class Clock(Protocol):
@@ -61,29 +70,111 @@ class StoredEvent:
     event: Event
 
 
-class Store(Protocol):
-    """Durable state: snapshots, events with unique dedup keys, the delivery outbox."""
+@dataclass(frozen=True, slots=True)
+class EventWithDeliveries:
+    """One stored event and every delivery that carries it (for the ``events`` command)."""
 
-    async def load_state(self, workflow_key: str) -> dict[str, Any] | None:
-        """The persisted watch state of one workflow (engine's JSON form), or None."""
+    seq: int
+    event: Event
+    workflow_key: str
+    deliveries: tuple[Delivery, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """The outbox at a glance (metrics, ``/readyz``, the demo)."""
+
+    pending: int = 0
+    dead: int = 0
+    oldest_pending_age_s: float = 0.0  # 0 when nothing is pending
+
+
+class Priority(IntEnum):
+    """Who waits first for the request budget: polls of an active workflow before idle
+    ones. Passed down each call as an argument (no context variable)."""
+
+    ACTIVE = 0
+    IDLE = 1
+
+
+class CloudSource(Protocol):
+    """What the watcher needs from the CCE client (watcher.cloud.client.CceClient).
+
+    ``priority`` reaches the client's request limiter (runtime/budget.py) as an argument.
+    """
+
+    async def show_workflow(
+        self, cluster_id: str, workflow_id: str, *, api: Api, priority: Priority = ...
+    ) -> Workflow: ...
+    async def list_workflows(
+        self, cluster_id: str, *, api: Api, priority: Priority = ...
+    ) -> tuple[Workflow, ...]: ...
+    async def show_precheck(
+        self, cluster_id: str, task_id: str, *, api: Api, priority: Priority = ...
+    ) -> PreCheckTask: ...
+    async def show_upgrade_task(
+        self, cluster_id: str, task_id: str, *, api: Api, priority: Priority = ...
+    ) -> UpgradeTask: ...
+    async def show_cluster(
+        self, cluster_id: str, *, api: Api, priority: Priority = ...
+    ) -> Cluster: ...
+
+
+class Store(Protocol):
+    """Durable state: watch states, events with unique dedup keys, the delivery outbox,
+    target health, silences and acknowledgements.
+
+    Implemented by ``watcher.store.sqlite.SqliteStore`` (the default),
+    ``watcher.store.postgres.PostgresStore`` (shared by replicas) and
+    ``watcher.store.memory.MemoryStore`` (tests, ``check``); one contract test suite
+    (tests/store/test_store_contract.py) runs over all three. The port speaks domain types
+    only: how a state is serialised is each store's business.
+
+    Times are aware UTC in and out. A method that cannot reach or write its storage raises
+    (``watcher.store.trouble.StoreError`` or the driver's error); it never returns a
+    made-up value, except ``ping`` and ``self_check``, whose job is to answer.
+
+    Designed for the PostgreSQL HA work (issue 11): replicas split the targets under
+    leases with epochs and claim deliveries. Those extend this port without changing its
+    callers' meaning: ``commit_poll`` will take a keyword-only fencing token (the lease
+    epoch) and refuse a commit from a holder that lost its lease; ``due_deliveries`` will
+    claim what it returns (``FOR UPDATE SKIP LOCKED`` with a claim lease) and
+    ``mark_sent``/``mark_failed``/``mark_dead`` release that claim. Single-process stores
+    accept and ignore both.
+    """
+
+    # -- watch states and the poll commit -------------------------------------------------
+
+    async def load_state(self, workflow_key: str) -> WatchState | None:
+        """The persisted watch state of one workflow, or None."""
         ...
 
-    async def load_all_states(self) -> dict[str, dict[str, Any]]: ...
+    async def load_all_states(self) -> dict[str, WatchState]:
+        """Every persisted watch state by workflow key (daemon start, reload)."""
+        ...
+
+    async def workflow_keys(self) -> list[str]:
+        """The keys of every workflow with a stored state, sorted (``ack WORKFLOW``)."""
+        ...
 
     async def commit_poll(
         self,
         workflow_key: str,
-        state: dict[str, Any] | None,
+        state: WatchState | None,
         events: Sequence[Event],
         deliveries: Sequence[PlannedDelivery],
     ) -> list[Event]:
         """Write the new state, the events and their deliveries in ONE transaction.
 
-        Events whose dedup key is already stored are skipped, and dropped from the
-        deliveries; a delivery left with no event is not created. Returns the events that
-        were new. ``state=None`` keeps the stored state (used for watcher.* events).
+        Events whose dedup key is already stored (or repeated earlier in ``events``) are
+        skipped, and dropped from the deliveries; a delivery left with no event is not
+        created. Returns the events that were new, in the given order. ``state=None``
+        keeps the stored state (watcher.* events, chunks of a large commit). Nothing is
+        written if any part fails.
         """
         ...
+
+    # -- the outbox -----------------------------------------------------------------------
 
     async def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
         """Pending deliveries whose next attempt is due, oldest first; at most one per URL
@@ -108,23 +199,93 @@ class Store(Protocol):
         self, delivery_id: int, now: datetime, error: str, *, maybe_delivered: bool = False
     ) -> None: ...
 
-    async def recent_events(self, *, after_seq: int = 0, limit: int = 100) -> list[StoredEvent]: ...
-
-    async def deliveries_for(self, event_keys: Sequence[str]) -> list[Delivery]: ...
-
-    async def outbox_stats(self, now: datetime) -> dict[str, float]:
-        """pending count, dead count, oldest pending age in seconds."""
+    async def deliveries_for(self, event_keys: Sequence[str]) -> list[Delivery]:
+        """Every delivery carrying any of these events, in creation order."""
         ...
 
-    async def load_kv(self, key: str) -> dict[str, Any] | None:
-        """A small JSON document (target health, a cluster's known workflow ids)."""
+    async def list_deliveries(self, limit: int = 50, state: str | None = None) -> list[Delivery]:
+        """The most recent deliveries, newest first, optionally only one state."""
         ...
 
-    async def save_kv(self, key: str, value: dict[str, Any]) -> None: ...
+    async def outbox_stats(self, now: datetime) -> OutboxStats: ...
 
-    async def ping(self) -> bool: ...
+    # -- the event feed -------------------------------------------------------------------
 
-    async def close(self) -> None: ...
+    async def recent_events(self, *, after_seq: int = 0, limit: int = 100) -> list[StoredEvent]:
+        """Events in ascending ``seq``: the next ``limit`` after a cursor (``after_seq > 0``)
+        or, with no cursor, the latest ``limit`` (a tail)."""
+        ...
+
+    async def events_with_deliveries(self, limit: int = 50) -> list[EventWithDeliveries]:
+        """The latest ``limit`` events, oldest first, each with its deliveries."""
+        ...
+
+    # -- target health and cluster discovery ----------------------------------------------
+
+    async def load_health(self, target: str) -> TargetHealth | None:
+        """The saved health of a target (by name), or None."""
+        ...
+
+    async def save_health(self, target: str, value: TargetHealth) -> None: ...
+
+    async def load_known_workflows(self, discovery_key: str) -> frozenset[str] | None:
+        """The workflow ids a cluster discovery has seen, or None before its first listing
+        (so the first listing's finished workflows stay quiet)."""
+        ...
+
+    async def save_known_workflows(self, discovery_key: str, ids: Iterable[str]) -> None: ...
+
+    # -- silences and acknowledgements ----------------------------------------------------
+
+    async def add_silence(self, silence: Silence) -> Silence:
+        """Store a silence; return it with the store's ``id`` and ``created_at``."""
+        ...
+
+    async def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
+        """All silences by id, or only those not yet ended at ``active_at`` (including
+        those that start later)."""
+        ...
+
+    async def expire_silence(self, silence_id: int, now: datetime) -> Silence | None:
+        """End a silence now (it stays listed); None if there is no such id."""
+        ...
+
+    async def remove_silence(self, silence_id: int) -> bool: ...
+
+    async def set_ack(self, ack: Acknowledgement) -> None:
+        """Acknowledge a workflow, replacing any earlier acknowledgement of it."""
+        ...
+
+    async def end_ack(self, workflow_key: str, now: datetime) -> bool:
+        """End the workflow's acknowledgement in force; False if there was none."""
+        ...
+
+    async def list_acks(self, *, active_at: datetime | None = None) -> list[Acknowledgement]: ...
+
+    # -- housekeeping and health of the store itself --------------------------------------
+
+    async def prune(self, before: datetime, *, batch: int = 500) -> int:
+        """Delete up to ``batch`` finished deliveries and unreferenced events older than
+        ``before``; return how many rows went. Pending deliveries and their events stay."""
+        ...
+
+    async def ping(self) -> bool:
+        """True if the storage answers a trivial query (never raises)."""
+        ...
+
+    def identity_problem(self) -> str | None:
+        """Why the storage this store writes is no longer the one the next start would
+        read (a replaced SQLite file), or None."""
+        ...
+
+    async def self_check(self) -> str | None:
+        """One line saying why the store cannot commit now, or None when it can; also
+        reports a write failure seen since the previous call (never raises)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the storage (idempotent)."""
+        ...
 
 
 DEFAULT_SEND_TIMEOUT_S = 30.0

@@ -10,8 +10,9 @@ pages and fills again does not page people twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from watcher.core import keys
 from watcher.core.events import Event, Kind, Severity, TargetRef
 
 # Who a self-alert is about: the watcher process itself, not a configured target.
@@ -63,7 +64,7 @@ def _who(host: str) -> str:
 
 def store_failed(reason: str, since: datetime, host: str = "") -> Event:
     return Event(
-        dedup_key=f"watcher:store:failed:{_stamp(since)}",
+        dedup_key=keys.store_health("failed", since),
         kind=str(Kind.STORE_FAILED),
         severity=Severity.FAILURE,
         target=SELF,
@@ -77,7 +78,7 @@ def store_failed(reason: str, since: datetime, host: str = "") -> Event:
 def store_recovered(since: datetime, now: datetime, host: str = "") -> Event:
     minutes = max(0, round((now - since).total_seconds() / 60))
     return Event(
-        dedup_key=f"watcher:store:recovered:{_stamp(since)}",
+        dedup_key=keys.store_health("recovered", since),
         kind=str(Kind.STORE_RECOVERED),
         severity=Severity.SUCCESS,
         target=SELF,
@@ -87,6 +88,3 @@ def store_recovered(since: datetime, now: datetime, host: str = "") -> Event:
         ended_at=now,
     )
 
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")

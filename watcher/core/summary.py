@@ -9,14 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from watcher.core.engine import precheck_expiry
 from watcher.core.events import TargetRef
 from watcher.core.models import Point, TaskStatus, Workflow
+from watcher.core.rules import precheck_expiry
+from watcher.core.timeutil import iso
 from watcher.core.wording import FAILED, format_duration, human_state, percent
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
 
 
 def point_duration_s(point: Point, now: datetime) -> float | None:
@@ -62,19 +59,19 @@ def summarize(
         "console_url": console_url,
         "from_version": workflow.cluster_version,
         "to_version": workflow.target_version,
-        "observed_at": _iso(observed_at),
-        "next_poll_at": _iso(next_poll_at),
+        "observed_at": iso(observed_at),
+        "next_poll_at": iso(next_poll_at),
         "last_error": last_error,
-        "precheck_expires_at": _iso(expires),
+        "precheck_expires_at": iso(expires),
         "precheck_expires_in_s": (expires - now).total_seconds() if expires else None,
         "points": [
             {
                 "task_type": p.task_type,
                 "task_id": p.task_id,
                 "status": p.status,
-                "started_at": _iso(p.started_at),
-                "ended_at": _iso(p.ended_at),
-                "expires_at": _iso(p.expires_at),
+                "started_at": iso(p.started_at),
+                "ended_at": iso(p.ended_at),
+                "expires_at": iso(p.expires_at),
                 "duration_s": point_duration_s(p, now),
             }
             for p in workflow.points

@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -51,6 +50,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from watcher.core.backoff import full_jitter
 from watcher.core.events import Event
 from watcher.core.ports import Clock, Delivery, RenderedMessage, Sender, SendResult, Store
 
@@ -60,21 +60,6 @@ Render = Callable[[str, Sequence[Event]], RenderedMessage]
 OnResult = Callable[[str, bool, float], None]
 OnUncertain = Callable[[str], None]
 StuckAfter = float | Callable[[str], float]
-
-_MAX_EXPONENT = 62  # 2**62 * any sane base already exceeds any cap; avoids float overflow
-
-
-def compute_backoff(
-    attempts: int, *, base_s: float, cap_s: float, rand: Callable[[], float]
-) -> float:
-    """Seconds to wait after the ``attempts + 1``-th failure: full jitter in [0, ceiling].
-
-    ``attempts`` is how many attempts had failed before this one, so the first failure
-    waits up to ``base_s``, the second up to ``2 * base_s``, and so on up to ``cap_s``.
-    """
-    ceiling = min(cap_s, math.ldexp(base_s, min(max(attempts, 0), _MAX_EXPONENT)))
-    return max(0.0, min(1.0, rand())) * ceiling
-
 
 class Dispatcher:
     """Drain the store's outbox through a ``Sender``; see the module docstring."""
@@ -366,8 +351,9 @@ class Dispatcher:
         return float(limit)
 
     def _backoff(self, attempts: int) -> float:
-        return compute_backoff(
-            attempts, base_s=self._retry_base_s, cap_s=self._retry_cap_s, rand=self._rand
+        # ``attempts`` failed before this one: this is failure number attempts + 1.
+        return full_jitter(
+            max(attempts, 0) + 1, base=self._retry_base_s, cap=self._retry_cap_s, rand=self._rand()
         )
 
     def _log_failure(self, delivery: Delivery, result: SendResult) -> None:

@@ -39,7 +39,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 import structlog
@@ -49,10 +49,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from watcher.core.ports import Clock, Store, StoredEvent, SystemClock
 from watcher.http import limits, silences
+from watcher.http.feed import EventFeed, SubscriberDroppedError, Subscription
 from watcher.http.silences import OpsSource
 from watcher.http.status import StatusSource
-from watcher.runtime.feed import EventFeed, SubscriberDroppedError, Subscription
-from watcher.runtime.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +68,15 @@ CLOUDEVENT_TYPE_PREFIX: Final = "com.huaweicloud.cce.upgrade."
 CLOUDEVENT_SOURCE_PREFIX: Final = "cce-upgrade-watcher/"
 
 
+class OutboxGauges(Protocol):
+    """What a scrape refreshes before answering; ``watcher.runtime.metrics.Metrics`` is one.
+
+    Declared here because http never imports the runtime (the runtime imports http).
+    """
+
+    def set_outbox(self, pending: float, oldest_age_s: float, dead: float) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Context:
     """Everything the handlers read, under one typed app key."""
@@ -77,7 +85,7 @@ class _Context:
     feed: EventFeed
     status: StatusSource
     registry: CollectorRegistry
-    metrics: Metrics | None
+    metrics: OutboxGauges | None
     clock: Clock
     token: bytes | None
     heartbeat_s: float
@@ -108,7 +116,7 @@ def build_app(
     status: StatusSource,
     metrics_registry: CollectorRegistry,
     token: str | None = None,
-    metrics: Metrics | None = None,
+    metrics: OutboxGauges | None = None,
     clock: Clock | None = None,
     heartbeat_s: float = DEFAULT_HEARTBEAT_S,
     ops: OpsSource | None = None,
@@ -299,7 +307,7 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def _refresh_outbox(ctx: _Context, metrics: Metrics) -> None:
+async def _refresh_outbox(ctx: _Context, metrics: OutboxGauges) -> None:
     try:
         async with asyncio.timeout(_STORE_TIMEOUT_S):
             stats = await ctx.store.outbox_stats(ctx.clock.now())
@@ -307,18 +315,8 @@ async def _refresh_outbox(ctx: _Context, metrics: Metrics) -> None:
         log.warning("http.outbox_stats_failed", exc_info=True)
         return
     metrics.set_outbox(
-        pending=_stat(stats, "pending"),
-        oldest_age_s=_stat(stats, "oldest_pending_age_s", "oldest_age_s", "oldest_pending_age"),
-        dead=_stat(stats, "dead", "dead_letters"),
+        pending=stats.pending, oldest_age_s=stats.oldest_pending_age_s, dead=stats.dead
     )
-
-
-def _stat(stats: dict[str, float], *names: str) -> float:
-    for name in names:
-        value = stats.get(name)
-        if value is not None:
-            return float(value)
-    return 0.0
 
 
 # -- workflows and events ---------------------------------------------------------------

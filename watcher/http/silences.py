@@ -29,7 +29,7 @@ from aiohttp import web
 
 from watcher.core.acks import Acknowledgement
 from watcher.core.ports import Clock
-from watcher.notify.routing import Silence
+from watcher.core.silences import Silence
 from watcher.opsinput import InputError, ack_from, resolve_workflow, silence_from
 
 MAX_BODY = 16 * 1024

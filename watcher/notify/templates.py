@@ -161,6 +161,9 @@ def build_context(
     head = headline(events)
     target = head.target
     links = links or Links()
+    # A timeline reads in time order: the engine emits a poll's events rule by rule (a task
+    # seen started and paused in one poll came out "paused" first).
+    events = sorted(events, key=line_time)
     shown = list(events[:MAX_EVENTS_SHOWN])
     if head not in shown:  # the event that titles the message is always listed
         shown[-1] = head

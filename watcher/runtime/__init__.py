@@ -1,1 +1,1 @@
-"""The daemon: scheduling, polling, lifecycle. The only place where the parts are wired."""
+"""The daemon: composition (app), lifecycle, the registry of watches, the poller, root tasks."""

@@ -2,24 +2,25 @@
 
 A token bucket per host (default 10 requests/s). When callers must wait, those polling an
 active workflow go before idle ones: under pressure the idle targets are the ones that slip.
-The priority travels in a context variable so the cloud client's ``acquire(host)`` call
-needs no extra argument.
+The priority is an argument of ``acquire`` (``core.ports.Priority``), passed down by the
+poller through each client call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import heapq
 import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-ACTIVE = 0
-IDLE = 1
+from watcher.core.ports import Priority
 
-priority: contextvars.ContextVar[int] = contextvars.ContextVar("poll_priority", default=IDLE)
+__all__ = ["ACTIVE", "IDLE", "HostBudget", "Priority"]
+
+ACTIVE = Priority.ACTIVE
+IDLE = Priority.IDLE
 
 
 @dataclass
@@ -61,14 +62,14 @@ class HostBudget:
         bucket.tokens = min(bucket.capacity, bucket.tokens + (now - bucket.updated) * bucket.rate)
         bucket.updated = now
 
-    async def acquire(self, host: str) -> None:
+    async def acquire(self, host: str, *, priority: Priority = Priority.IDLE) -> None:
         bucket = self._bucket(host)
         self._refill(bucket)
         if not bucket.waiters and bucket.tokens >= 1:
             bucket.tokens -= 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(bucket.waiters, (priority.get(), next(self._order), future))
+        heapq.heappush(bucket.waiters, (int(priority), next(self._order), future))
         self._schedule(bucket)
         try:
             await future

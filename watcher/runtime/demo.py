@@ -25,7 +25,7 @@ import click
 from watcher.config import settings_from_mapping
 from watcher.core.errors import ConfigError
 from watcher.logs import configure_logging
-from watcher.runtime.daemon import Daemon
+from watcher.runtime.app import App
 from watcher.simulator import Simulator, start_simulator
 
 # Polls (real seconds) after the timeline ends before the demo may stop: the longest demo
@@ -127,7 +127,7 @@ async def run_demo(
                     )
                 )
                 click.echo(f"CCE simulator on {sim.url}, scenario {scenario!r} at speed {speed}")
-                daemon = Daemon(settings, clock=sim.clock)
+                daemon = App(settings, clock=sim.clock)
                 code = await _play(daemon, sim, timeout_s)
     except (ConfigError, FileNotFoundError, KeyError, ValueError, OSError) as exc:
         click.echo(f"demo: {exc}", err=True)
@@ -142,7 +142,7 @@ def timeline_done(sim: Simulator) -> bool:
     return all(wf["next_step_at"] is None for wf in sim.state()["workflows"])
 
 
-async def _play(daemon: Daemon, sim: Simulator, timeout_s: float) -> int:
+async def _play(daemon: App, sim: Simulator, timeout_s: float) -> int:
     started = time.monotonic()
     await daemon.start()
     try:
@@ -159,7 +159,7 @@ async def _play(daemon: Daemon, sim: Simulator, timeout_s: float) -> int:
             if time.monotonic() - done_at < SETTLE_S:
                 continue
             stats = await daemon.store.outbox_stats(daemon.clock.now())
-            if stats["pending"] == 0:
+            if stats.pending == 0:
                 click.echo(f"\nScenario finished in {time.monotonic() - started:.0f} s.")
                 return 0
         click.echo(

@@ -15,7 +15,7 @@ heartbeat gauge exist for alerting (deploy/prometheus/): a series that is absent
 watched" or "not configured", never "failing", so no alert fires for what nobody asked for. A
 workflow shows at most ``MAX_TASK_SERIES`` tasks (the first, in the API's order): one with
 thousands of points must not add thousands of series, nor block the loop updating them.
-The ``polls`` counter's ``result`` is ``ok`` or the failure kind of ``watch.error_kind``.
+The ``polls`` counter's ``result`` is a ``core.outcome.PollOutcome`` value.
 """
 
 from __future__ import annotations
@@ -32,12 +32,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from watcher import __version__
+from watcher.core.outcome import PollOutcome
 
 PREFIX = "cce_watcher_"
 
-PollResult = Literal[
-    "ok", "auth", "throttled", "server", "bad_response", "api", "transport", "store", "internal"
-]
 DeliveryResult = Literal["sent", "failed", "dead"]
 
 _POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
@@ -59,8 +57,6 @@ _LATENESS_BUCKETS = (
 )
 _API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
 _UNKNOWN = "unknown"
-# Poll results that prove the target answered as expected ("gone" is a clean 404).
-_REACHED = frozenset({"ok", "gone"})
 MAX_TASK_SERIES = 64
 
 
@@ -207,14 +203,15 @@ class Metrics:
 
     # -- polling and the cloud API -------------------------------------------------------
 
-    def poll_finished(self, target: str, result: PollResult | str, seconds: float) -> None:
+    def poll_finished(self, target: str, result: PollOutcome, seconds: float) -> None:
         """Count one finished poll, record how long it took and whether the target is up."""
         # The auth series exists at 0 from the first poll on, so that increase() in the
         # CceWatcherAuthFailed alert sees the very first refused poll (0 -> 1).
-        self._polls.labels(target=target, result="auth")
-        self._polls.labels(target=target, result=result).inc()
+        outcome = PollOutcome(result)  # a stray string fails here, not as a new label value
+        self._polls.labels(target=target, result=PollOutcome.AUTH.value)
+        self._polls.labels(target=target, result=outcome.value).inc()
         self._poll_seconds.labels(target=target).observe(max(0.0, seconds))
-        reached = result in _REACHED
+        reached = outcome.reached
         self._target_up.labels(target=target).set(1 if reached else 0)
         if reached:
             self._target_last_success.labels(target=target).set(self._wall_clock())

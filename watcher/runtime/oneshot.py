@@ -1,14 +1,16 @@
 """One-shot commands over the same parts as the daemon: `check`, `events`, `notify-test`.
 
-`check` is the daemon's burst mode: one poll round, a table, an exit code for scripts and
-cron (0 fine or in progress, 1 a workflow failed or a pre-check expired, 2 configuration,
-credential or API error).
+`check` is the daemon's burst mode (arq's): the same poller (``poller.py``) runs each
+target's jobs exactly once against a throwaway store, then prints a table and returns an
+exit code for scripts and cron (0 fine or in progress, 1 a workflow failed or a pre-check
+expired, 2 configuration, credential or API error).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,23 +19,32 @@ import aiohttp
 from yarl import URL
 
 from watcher import textsafe
-from watcher.cloud.client import Api, CceClient
+from watcher.cloud.client import CceClient
 from watcher.cloud.http import make_session
 from watcher.config import Settings, Target, mask_url
+from watcher.core import health
 from watcher.core.console import workflow_url
 from watcher.core.errors import WatcherError
-from watcher.core.events import Event
-from watcher.core.models import TERMINAL_PHASES, Workflow
+from watcher.core.events import Event, TargetRef
+from watcher.core.models import Workflow
+from watcher.core.ports import Store, SystemClock
+from watcher.core.silences import Silence
 from watcher.core.summary import format_text, needs_attention, summarize
 from watcher.core.wording import plural
 from watcher.notify.sender import AppriseSender
 from watcher.notify.targets import build_urls
 from watcher.notify.templates import sample_event
 from watcher.runtime.check_progress import CheckProgress
-from watcher.runtime.daemon import STORE_FILE
-from watcher.runtime.watch import api_of
+from watcher.runtime.poller import (
+    ClusterDiscovery,
+    TargetHealth,
+    WatchContext,
+    WorkflowWatch,
+    api_of,
+)
 from watcher.runtime.wiring import CloudClients, notify_plan, target_ref
-from watcher.store.sqlite import SqliteStore
+from watcher.store import STORE_FILE, open_store
+from watcher.store.memory import MemoryStore
 
 
 async def check(
@@ -42,18 +53,42 @@ async def check(
     as_json: bool,
     timeout_s: float | None = None,
     progress: CheckProgress | None = None,
+    store: Store | None = None,
 ) -> tuple[int, str]:
     """Poll every target once; return (exit code, text to print).
 
-    ``timeout_s`` bounds the whole check (each request gets at most that long, too);
-    ``progress`` hears about every attempt (watcher.runtime.check_progress).
+    The daemon's poller in burst mode (arq): each target's discovery or workflow watch
+    runs exactly once, against ``store`` (default: an in-memory ``MemoryStore``; `check`
+    never writes the daemon's state file). ``timeout_s`` bounds the whole check (each
+    request gets at most that long, too); ``progress`` hears about every attempt
+    (runtime/check_progress.py).
     """
+    return await _check(settings, store or MemoryStore(), as_json, timeout_s, progress)
+
+
+async def _check(
+    settings: Settings,
+    store: Store,
+    as_json: bool,
+    timeout_s: float | None,
+    progress: CheckProgress | None,
+) -> tuple[int, str]:
     now = datetime.now(UTC)
     summaries: list[dict[str, Any]] = []
     errors: list[str] = []
     request_s = min(settings.cloud.timeout_s, timeout_s or settings.cloud.timeout_s)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s if timeout_s else None
+    ctx = WatchContext(
+        store=store,
+        plan=lambda events, when: [],  # nothing is delivered: check only prints
+        policy=settings.policy.to_policy(),
+        poll=settings.polling.to_poll_policy(),
+        clock=SystemClock(),
+        on_committed=lambda events: None,
+        unreachable_after=settings.polling.unreachable_after,
+        max_backoff_s=settings.polling.max_backoff_s,
+    )
     async with make_session(
         ca_file=settings.cloud.ca_file,
         timeout=aiohttp.ClientTimeout(total=request_s, connect=min(5.0, request_s)),
@@ -64,18 +99,17 @@ async def check(
         for target in settings.targets:
             ref = target_ref(target)
             client = clients.for_target(target)
-            api = api_of(ref)
             try:
                 async with asyncio.timeout_at(deadline):
-                    workflows, cluster_name = await _check_one(client, target, api)
+                    workflows, cluster_name, error = await _check_one(ctx, client, target)
             except TimeoutError:
                 errors.append(
                     f"{target.name}: no answer within --timeout {timeout_s:g} s"
                     f" ({URL(client.endpoint).host})"
                 )
                 continue
-            except WatcherError as exc:
-                errors.append(f"{target.name}: {exc}")
+            if error is not None:
+                errors.append(f"{target.name}: {error}")
                 continue
             summaries += [
                 summarize(
@@ -106,32 +140,55 @@ async def check(
 
 
 async def _check_one(
-    client: CceClient, target: Target, api: Api
-) -> tuple[tuple[Workflow, ...], str | None]:
-    """One target's workflows (the running ones, or else the newest) and cluster name."""
+    ctx: WatchContext, client: CceClient, target: Target
+) -> tuple[list[Workflow], str | None, str | None]:
+    """One round of the target's jobs: its workflows (the running ones, or else the
+    newest), the cluster name, and the error that failed the round (None when it did not).
+    """
+    ref = target_ref(target)
+    target_health = TargetHealth(ref, health.TargetHealth())
+    uids: list[str] = []
     if target.workflow_id:
-        workflows: tuple[Workflow, ...] = (
-            await client.show_workflow(target.cluster_id, target.workflow_id, api=api),
-        )
+        uids.append(target.workflow_id)
     else:
-        listed = await client.list_workflows(target.cluster_id, api=api)
-        # The running ones, or else the newest: what an on-call engineer asks.
-        workflows = tuple(w for w in listed if w.phase not in TERMINAL_PHASES)
-        workflows = workflows or listed[:1]
+        discovery = ClusterDiscovery(
+            client=client,
+            target=ref,
+            health=target_health,
+            spawn=lambda uid, _listed: uids.append(uid),  # running ones (first listing)
+        )
+        await discovery.poll(ctx)
+        if discovery.last_error is not None:
+            return [], None, discovery.last_error
+        if not uids:  # none running: the newest, as listed, is what an on-call asks about
+            newest = discovery.listed[:1]
+            return list(newest), await _cluster_name(client, ref), None
+    workflows: list[Workflow] = []
+    cluster_name: str | None = None
+    for uid in uids:
+        watch = WorkflowWatch(client=client, target=ref, workflow_id=uid, health=target_health)
+        await watch.poll(ctx)
+        if watch.state is None:  # failed, or a workflow id the cloud does not know
+            return [], None, watch.last_error or "no answer"
+        workflows.append(watch.state.workflow)
+        cluster_name = watch.cluster_name or None
+    return workflows, cluster_name, None
+
+
+async def _cluster_name(client: CceClient, ref: TargetRef) -> str | None:
     try:
-        cluster_name = (await client.show_cluster(target.cluster_id, api=api)).display_name
+        return (await client.show_cluster(ref.cluster_id, api=api_of(ref))).display_name
     except WatcherError:
-        cluster_name = None
-    return workflows, cluster_name
+        return None
 
 
 async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
     """Recent events and each delivery's state, read from the store."""
     path = Path(settings.state_dir) / STORE_FILE
-    if not path.exists():
+    if settings.state.backend == "sqlite" and not path.exists():
         raise WatcherError(f"no state store at {path}: has the daemon run yet?")
     # open() and events_with_deliveries() raise StoreError (path and fix) on a damaged file.
-    store = await SqliteStore.open(path)
+    store = await open_store(settings, SystemClock())
     try:
         rows = await store.events_with_deliveries(limit)
     finally:
@@ -173,14 +230,15 @@ async def events(settings: Settings, *, limit: int, as_json: bool) -> str:
             tries = plural(d.attempts, "attempt")
             # Attempts that got no answer in time: the service may have had it already.
             maybe = f", {d.maybe_delivered} maybe delivered" if d.maybe_delivered else ""
-            lines.append(
-                f"{'':>8}-> {safe(d.url_key)}: {safe(d.state)}, {tries}{maybe}{error}"
-            )
+            lines.append(f"{'':>8}-> {safe(d.url_key)}: {safe(d.state)}, {tries}{maybe}{error}")
     return "\n".join(lines) or "no events yet"
 
 
 async def notify_test(
-    settings: Settings, extra_urls: tuple[str, ...] = (), event: Event | None = None
+    settings: Settings,
+    extra_urls: tuple[str, ...] = (),
+    event: Event | None = None,
+    stored: Sequence[Silence] = (),
 ) -> tuple[int, str]:
     """Send a sample event; one result line per URL, by its configured name, masked.
 
@@ -194,9 +252,12 @@ async def notify_test(
     if extra_urls:  # direct: only these URLs, every one of them
         urls = build_urls(list(extra_urls), where="--notify")
         planned = {u.key for u in urls}
-    else:
+    else:  # ``stored``: silences added at run time, which the daemon applies too
         urls = plan.urls
-        planned = {d.url_key for d in plan.plan([event], event.observed_at)}
+        muted_by = [
+            s for s in (*plan.silences, *stored) if s.active(event.observed_at) and s.matches(event)
+        ]
+        planned = set() if muted_by else {d.url_key for d in plan.plan([event], event.observed_at)}
     render = plan.renderer.for_urls(urls)
     lines: list[str] = []
     ok_all = True
@@ -204,7 +265,12 @@ async def notify_test(
         for url in urls:
             shown = f"{url.key} ({mask_url(url.url)})"
             if url.key not in planned:
-                lines.append(f"skipped {shown}: no route sends {event.kind} here")
+                why = (
+                    f"silenced by silence {muted_by[0].id}"
+                    if not extra_urls and muted_by
+                    else f"no route sends {event.kind} here"
+                )
+                lines.append(f"skipped {shown}: {why}")
                 continue
             message = render(url.key, [event])
             result = await sender.send(
@@ -217,4 +283,7 @@ async def notify_test(
             )
     if not urls:
         return 2, "no notification URLs configured"
+    if not any(url.key in planned for url in urls):  # a test that sent nothing is no pass
+        lines.append("nothing was sent: no URL would receive this event")
+        return 1, "\n".join(lines)
     return (0 if ok_all else 1), "\n".join(lines)

@@ -26,7 +26,7 @@ from watcher.core.errors import (
     TransportError,
     WatcherError,
 )
-from watcher.runtime.watch import api_of
+from watcher.runtime.poller import api_of
 from watcher.runtime.wiring import make_auth, target_ref
 
 Outcome = Literal["ok", "bad credentials", "not found", "unreachable", "error"]

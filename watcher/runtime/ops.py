@@ -15,7 +15,6 @@ says who and why). An acknowledgement ends when the workflow changes again.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -24,10 +23,10 @@ import structlog
 
 from watcher.core.acks import Acknowledgement, changes_workflow
 from watcher.core.events import Event
-from watcher.core.ports import Clock, PlannedDelivery
+from watcher.core.ports import Clock, PlannedDelivery, Store
+from watcher.core.silences import Silence, silenced_by
 from watcher.notify import routing
 from watcher.notify.url import NotifyUrl
-from watcher.store.sqlite import SqliteStore
 
 log = structlog.get_logger(__name__)
 
@@ -41,15 +40,15 @@ class OpsState:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         clock: Clock,
         *,
         on_count: Callable[[int], None] = lambda n: None,
     ) -> None:
         self.store = store
         self.clock = clock
-        self.config_silences: list[routing.Silence] = []
-        self.stored_silences: list[routing.Silence] = []
+        self.config_silences: list[Silence] = []
+        self.stored_silences: list[Silence] = []
         self.acks: dict[str, Acknowledgement] = {}
         self._on_count = on_count
 
@@ -68,10 +67,10 @@ class OpsState:
             await asyncio.sleep(period)
             try:
                 await self.refresh()
-            except sqlite3.Error as exc:
+            except Exception as exc:  # any backend's error (sqlite3, psycopg): logged, retried
                 log.error("silences.refresh_failed", error=str(exc))
 
-    def all_silences(self) -> list[routing.Silence]:
+    def all_silences(self) -> list[Silence]:
         return [*self.config_silences, *self.stored_silences]
 
     def ack_for(self, workflow_key: str, now: datetime) -> Acknowledgement | None:
@@ -98,7 +97,7 @@ class OpsState:
         out = []
         for event in events:
             details = dict(event.details)
-            silence = routing.silenced_by(event, silences, now)
+            silence = silenced_by(event, silences, now)
             if silence is not None:
                 details["silenced_by"] = silence.id
             if ack is not None:
@@ -116,20 +115,20 @@ class OpsState:
 
     # -- writing (the API; the CLI writes the store directly) -------------------------------
 
-    async def add_silence(self, silence: routing.Silence) -> routing.Silence:
+    async def add_silence(self, silence: Silence) -> Silence:
         stored = await self.store.add_silence(silence)
         await self.refresh()
         log.info("silence.added", id=stored.id, creator=stored.creator)
         return stored
 
-    async def expire_silence(self, silence_id: int) -> routing.Silence | None:
+    async def expire_silence(self, silence_id: int) -> Silence | None:
         expired = await self.store.expire_silence(silence_id, self.clock.now())
         await self.refresh()
         if expired is not None:
             log.info("silence.expired", id=expired.id)
         return expired
 
-    async def list_silences(self) -> list[routing.Silence]:
+    async def list_silences(self) -> list[Silence]:
         """Config silences first, then every stored one (expired ones too), by id."""
         return [*self.config_silences, *await self.store.list_silences()]
 

@@ -7,13 +7,16 @@ with the asked kind, severity, target and labels; a configured target lends its 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from watcher.config import Settings, mask_url
 from watcher.core.errors import ConfigError
 from watcher.core.events import Event, Kind, Severity, TargetRef
+from watcher.core.silences import Silence
 from watcher.notify import routing
 from watcher.notify.templates import sample_event
 from watcher.runtime.wiring import NotifyPlan, target_ref
@@ -55,19 +58,30 @@ def routed_event(
     return event
 
 
-def explain(settings: Settings, plan: NotifyPlan, event: Event) -> tuple[list[str], list[str]]:
-    """(lines to print, keys of the URLs that would receive ``event``)."""
+def explain(
+    settings: Settings,
+    plan: NotifyPlan,
+    event: Event,
+    stored: Sequence[Silence] = (),
+) -> tuple[list[str], list[str]]:
+    """(lines to print, keys of the URLs that would receive ``event``); ``stored`` are the
+    silences added at run time (`silence add`, the API), which mute as config ones do."""
     now = datetime.now(UTC)
     names = [r.name or f"routes[{i}]" for i, r in enumerate(settings.notify.routes)]
     routes = list(zip(names, plan.routes, strict=True)) or [("default", routing.DEFAULT_ROUTE)]
     t = event.target
     labels = ",".join(f"{k}={v}" for k, v in sorted(t.labels.items())) or "none"
     lines = [f"event: {event.kind} severity={event.severity} target={t.name} labels={labels}"]
-    muted = [
-        i for i, s in enumerate(plan.silences) if s.active(now) and s.matches(event)
-    ]
+    muted = [i for i, s in enumerate(plan.silences) if s.active(now) and s.matches(event)]
     for index in muted:
         lines.append(f"silenced by silences[{index}]: nothing is sent")
+    for silence in stored:
+        if silence.active(now) and silence.matches(event):
+            muted.append(-1)
+            lines.append(
+                f"silenced by silence {silence.id} ({silence.creator or '-'}: {silence.comment})"
+                ": nothing is sent"
+            )
     matching = [(name, r) for name, r in routes if r.matches(event)]
     for name, route in routes:
         lines.append(f"route {name}: {'matches' if route.matches(event) else 'no match'}")
@@ -80,3 +94,25 @@ def explain(settings: Settings, plan: NotifyPlan, event: Event) -> tuple[list[st
     if not receivers:
         lines.append("no URL would receive this event")
     return lines, receivers
+
+
+def stored_silences(settings: Settings) -> list[Silence]:
+    """The silences in force in the state store (added by `silence add` or the API): the
+    daemon applies them, so a route test that left them out would promise a delivery."""
+    from watcher.core.ports import SystemClock  # noqa: PLC0415
+    from watcher.store import STORE_FILE, open_store  # noqa: PLC0415
+
+    if (
+        settings.state.backend != "postgres"
+        and not (Path(settings.state_dir) / STORE_FILE).exists()
+    ):
+        return []  # no daemon has run here yet: nothing stored (and no file is created)
+
+    async def run() -> list[Silence]:
+        store = await open_store(settings, SystemClock())
+        try:
+            return await store.list_silences(active_at=datetime.now(UTC))
+        finally:
+            await store.close()
+
+    return asyncio.run(run())

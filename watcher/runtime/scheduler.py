@@ -43,7 +43,12 @@ class PollScheduler:
     def __init__(self, *, lateness_window: int = 4096, max_delay_s: float = 3600.0) -> None:
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            # Overlap is prevented here (``_running``), not by APScheduler's max_instances=1:
+            # its instance count drops in a done-callback queued AFTER the wake-up that a
+            # run's own reschedule queues, so a run due at once was skipped as "maximum
+            # number of running instances reached" and the job slept a whole fallback
+            # interval (a lost poll, seen as flaky tests under load).
+            job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": None},
         )
         self._funcs: dict[str, JobFunc] = {}
         self._due: dict[str, float] = {}  # job id -> monotonic time the run was meant for
@@ -53,6 +58,7 @@ class PollScheduler:
         self.on_lateness: Callable[[float], None] | None = None  # e.g. a /metrics histogram
         self._last_run = time.monotonic()
         self._running: dict[str, float] = {}  # job id -> monotonic start of its current run
+        self._rerun: set[str] = set()  # jobs asked to run while running: run again at once
         self._crashes: dict[str, int] = {}  # job id -> crashes in a row
         self.max_delay_s = max_delay_s
         self.runs = 0
@@ -100,6 +106,7 @@ class PollScheduler:
 
     def remove(self, job_id: str) -> None:
         self._funcs.pop(job_id, None)
+        self._rerun.discard(job_id)
         self._crashes.pop(job_id, None)
         self._due.pop(job_id, None)
         if self._scheduler.get_job(job_id) is not None:
@@ -116,6 +123,9 @@ class PollScheduler:
     async def _run(self, job_id: str) -> None:
         func = self._funcs.get(job_id)
         if func is None:
+            return
+        if job_id in self._running:  # never two runs of one job: run again when this ends
+            self._rerun.add(job_id)
             return
         started = time.monotonic()
         self._last_run = started
@@ -146,6 +156,9 @@ class PollScheduler:
         if delay is None:
             self.remove(job_id)
             return
+        if job_id in self._rerun:
+            self._rerun.discard(job_id)
+            delay = 0.0
         delay = self.bound(delay)
         self._due[job_id] = time.monotonic() + delay
         job = self._scheduler.get_job(job_id)

@@ -7,23 +7,29 @@ cannot take ``watcher.store_failed`` either, so ``SelfAlerts`` keeps such events
 the store once it commits again (the URLs still owed the message become ordinary outbox
 deliveries). ``Heartbeat`` is the dead-man's switch: a request to a monitoring service every
 N seconds while the watcher is healthy, so the death of the whole process pages someone too.
+``run_self_alerts`` and ``run_heartbeat`` are the two root tasks that drive them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 import structlog
 
+from watcher.core.backoff import full_jitter
 from watcher.core.events import Event
 from watcher.core.ports import PlannedDelivery, RenderedMessage, Sender, Store
-from watcher.delivery.dispatcher import compute_backoff
+
+if TYPE_CHECKING:
+    from watcher.config.schema import HeartbeatSettings
 
 log = structlog.get_logger(__name__)
 
@@ -110,8 +116,8 @@ class SelfAlerts:
                 held.url_keys = failed
                 held.attempts += 1
                 if failed:
-                    delay = compute_backoff(
-                        held.attempts - 1, base_s=self._base, cap_s=self._cap, rand=random.random
+                    delay = full_jitter(
+                        held.attempts, base=self._base, cap=self._cap, rand=random.random()  # noqa: S311
                     )
                     held.next_at = time.monotonic() + max(1.0, delay)
 
@@ -166,3 +172,57 @@ class Heartbeat:
             self.failed += 1
             log.warning("heartbeat.failed", error=reason)
         return ok
+
+
+async def run_self_alerts(
+    alerts: SelfAlerts,
+    wake: asyncio.Event,
+    *,
+    store: Store,
+    store_failing: Callable[[], bool],
+    on_stored: Callable[[list[Event]], None],
+    sender: Callable[[], Sender],
+    render: Callable[[], Render],
+    period_s: Callable[[], float],
+) -> None:
+    """The self-alert root task: record held alerts once the store commits, else send them
+    straight out. ``sender``/``render`` are read each round: a reload may replace them."""
+    while True:
+        if len(alerts):
+            if not store_failing():
+                stored = await alerts.record(store)
+                if stored:
+                    on_stored(stored)
+            await alerts.send_due(sender(), render())
+        due = alerts.next_due_in()
+        wait = period_s() if due is None else min(due, period_s())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=max(0.05, wait))
+        wake.clear()
+
+
+async def run_heartbeat(
+    conf: Callable[[], HeartbeatSettings],
+    *,
+    withheld_reason: Callable[[], str | None],
+    status: Callable[[], str],
+) -> None:
+    """The heartbeat root task: ping the URL while healthy and ready, else stay quiet (and
+    say why once). ``conf`` is read each round: a reload may change it."""
+    async with aiohttp.ClientSession() as session:
+        withheld: str | None = None
+        while True:
+            settings = conf()
+            if settings.url is not None:
+                reason = withheld_reason()
+                if reason is None:
+                    beat = Heartbeat(
+                        settings.url.get_secret_value(),
+                        method=settings.method,
+                        timeout_s=settings.timeout_s,
+                    )
+                    await beat.beat(session, status())
+                elif reason != withheld:
+                    log.warning("heartbeat.withheld", reason=reason)
+                withheld = reason
+            await asyncio.sleep(settings.interval_s)

@@ -1,6 +1,6 @@
 """Factories that turn Settings into adapters: cloud clients, notification parts, policy.
 
-Kept apart from the lifecycle (daemon.py) so `check`, `notify-test` and `demo` build the
+Kept apart from the composition root (app.py) so `check`, `notify-test` and `demo` build the
 same parts the daemon does, the same way.
 """
 
@@ -17,6 +17,7 @@ from watcher.cloud.client import CceClient, RequestLimiter, ResponseHook
 from watcher.config import Settings, Target
 from watcher.core.events import Event, TargetRef
 from watcher.core.ports import PlannedDelivery, RenderedMessage
+from watcher.core.silences import Silence
 from watcher.logs import register_secret
 from watcher.notify import routing
 from watcher.notify.links import Links
@@ -111,7 +112,7 @@ class NotifyPlan:
 
     urls: list[NotifyUrl]
     routes: list[routing.Route]
-    silences: list[routing.Silence]
+    silences: list[Silence]
     renderer: Renderer
 
     def plan(self, events: Sequence[Event], now: datetime) -> list[PlannedDelivery]:
@@ -121,7 +122,7 @@ class NotifyPlan:
         return self.renderer.for_urls(self.urls)
 
 
-def config_silences(settings: Settings) -> list[routing.Silence]:
+def config_silences(settings: Settings) -> list[Silence]:
     """The config file's ``[[silences]]``, named ``config:1``, ``config:2``, ..."""
     return [s.to_silence(i) for i, s in enumerate(settings.silences, start=1)]
 

@@ -7,6 +7,7 @@ does nothing). This module only reads files; playing a scenario is state.py's jo
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
@@ -139,7 +140,14 @@ def find_scenario(name_or_path: str | os.PathLike[str]) -> Path:
         path = folder / f"{name}.toml"
         if path.is_file():
             return path
-    raise ScenarioError(f"scenario {name!r} not found (looked in a path, then {scenario_dirs()})")
+    names = sorted({p.stem for folder in scenario_dirs() for p in folder.glob("*.toml")})
+    close = difflib.get_close_matches(name, names, n=1)
+    raise ScenarioError(
+        f"scenario {name!r} not found (neither a file nor a name in"
+        f" {', '.join(str(d) for d in scenario_dirs())})"
+        + (f"; did you mean {close[0]!r}?" if close else "")
+        + (f" Scenarios: {', '.join(names)}" if names else "")
+    )
 
 
 def list_scenarios() -> dict[str, str]:

@@ -27,29 +27,29 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from watcher.core.acks import Acknowledgement
 from watcher.core.events import Event
-from watcher.core.ports import Clock, Delivery, PlannedDelivery, StoredEvent, SystemClock
-from watcher.notify.routing import Silence
-from watcher.store import schema
+from watcher.core.health import TargetHealth
+from watcher.core.ports import (
+    Clock,
+    Delivery,
+    EventWithDeliveries,
+    OutboxStats,
+    PlannedDelivery,
+    StoredEvent,
+    SystemClock,
+)
+from watcher.core.silences import Silence
+from watcher.core.state import WatchState
+from watcher.store import codec, schema
 from watcher.store.trouble import describe
-
-
-@dataclass(frozen=True, slots=True)
-class EventWithDeliveries:
-    """One stored event and every delivery that carries it (for the ``events`` command)."""
-
-    seq: int
-    event: Event
-    workflow_key: str
-    deliveries: tuple[Delivery, ...]
 
 
 def _ts(value: datetime) -> str:
@@ -66,8 +66,7 @@ def _opt_dt(text: str | None) -> datetime | None:
     return None if text is None else _dt(text)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_dumps = codec.dumps
 
 
 class SqliteStore:
@@ -171,24 +170,24 @@ class SqliteStore:
 
     # -- states -------------------------------------------------------------------------
 
-    async def load_state(self, workflow_key: str) -> dict[str, Any] | None:
+    async def load_state(self, workflow_key: str) -> WatchState | None:
         row = (
             self._connection()
             .execute("SELECT state FROM states WHERE workflow_key = ?", (workflow_key,))
             .fetchone()
         )
-        return None if row is None else dict(json.loads(row[0]))
+        return None if row is None else codec.decode_state(row[0])
 
-    async def load_all_states(self) -> dict[str, dict[str, Any]]:
+    async def load_all_states(self) -> dict[str, WatchState]:
         rows = self._connection().execute("SELECT workflow_key, state FROM states").fetchall()
-        return {key: dict(json.loads(text)) for key, text in rows}
+        return {key: codec.decode_state(text) for key, text in rows}
 
     # -- the poll commit ----------------------------------------------------------------
 
     async def commit_poll(
         self,
         workflow_key: str,
-        state: dict[str, Any] | None,
+        state: WatchState | None,
         events: Sequence[Event],
         deliveries: Sequence[PlannedDelivery],
     ) -> list[Event]:
@@ -200,7 +199,7 @@ class SqliteStore:
         held only for the inserts themselves.
         """
         now = _ts(self._clock.now())
-        state_json = None if state is None else _dumps(state)
+        state_json = await codec.encode_state(state)
         rows = [
             (
                 e.dedup_key,
@@ -383,8 +382,8 @@ class SqliteStore:
             ).fetchall()
             return self._deliveries(conn, rows)
 
-    async def outbox_stats(self, now: datetime) -> dict[str, float]:
-        """``pending``, ``dead`` (counts) and ``oldest_pending_age_s`` (0 when none)."""
+    async def outbox_stats(self, now: datetime) -> OutboxStats:
+        """Pending and dead counts, and the oldest pending delivery's age (0 when none)."""
         with self._read() as conn:
             pending, oldest = conn.execute(
                 "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE state = 'pending'"
@@ -393,7 +392,7 @@ class SqliteStore:
                 "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'"
             ).fetchone()
         age = 0.0 if oldest is None else max(0.0, (now - _dt(oldest)).total_seconds())
-        return {"pending": float(pending), "dead": float(dead), "oldest_pending_age_s": age}
+        return OutboxStats(pending=int(pending), dead=int(dead), oldest_pending_age_s=age)
 
     # -- the event feed -----------------------------------------------------------------
 
@@ -467,7 +466,7 @@ class SqliteStore:
         ]
 
     # -- silences -----------------------------------------------------------------------
-    # The production model is watcher.notify.routing.Silence; the store gives it its id.
+    # The production model is watcher.core.silences.Silence; the store gives it its id.
 
     async def add_silence(self, silence: Silence) -> Silence:
         """Store a silence (its ``id`` and ``created_at`` are ignored); return it with both."""
@@ -571,7 +570,23 @@ class SqliteStore:
         rows = self._connection().execute("SELECT workflow_key FROM states").fetchall()
         return sorted(r[0] for r in rows)
 
-    # -- target health ------------------------------------------------------------------
+    # -- target health and discovery -----------------------------------------------------
+
+    async def load_health(self, target: str) -> TargetHealth | None:
+        data = await self.load_kv(codec.health_key(target))
+        return None if data is None else codec.decode_health(data)
+
+    async def save_health(self, target: str, value: TargetHealth) -> None:
+        await self.save_kv(codec.health_key(target), codec.health_doc(value))
+
+    async def load_known_workflows(self, discovery_key: str) -> frozenset[str] | None:
+        data = await self.load_kv(discovery_key)
+        return None if data is None else codec.decode_known(data)
+
+    async def save_known_workflows(self, discovery_key: str, ids: Iterable[str]) -> None:
+        await self.save_kv(discovery_key, codec.known_doc(ids))
+
+    # The small JSON documents behind the typed methods above (not part of the port).
 
     async def load_kv(self, key: str) -> dict[str, Any] | None:
         """A small JSON document saved under ``key`` (target health, discovered ids)."""

@@ -1,15 +1,17 @@
-"""Watching: one poll of a workflow, discovery of a cluster's workflows, target health.
+"""The poller: one poll of a workflow, discovery of a cluster's workflows, target health.
 
-One workflow poll is fetch -> enrich -> evaluate (pure engine) -> plan deliveries (pure
-routing) -> commit state, events and deliveries in one transaction -> wake the outbox.
-Nothing is sent before the commit, so a crash at any point either repeats the poll (the
-events get the same dedup keys and are stored once) or finds it done.
+One workflow poll is fetch (cloud/client.py) -> parse (cloud/responses.py) -> evaluate (pure
+core/engine.py) -> plan deliveries (pure notify/routing.py, via the ops cache) -> commit
+state, events and deliveries in one transaction (the Store port) -> wake the outbox
+(delivery/dispatcher.py). Nothing is sent before the commit, so a crash at any point either
+repeats the poll (the events get the same dedup keys and are stored once) or finds it done.
 
-Any exception out of a poll or a discovery (a cloud error, an odd value, a store that
-cannot write) is a failed poll, handled in one place (``PollOutcome``): classified by
-``error_kind``, counted, logged once per failure run and once on recovery, recorded in
+``WorkflowWatch`` and ``ClusterDiscovery`` are both jobs of the scheduler and share ONE
+failure path (``run_job``): any exception out of a poll (a cloud error, an odd value, a
+store that cannot write) is classified into a ``core.outcome.PollOutcome``, counted in the
+metrics, logged once per failure run and once on recovery (``FailureRun``), recorded in
 target health (kept in memory while the store itself fails), shown as ``last_error`` and
-retried on the capped backoff.
+retried on the capped backoff, which honours Retry-After.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ import random
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from watcher.core import cadence, engine, health
+from watcher.core import cadence, engine, health, rules
 from watcher.core.console import workflow_url
 from watcher.core.errors import (
     ApiError,
@@ -40,16 +42,19 @@ from watcher.core.errors import (
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import (
     TERMINAL_PHASES,
+    Api,
     Cluster,
     PreCheckTask,
     TaskType,
     UpgradeTask,
     Workflow,
 )
+from watcher.core.outcome import PollOutcome
 from watcher.core.policy import Policy, PollPolicy
-from watcher.core.ports import Clock, PlannedDelivery, Store
+from watcher.core.ports import Clock, CloudSource, PlannedDelivery, Priority, Store
+from watcher.core.state import WatchState
 from watcher.core.summary import summarize
-from watcher.runtime import budget
+from watcher.runtime.registry import WatchKey
 
 if TYPE_CHECKING:
     from watcher.runtime.ops import OpsState
@@ -67,23 +72,8 @@ LOGGED_EVENTS = 20  # event.new lines per poll; the rest are counted in one line
 _HEALTHY = health.TargetHealth()  # five bad signatures lock an AK for five minutes: never retry hot
 
 
-Api = Literal["cce", "autopilot"]
-
-
 def api_of(target: TargetRef) -> Api:
     return "autopilot" if target.api == "autopilot" else "cce"
-
-
-class CloudSource(Protocol):
-    """What the watcher needs from the CCE client (watcher.cloud.client.CceClient)."""
-
-    async def show_workflow(self, cluster_id: str, workflow_id: str, *, api: Api) -> Workflow: ...
-    async def list_workflows(self, cluster_id: str, *, api: Api) -> tuple[Workflow, ...]: ...
-    async def show_precheck(self, cluster_id: str, task_id: str, *, api: Api) -> PreCheckTask: ...
-    async def show_upgrade_task(
-        self, cluster_id: str, task_id: str, *, api: Api
-    ) -> UpgradeTask: ...
-    async def show_cluster(self, cluster_id: str, *, api: Api) -> Cluster: ...
 
 
 Planner = Callable[[Sequence[Event], datetime], list[PlannedDelivery]]
@@ -99,7 +89,7 @@ class WatchContext:
     poll: PollPolicy
     clock: Clock
     on_committed: Callable[[list[Event]], None]
-    on_polled: Callable[[str, str, float], None] = lambda target, result, seconds: None
+    on_polled: Callable[[str, PollOutcome, float], None] = lambda target, result, seconds: None
     unreachable_after: int = 5
     max_backoff_s: float = 600.0
     rand: Callable[[], float] = random.random
@@ -107,26 +97,24 @@ class WatchContext:
     ops: OpsState | None = None
 
 
-def error_kind(exc: BaseException) -> str:
-    """Classify a poll failure for health tracking and metrics (the ``result`` label of
-    ``cce_watcher_polls``): auth, throttled, server, bad_response, api, transport (other
-    cloud and credential failures), store (the state store failed) or internal (anything
-    else: a bug or an odd value nothing anticipated)."""
+def classify(exc: BaseException) -> PollOutcome:
+    """The outcome of a poll that raised ``exc`` (health, metrics, logs): transport covers
+    other cloud and credential failures, internal anything nothing anticipated."""
     if isinstance(exc, AuthError):
-        return "auth"
+        return PollOutcome.AUTH
     if isinstance(exc, ThrottledError):
-        return "throttled"
+        return PollOutcome.THROTTLED
     if isinstance(exc, ServerError):
-        return "server"
+        return PollOutcome.SERVER
     if isinstance(exc, BadResponseError):
-        return "bad_response"
+        return PollOutcome.BAD_RESPONSE
     if isinstance(exc, ApiError):
-        return "api"
+        return PollOutcome.API
     if isinstance(exc, WatcherError):
-        return "transport"
+        return PollOutcome.TRANSPORT
     if isinstance(exc, sqlite3.Error):
-        return "store"
-    return "internal"
+        return PollOutcome.STORE
+    return PollOutcome.INTERNAL
 
 
 def describe_error(exc: BaseException) -> str:
@@ -139,8 +127,8 @@ def describe_error(exc: BaseException) -> str:
     return f"{prefix}: {type(exc).__name__}: {text}" if text else f"{prefix}: {type(exc).__name__}"
 
 
-class PollOutcome:
-    """The failure/recovery bookkeeping one job (a workflow watch, a discovery) shares.
+class FailureRun:
+    """The failure/recovery bookkeeping of one job (a workflow watch, a discovery).
 
     Logs a failure when a run of failures starts or changes kind, and the recovery once, so
     a target down for a day leaves two lines, not a traceback every poll. Unexpected errors
@@ -149,11 +137,11 @@ class PollOutcome:
 
     def __init__(self) -> None:
         self.last_error: str | None = None
-        self.failing_kind: str | None = None
+        self.failing_kind: PollOutcome | None = None
         self.failures = 0
 
-    def failed(self, exc: BaseException, event: str) -> str:
-        kind = error_kind(exc)
+    def failed(self, exc: BaseException, event: str) -> PollOutcome:
+        kind = classify(exc)
         self.last_error = describe_error(exc)
         self.failures += 1
         if kind != self.failing_kind:
@@ -161,7 +149,7 @@ class PollOutcome:
                 event,
                 error=self.last_error,
                 kind=kind,
-                exc_info=exc if kind == "internal" else None,
+                exc_info=exc if kind is PollOutcome.INTERNAL else None,
             )
         else:
             log.debug(event, error=self.last_error, kind=kind, failures=self.failures)
@@ -170,7 +158,7 @@ class PollOutcome:
 
     def ok(self, event: str) -> None:
         if self.failing_kind is not None:
-            log.info(event, after_failures=self.failures, last_kind=self.failing_kind)
+            log.info(event, after_failures=self.failures, last_kind=str(self.failing_kind))
         self.failing_kind = None
         self.failures = 0
 
@@ -202,7 +190,7 @@ class TargetHealth:
             events, new = health.record_success(self.state, now, target=self.target)
         else:
             events, new = health.record_failure(
-                self.state, now, error_kind(error), ctx.unreachable_after, target=self.target
+                self.state, now, classify(error), ctx.unreachable_after, target=self.target
             )
         self._dirty = self._dirty or new != self.state
         self.state = new
@@ -212,15 +200,14 @@ class TargetHealth:
     async def _save(self, ctx: WatchContext, now: datetime) -> None:
         try:
             if self._dirty:
-                await ctx.store.save_kv(f"health/{self.target.name}", self.state.to_json())
+                await ctx.store.save_health(self.target.name, self.state)
                 self._dirty = False
             if self._pending:
                 events = list(self._pending)
+                key = str(WatchKey.of_target(self.target.name))
                 if ctx.ops is not None:
-                    events = list(ctx.ops.annotate(f"{self.target.name}/_target", events, now))
-                stored = await ctx.store.commit_poll(
-                    f"{self.target.name}/_target", None, events, ctx.plan(events, now)
-                )
+                    events = list(ctx.ops.annotate(key, events, now))
+                stored = await ctx.store.commit_poll(key, None, events, ctx.plan(events, now))
                 self._pending.clear()
                 ctx.on_committed(stored)
         except Exception as exc:  # the poll's own outcome reports it too
@@ -261,29 +248,35 @@ class WorkflowWatch:
     workflow_id: str
     health: TargetHealth
     display_name: str | None = None
-    state: engine.WatchState | None = None
+    state: WatchState | None = None
     cluster_name: str | None = None
     next_poll_at: datetime | None = None
     final_poll_done: bool = False
     console_template: str | None = None  # notify.console_url, for the summary's link
-    outcome: PollOutcome = field(default_factory=PollOutcome, repr=False)
+    failures: FailureRun = field(default_factory=FailureRun, repr=False)
     _last_workflow: Workflow | None = field(default=None, repr=False)
     _deadline: datetime | None = field(default=None, repr=False)
     _deadline_policy: Policy | None = field(default=None, repr=False)
     _active: bool = field(default=False, repr=False)
-    _active_for: engine.WatchState | None = field(default=None, repr=False)
+    _active_for: WatchState | None = field(default=None, repr=False)
+    watch_key: WatchKey = field(init=False, repr=False)
+    key: str = field(init=False, repr=False)  # watch_key as the store and the API spell it
 
-    @property
-    def key(self) -> str:
-        return f"{self.target.name}/{self.workflow_id}"
+    def __post_init__(self) -> None:
+        self.watch_key = WatchKey.workflow(self.target.name, self.workflow_id)
+        self.key = str(self.watch_key)
 
     @property
     def last_error(self) -> str | None:
-        return self.outcome.last_error
+        return self.failures.last_error
 
     @last_error.setter
     def last_error(self, value: str | None) -> None:
-        self.outcome.last_error = value
+        self.failures.last_error = value
+
+    def _priority(self) -> Priority:
+        """Polls of an active workflow wait less for the request budget than idle ones."""
+        return Priority.ACTIVE if self.is_active() else Priority.IDLE
 
     def is_active(self) -> bool:
         # Cached per state: the state changes on commits, the question is asked every poll.
@@ -295,21 +288,7 @@ class WorkflowWatch:
     async def poll(self, ctx: WatchContext) -> float | None:
         """One poll; returns seconds until the next one, or None when watching is over."""
         structlog.contextvars.bind_contextvars(target=self.target.name, workflow=self.workflow_id)
-        budget.priority.set(budget.ACTIVE if self.is_active() else budget.IDLE)
-        started = time.monotonic()
-        try:
-            delay = await self._poll(ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # every failure is a failed poll, see module
-            kind = self.outcome.failed(exc, "poll.failed")
-            delay = await _failed(ctx, self.health, exc)
-            ctx.on_polled(self.target.name, kind, time.monotonic() - started)
-        else:
-            self.outcome.ok("poll.recovered")
-            ctx.on_polled(self.target.name, "ok", time.monotonic() - started)
-        if delay is not None:
-            delay = cadence.bounded(delay, delay_cap(ctx))
+        delay = await run_job(ctx, self.target.name, self.health, self.failures, "poll", self._poll)
         now = ctx.clock.now()
         self.next_poll_at = now + timedelta(seconds=delay) if delay is not None else None
         if self.state is not None and len(self.state.workflow.points) > LARGE_WORKFLOW_POINTS:
@@ -320,7 +299,7 @@ class WorkflowWatch:
         api = api_of(self.target)
         try:
             workflow = await self.client.show_workflow(
-                self.target.cluster_id, self.workflow_id, api=api
+                self.target.cluster_id, self.workflow_id, api=api, priority=self._priority()
             )
         except WorkflowGoneError:
             return await self._vanished(ctx)
@@ -347,13 +326,11 @@ class WorkflowWatch:
             enrichment=enrichment,
             ack=ctx.ops.ack_for(self.key, now) if ctx.ops is not None else None,
         )
-        await self._commit(ctx, result, now, large=large)
+        await self._commit(ctx, result, now)  # a large state is serialised off the loop
         if large:
             await asyncio.sleep(0)  # the commit was one long step; the summary is the next
         self._last_workflow = workflow
-        self._deadline = await _offload(
-            large, engine.next_deadline, result.state, now, ctx.policy
-        )
+        self._deadline = await _offload(large, rules.next_deadline, result.state, now, ctx.policy)
         self._deadline_policy = ctx.policy
         self.last_error = None
         await self.health.record(ctx, None)
@@ -383,13 +360,10 @@ class WorkflowWatch:
             return False
         return self._deadline is None or self._deadline > now
 
-    async def _commit(
-        self, ctx: WatchContext, result: engine.Evaluation, now: datetime, *, large: bool = False
-    ) -> None:
+    async def _commit(self, ctx: WatchContext, result: engine.Evaluation, now: datetime) -> None:
         events = list(result.events)
         if ctx.ops is not None and events:
             events = list(ctx.ops.annotate(self.key, events, now))
-        state_json = await _offload(large, result.state.to_json)
         # Thousands of events go in chunks, each with its own deliveries, the state with the
         # last one: a crash between chunks repeats the poll from the old state, and the
         # events already stored are skipped by their dedup keys (none lost, none twice).
@@ -402,7 +376,7 @@ class WorkflowWatch:
                 ctx.on_committed(part)
             await asyncio.sleep(0)
         last = await ctx.store.commit_poll(
-            self.key, state_json, events, ctx.plan(events, now) if events else []
+            self.key, result.state, events, ctx.plan(events, now) if events else []
         )
         stored.extend(last)
         self.state = result.state
@@ -443,7 +417,7 @@ class WorkflowWatch:
             return
         try:
             cluster = await self.client.show_cluster(
-                self.target.cluster_id, api=api_of(self.target)
+                self.target.cluster_id, api=api_of(self.target), priority=self._priority()
             )
         except WatcherError as exc:  # a name is cosmetic; other errors fail the poll
             log.info("cluster.name_unavailable", error=str(exc))
@@ -457,22 +431,26 @@ class WorkflowWatch:
             return None
         precheck: PreCheckTask | None = None
         upgrade: UpgradeTask | None = None
-        cluster_id, api = self.target.cluster_id, api_of(self.target)
+        cluster_id, api, priority = self.target.cluster_id, api_of(self.target), self._priority()
         # Enrichment is a nice-to-have: its failure must not fail the poll or lose events.
         if "precheck" in wanted and (point := workflow.point(TaskType.PRECHECK)) and point.task_id:
             try:
-                precheck = await self.client.show_precheck(cluster_id, point.task_id, api=api)
+                precheck = await self.client.show_precheck(
+                    cluster_id, point.task_id, api=api, priority=priority
+                )
             except WatcherError as exc:
                 log.info("enrich.precheck_failed", error=str(exc))
         if "upgrade" in wanted and (point := workflow.point(TaskType.CLUSTER)) and point.task_id:
             try:
-                upgrade = await self.client.show_upgrade_task(cluster_id, point.task_id, api=api)
+                upgrade = await self.client.show_upgrade_task(
+                    cluster_id, point.task_id, api=api, priority=priority
+                )
             except WatcherError as exc:
                 log.info("enrich.upgrade_failed", error=str(exc))
         cluster: Cluster | None = None
         if "cluster" in wanted:
             try:
-                cluster = await self.client.show_cluster(cluster_id, api=api)
+                cluster = await self.client.show_cluster(cluster_id, api=api, priority=priority)
             except WatcherError as exc:
                 log.info("enrich.cluster_failed", error=str(exc))
         return engine.Enrichment(precheck=precheck, upgrade=upgrade, cluster=cluster)
@@ -546,37 +524,34 @@ class ClusterDiscovery:
     spawn: Spawner
     known: set[str] = field(default_factory=set)
     listed_before: bool = False
-    outcome: PollOutcome = field(default_factory=PollOutcome, repr=False)
+    listed: tuple[Workflow, ...] = ()  # the latest listing, newest first
+    failures: FailureRun = field(default_factory=FailureRun, repr=False)
+
+    @property
+    def watch_key(self) -> WatchKey:
+        return WatchKey.discovery(self.target.name)
 
     @property
     def key(self) -> str:
-        return f"{self.target.name}/_discovery"
+        return str(self.watch_key)
 
     @property
     def last_error(self) -> str | None:
-        return self.outcome.last_error
+        return self.failures.last_error
 
     async def poll(self, ctx: WatchContext) -> float | None:
         structlog.contextvars.bind_contextvars(target=self.target.name)
-        started = time.monotonic()
-        try:
-            delay = await self._list(ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # every failure is a failed poll, see module
-            kind = self.outcome.failed(exc, "discovery.failed")
-            delay = await _failed(ctx, self.health, exc)
-            ctx.on_polled(self.target.name, kind, time.monotonic() - started)
-        else:
-            self.outcome.ok("discovery.recovered")
-            self.outcome.last_error = None
-            ctx.on_polled(self.target.name, "ok", time.monotonic() - started)
-        return cadence.bounded(delay, delay_cap(ctx))
+        delay = await run_job(
+            ctx, self.target.name, self.health, self.failures, "discovery", self._list
+        )
+        assert delay is not None  # a discovery never ends by itself
+        return delay
 
     async def _list(self, ctx: WatchContext) -> float:
         workflows = await self.client.list_workflows(
-            self.target.cluster_id, api=api_of(self.target)
+            self.target.cluster_id, api=api_of(self.target), priority=Priority.IDLE
         )
+        self.listed = workflows
         await self.health.record(ctx, None)
         known_before, was_listed = len(self.known), self.listed_before
         for workflow in workflows:
@@ -591,7 +566,8 @@ class ClusterDiscovery:
         # Write when a workflow appeared, and once on the first listing: its record is
         # also the marker that later listings are not the first (see the class docstring).
         if len(self.known) != known_before or not was_listed:
-            await ctx.store.save_kv(self.key, {"known": sorted(self.known)})
+            await ctx.store.save_known_workflows(self.key, self.known)
+        self.failures.last_error = None
         return ctx.poll.discovery_s
 
     def view(self) -> dict[str, Any]:
@@ -599,9 +575,9 @@ class ClusterDiscovery:
         return {"key": self.key, "last_error": self.last_error}
 
     async def restore(self, store: Store) -> None:
-        data = await store.load_kv(self.key)
-        if data is not None:
-            self.known = set(data.get("known", []))
+        known = await store.load_known_workflows(self.key)
+        if known is not None:
+            self.known = set(known)
             self.listed_before = True
 
 
@@ -620,8 +596,37 @@ async def _offload(large: bool, func: Callable[..., T], *args: Any, **kwargs: An
     return func(*args, **kwargs)
 
 
+async def run_job(
+    ctx: WatchContext,
+    target: str,
+    target_health: TargetHealth,
+    failures: FailureRun,
+    name: str,
+    body: Callable[[WatchContext], Awaitable[float | None]],
+) -> float | None:
+    """Run one poll ``body`` of either job: the ONE failure path (see module).
+
+    Returns the capped delay until the next run, or None when ``body`` says watching is
+    over. Cancellation is never swallowed.
+    """
+    started = time.monotonic()
+    try:
+        delay = await body(ctx)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # every failure is a failed poll, see module
+        outcome = failures.failed(exc, f"{name}.failed")
+        delay = await _failed(ctx, target_health, exc)
+        ctx.on_polled(target, outcome, time.monotonic() - started)
+    else:
+        failures.ok(f"{name}.recovered")
+        ctx.on_polled(target, PollOutcome.OK, time.monotonic() - started)
+    return None if delay is None else cadence.bounded(delay, delay_cap(ctx))
+
+
 async def _failed(ctx: WatchContext, target_health: TargetHealth, exc: BaseException) -> float:
-    """Record a failed poll in the target's health; the delay until the next try."""
+    """Record a failed poll in the target's health; the delay until the next try (a fixed
+    pause for auth, else the capped backoff, never shorter than the server's Retry-After)."""
     await target_health.record(ctx, exc)
     if isinstance(exc, AuthError):
         return AUTH_RETRY_S  # a fixed, bounded pause: repeated bad signatures lock the key

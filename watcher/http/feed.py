@@ -3,7 +3,8 @@
 Why this module exists: the store is the source of truth and the cursor (``seq``), but
 readers that want events *as they happen* should not poll it. The runtime calls
 ``EventFeed.publish`` right after each commit; every open subscription gets the events in
-commit order.
+commit order. It lives in ``http`` (its one reader is the SSE stream) so that the runtime
+imports http to publish and http never imports the runtime.
 
 Back-pressure rule: publishing never blocks and never waits for a reader. Each subscriber
 has a bounded buffer; a subscriber that falls that far behind is dropped. It still receives

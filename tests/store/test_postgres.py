@@ -1,0 +1,170 @@
+"""PostgresStore specifics the contract cannot see: migrations and commit-order of ``seq``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from tests.store.factories import FakeClock, make_event, make_state
+from watcher.core.ports import PlannedDelivery
+from watcher.store import pg_schema
+from watcher.store.postgres import PostgresStore
+from watcher.store.schema import SchemaTooNewError
+
+
+async def test_replicas_starting_at_once_migrate_exactly_once(pg_dsn: str) -> None:
+    stores = await asyncio.gather(*(PostgresStore.open(pg_dsn, pool_size=1) for _ in range(4)))
+    try:
+        with psycopg.connect(pg_dsn) as conn:
+            rows = conn.execute("SELECT version FROM schema_version").fetchall()
+        assert rows == [(pg_schema.LATEST_VERSION,)]
+        assert all([await s.ping() for s in stores])
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_newer_schema_is_refused(pg_dsn: str) -> None:
+    await (await PostgresStore.open(pg_dsn)).close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(SchemaTooNewError, match="schema version 99"):
+        await PostgresStore.open(pg_dsn)
+
+
+async def test_the_ha_columns_are_already_there(pg_dsn: str) -> None:
+    await (await PostgresStore.open(pg_dsn)).close()
+    with psycopg.connect(pg_dsn) as conn:
+        columns = {
+            (t, c)
+            for t, c in conn.execute(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema()"
+            ).fetchall()
+        }
+    assert {("deliveries", "claimed_by"), ("deliveries", "claim_until")} <= columns
+    assert {("target_leases", c) for c in ("target", "holder", "lease_until", "epoch")} <= columns
+
+
+async def test_seq_follows_commit_order(pg_dsn: str) -> None:
+    """A commit that starts while another append is open waits for it, so its events get
+    the larger seq: a feed reader resuming after the largest seq it saw misses nothing."""
+    store = await PostgresStore.open(pg_dsn, clock=FakeClock(), pool_size=2)
+    try:
+        other = await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True)
+        try:
+            async with other.transaction():
+                # What a second replica's commit_poll does, held open mid-transaction.
+                await other.execute("SELECT pg_advisory_xact_lock(%s)", (pg_schema.APPEND_LOCK,))
+                await other.execute(
+                    "INSERT INTO events (dedup_key, event_id, kind, severity, workflow_key, "
+                    "observed_at, data) VALUES ('first', 'x', 'task.started', 'info', 'wf', "
+                    "now(), '{}')"
+                )
+                late = asyncio.create_task(
+                    store.commit_poll(
+                        "wf", None, [make_event("second")], [PlannedDelivery("u", ("second",))]
+                    )
+                )
+                await asyncio.sleep(0.5)
+                assert not late.done(), "commit_poll did not wait for the open append"
+            await late
+        finally:
+            await other.close()
+        with psycopg.connect(pg_dsn) as conn:
+            order = conn.execute("SELECT dedup_key FROM events ORDER BY seq").fetchall()
+        assert order == [("first",), ("second",)]
+    finally:
+        await store.close()
+
+
+async def _wait_ping(store: PostgresStore, want: bool, within_s: float) -> float:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while await store.ping() is not want:
+        assert loop.time() - start < within_s, f"ping did not become {want} in {within_s} s"
+        await asyncio.sleep(0.2)
+    return loop.time() - start
+
+
+@pytest.mark.timeout(300)
+async def test_the_store_reports_an_outage_and_recovers_after_a_server_restart(
+    pg_server: object,
+) -> None:
+    """ping (what /readyz shows) is False while the server is down; the pool reconnects
+    by itself when it is back, and nothing committed before is lost."""
+    from tests import pg
+
+    try:
+        server = pg.start_private_cluster()
+    except pg.PgUnavailable as exc:
+        pytest.fail(f"PostgreSQL unavailable: {exc}", pytrace=False)
+    try:
+        store = await PostgresStore.open(server.dsn, clock=FakeClock(), pool_size=2)
+        try:
+            await store.commit_poll("wf", make_state(seq=1), [make_event("before")], [])
+            await asyncio.to_thread(server.halt, "fast")
+            down_s = await _wait_ping(store, False, 30)
+            with pytest.raises(psycopg.OperationalError):
+                await store.load_state("wf")
+            await asyncio.to_thread(server.start)
+            up_s = await _wait_ping(store, True, 15)  # psycopg-pool default: minutes
+            print(f"outage seen after {down_s:.1f} s, recovered {up_s:.1f} s after restart")
+            assert await store.load_state("wf") == make_state(seq=1)
+            new = await store.commit_poll("wf", make_state(seq=2), [make_event("after")], [])
+            assert [e.dedup_key for e in new] == ["after"]
+        finally:
+            await store.close()
+    finally:
+        server.stop()
+
+
+async def test_self_check_reports_a_failed_commit_once(pg_dsn: str) -> None:
+    """The watchdog learns of a commit that failed between two checks (as with SQLite's
+    full disk), in one line without the DSN; the next check is clean again."""
+    store = await PostgresStore.open(pg_dsn, clock=FakeClock(), pool_size=2)
+    try:
+        assert await store.self_check() is None
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(
+                b"CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
+                b"$$BEGIN RAISE EXCEPTION 'disk on fire'; END$$"
+            )
+            conn.execute(
+                b"CREATE TRIGGER boom BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION boom()"
+            )
+        with pytest.raises(psycopg.Error, match="disk on fire"):
+            await store.commit_poll("wf", make_state(), [make_event("k")], [])
+        problem = await store.self_check()
+        assert problem is not None and problem.startswith("PostgreSQL store: disk on fire")
+        assert "password" not in problem and pg_dsn not in problem
+        assert await store.self_check() is None  # reported once; the probe itself works
+    finally:
+        await store.close()
+
+
+async def test_migration_3_adds_the_columns_of_sqlite_v2_and_v3(pg_dsn: str) -> None:
+    """A database made by the first PostgreSQL release (version 1) is brought up to date."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for statement in pg_schema.MIGRATIONS[0].statements:
+            conn.execute(statement.encode())
+        conn.execute(b"CREATE TABLE schema_version (version integer NOT NULL)")
+        conn.execute(b"INSERT INTO schema_version (version) VALUES (1)")
+    store = await PostgresStore.open(pg_dsn, clock=FakeClock(), pool_size=1)
+    try:
+        await store.commit_poll(
+            "wf", make_state(), [make_event("k")], [PlannedDelivery("u", ("k",))]
+        )
+        (head,) = await store.due_deliveries(FakeClock().now())
+        await store.mark_failed(
+            head.id, head.created_at, "timeout", head.created_at, maybe_delivered=True
+        )
+        (row,) = await store.deliveries_for(["k"])
+        assert row.maybe_delivered == 1
+        assert await store.list_acks() == []
+    finally:
+        await store.close()
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]

@@ -1,0 +1,654 @@
+"""The app: the ONE composition root of the daemon, under a single AsyncExitStack.
+
+Why this module exists: it builds every part from the Settings and owns them: the store,
+the HTTP session, the notification parts, the dispatcher, the HTTP server, the scheduler
+and the root tasks (dispatcher, feed pump, ops cache, self-alerts, heartbeat, watchdog,
+housekeeping). Each part is pushed onto one ``AsyncExitStack`` as it is acquired, with its
+release as a named, bounded shutdown phase (``lifecycle.phase``), so ``stop()`` releases
+exactly what was acquired, in reverse, even after a ``start()`` that failed halfway.
+
+It is also what HTTP reads (``StatusSource``: liveness, readiness, the workflow list) and
+where a reload is applied without losing state or pending deliveries (an invalid config is
+logged and ignored). How the process runs (signals, supervision, crashes) is
+``lifecycle.py``; what is watched is ``registry.py``; one poll is ``poller.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+from prometheus_client import CollectorRegistry
+
+from watcher.cloud.http import make_session
+from watcher.config import Settings, Target
+from watcher.core import health, selfhealth
+from watcher.core.errors import ConfigError
+from watcher.core.events import Event, TargetRef
+from watcher.core.outcome import PollOutcome
+from watcher.core.ports import Clock, CloudSource, Store, SystemClock
+from watcher.core.state import WatchState
+from watcher.delivery.dispatcher import Dispatcher
+from watcher.http.feed import EventFeed
+from watcher.http.server import HttpServer, build_app, start_http
+from watcher.notify.sender import AppriseSender
+from watcher.runtime import housekeeping, lifecycle, sdnotify
+from watcher.runtime.budget import HostBudget
+from watcher.runtime.feedpump import FeedPump
+from watcher.runtime.lifecycle import RootTasks
+from watcher.runtime.metrics import Metrics
+from watcher.runtime.ops import OpsState
+from watcher.runtime.poller import (
+    ClusterDiscovery,
+    TargetHealth,
+    WatchContext,
+    WorkflowWatch,
+    delay_cap,
+)
+from watcher.runtime.registry import Registry, WatchKey, resumable
+from watcher.runtime.scheduler import PollScheduler
+from watcher.runtime.selfwatch import SelfAlerts, run_heartbeat, run_self_alerts
+from watcher.runtime.watchdog import Watchdog
+from watcher.runtime.wiring import CloudClients, NotifyPlan, notify_plan, target_ref
+from watcher.store import STORE_FILE as STORE_FILE  # noqa: PLC0414 - re-exported for callers
+from watcher.store import open_store
+
+log = structlog.get_logger(__name__)
+
+@dataclass
+class _Parts:
+    """What ``start()`` acquires; None before it (no attribute is created later)."""
+
+    store: Store
+    session: aiohttp.ClientSession
+    budget: HostBudget
+    clients: CloudClients
+    notify: NotifyPlan
+    ops: OpsState
+    sender: AppriseSender
+    dispatcher: Dispatcher
+    ctx: WatchContext
+
+
+class App:
+    """Everything the `run` command runs; also embedded by `demo` and the tests."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        extra_urls: Sequence[str] = (),
+        registry: CollectorRegistry | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.extra_urls = tuple(extra_urls)
+        self.registry = registry or CollectorRegistry()  # Prometheus, injected (client_python)
+        self.metrics = Metrics(self.registry)
+        self.feed = EventFeed()
+        self.feed_pump = FeedPump(self.feed)
+        self.scheduler = PollScheduler()
+        self.scheduler.on_lateness = self.metrics.schedule_lateness
+        self.reload_settings = reload_settings
+        self.watching: Registry[WorkflowWatch, ClusterDiscovery, TargetHealth] = Registry()
+        self.http: HttpServer | None = None
+        self.stopping = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self.root_tasks = RootTasks()
+        self.self_alerts = SelfAlerts()
+        self.watchdog = Watchdog(
+            scheduler=self.scheduler,
+            clock=self.clock,
+            metrics=self.metrics,
+            on_alert=self._raise_self_alert,
+            status=self._status_line,
+            run_limit_s=max(300.0, 10 * settings.cloud.timeout_s),
+        )
+        self._parts: _Parts | None = None
+        self._dispatcher_stop = asyncio.Event()  # stops only the outbox worker
+        self._self_alert_wake = asyncio.Event()
+        self._first_round: set[str] = set()
+        self._grace_s = 10.0
+        self._stack = contextlib.AsyncExitStack()
+
+    # -- the parts (set once by start) -----------------------------------------------------
+
+    @property
+    def parts(self) -> _Parts:
+        if self._parts is None:
+            raise RuntimeError("the app is not started")
+        return self._parts
+
+    @property
+    def store(self) -> Store:
+        return self.parts.store
+
+    @property
+    def ops(self) -> OpsState:
+        return self.parts.ops
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.parts.dispatcher
+
+    @property
+    def watches(self) -> dict[str, WorkflowWatch]:
+        """Live workflow watches by the key the store and the API show."""
+        return {str(k): w for k, w in self.watching.watches.items()}
+
+    @property
+    def discoveries(self) -> dict[str, ClusterDiscovery]:
+        return self.watching.discoveries
+
+    @property
+    def store_health(self) -> selfhealth.StoreHealth:
+        return self.watchdog.store_health
+
+    @property
+    def run_limit_s(self) -> float:
+        return self.watchdog.run_limit_s
+
+    @run_limit_s.setter
+    def run_limit_s(self, value: float) -> None:
+        self.watchdog.run_limit_s = value
+
+    @property
+    def overdue_limit_s(self) -> float:
+        return self.watchdog.overdue_limit_s
+
+    @overdue_limit_s.setter
+    def overdue_limit_s(self, value: float) -> None:
+        self.watchdog.overdue_limit_s = value
+
+    # -- startup -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Acquire every part in order; on a failure, release what was acquired, re-raise."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def _start(self) -> None:
+        settings, stack = self.settings, self._stack
+        phase = self._phase
+        self.watchdog.tick = time.monotonic()
+        store = await open_store(settings, self.clock)
+        stack.push_async_callback(phase, "store", 10.0, store.close)
+        self.watchdog.store_ok = True
+        await self.feed_pump.start_after_tail(store)
+        session = make_session(
+            ca_file=settings.cloud.ca_file,
+            timeout=aiohttp.ClientTimeout(
+                total=settings.cloud.timeout_s,
+                connect=min(5.0, settings.cloud.timeout_s),
+                sock_read=settings.cloud.timeout_s,
+            ),
+        )
+        stack.push_async_callback(phase, "session", 1.0, session.close)
+        budget = HostBudget(rate=settings.polling.requests_per_second, burst=settings.polling.burst)
+        plan = notify_plan(settings, self.extra_urls)
+        ops = OpsState(store, self.clock, on_count=self.metrics.set_silences_active)
+        ops.config_silences = list(plan.silences)
+        await ops.refresh()
+        sender = AppriseSender(plan.urls, storage_path=Path(settings.state_dir) / "apprise")
+        stack.push_async_callback(phase, "sender", 1.0, lambda: self._close_sender(sender))
+        stack.push_async_callback(phase, "self-alerts", 1.0, self._record_self_alerts)
+        parts = self._parts = _Parts(
+            store=store,
+            session=session,
+            budget=budget,
+            clients=self._make_clients(settings, session, budget),
+            notify=plan,
+            ops=ops,
+            sender=sender,
+            dispatcher=self._make_dispatcher(store, sender, plan),
+            ctx=self._make_context(settings, store, ops, plan),
+        )
+        self._spawn("dispatcher", parts.dispatcher.run(self._dispatcher_stop), drain=True)
+        self._spawn("feed", self.feed_pump.run(store))
+        self._spawn("silences", ops.run())
+        self._spawn(
+            "selfalerts",
+            run_self_alerts(
+                self.self_alerts,
+                self._self_alert_wake,
+                store=store,
+                store_failing=lambda: self.watchdog.store_health.failing,
+                on_stored=self._committed,
+                sender=lambda: self.parts.sender,
+                render=lambda: self.parts.notify.render_for_urls(),  # noqa: PLW0108 - late: reload swaps notify
+                period_s=lambda: self.watchdog.self_check_s,
+            ),
+        )
+        self._spawn(
+            "heartbeat",
+            run_heartbeat(
+                lambda: self.settings.heartbeat,
+                withheld_reason=self._heartbeat_withheld,
+                status=lambda: f"ok: {self._status_line()}",
+            ),
+        )
+        if settings.http.enabled:
+            token = settings.http.token.get_secret_value() if settings.http.token else None
+            app = build_app(
+                store=store,
+                feed=self.feed,
+                status=self,
+                metrics_registry=self.registry,
+                token=token,
+                metrics=self.metrics,
+                clock=self.clock,
+                ops=ops,
+            )
+            self.http = await start_http(app, settings.http.host, settings.http.port)
+            http = self.http
+            stack.callback(self.feed.close)
+            stack.push_async_callback(phase, "http", 3.0, http.stop)
+            log.info("http.listening", url=http.url)
+        self.scheduler.start()
+        stack.push_async_callback(phase, "polls", None, self._stop_scheduler)
+        self.metrics.set_scheduler_up(True)
+        await self._add_targets(settings.targets)
+        self._spawn("watchdog", self.watchdog.run(store))
+        self._spawn("housekeeping", housekeeping.run(store, self.clock, self._retention))
+        sdnotify.ready(status=self._status_line())
+        log.info("daemon.started", targets=len(settings.targets), urls=len(plan.urls))
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, Any], *, drain: bool = False) -> None:
+        """Start a named root task; its stop is pushed as a shutdown phase (reverse order)."""
+        self.root_tasks.spawn(name, coro)
+        stop = self._stack.push_async_callback
+        stop(self._phase, f"task {name}", 1.0, lambda: self.root_tasks.cancel(name))
+        if drain:  # the outbox worker: let sends in flight finish (bounded), then cancel
+            stop(self._phase, "deliveries", None, self._drain)
+
+    async def _phase(self, name: str, timeout_s: float | None, step: Callable[[], Any]) -> None:
+        await lifecycle.phase(name, self._grace_s / 2 if timeout_s is None else timeout_s, step)
+
+    def _make_clients(
+        self, settings: Settings, session: aiohttp.ClientSession, budget: HostBudget
+    ) -> CloudClients:
+        return CloudClients(
+            settings, session, limiter=budget, on_response=self.metrics.api_response
+        )
+
+    def _make_dispatcher(
+        self, store: Store, sender: AppriseSender, plan: NotifyPlan
+    ) -> Dispatcher:
+        n = self.settings.notify
+        return Dispatcher(
+            store=store,
+            sender=sender,
+            render=plan.render_for_urls(),
+            clock=self.clock,
+            retry_base_s=n.retry_base_s,
+            retry_cap_s=n.retry_cap_s,
+            max_age_s=n.max_age.total_seconds(),
+            stuck_after_s=sender.stuck_after_s,
+            on_result=lambda url, ok, _s: self.metrics.delivery_finished(
+                url, "sent" if ok else "failed"
+            ),
+            on_uncertain=self.metrics.delivery_maybe_delivered,
+        )
+
+    def _make_context(
+        self, settings: Settings, store: Store, ops: OpsState, plan: NotifyPlan
+    ) -> WatchContext:
+        ctx = WatchContext(
+            store=store,
+            plan=ops.planner(plan.urls, plan.routes),
+            policy=settings.policy.to_policy(),
+            poll=settings.polling.to_poll_policy(),
+            clock=self.clock,
+            on_committed=self._committed,
+            on_polled=self._polled,
+            unreachable_after=settings.polling.unreachable_after,
+            max_backoff_s=settings.polling.max_backoff_s,
+            ops=ops,
+        )
+        self.scheduler.max_delay_s = delay_cap(ctx)  # no job waits longer, whatever it says
+        return ctx
+
+    # -- targets -----------------------------------------------------------------------
+
+    async def _health_for(self, ref: TargetRef) -> TargetHealth:
+        healths = self.watching.healths
+        existing = healths.get(ref.name)
+        if existing is not None and existing.target == ref:
+            return existing
+        state = await self.store.load_health(ref.name) or health.TargetHealth()
+        healths[ref.name] = TargetHealth(ref, state)
+        return healths[ref.name]
+
+    async def _add_targets(self, targets: Sequence[Target]) -> None:
+        states = await self.store.load_all_states()
+        total = max(1, len(targets))
+        ctx = self.parts.ctx
+        # Spread first polls so N targets never hit the API in one burst, but keep the
+        # window short so the first poll comes within a second of start.
+        window = min(ctx.poll.active_s, total / self.settings.polling.requests_per_second)
+        for i, target in enumerate(targets):
+            first = window * i / total
+            ref = target_ref(target)
+            target_health = await self._health_for(ref)
+            client = self.parts.clients.for_target(target)
+            if target.kind == "workflow" and target.workflow_id:
+                self._watch(
+                    ref,
+                    target.workflow_id,
+                    target_health,
+                    client,
+                    target.display_name,
+                    states,
+                    first,
+                )
+                continue
+            discovery = ClusterDiscovery(
+                client=client,
+                target=ref,
+                health=target_health,
+                spawn=self._spawner(ref, target.display_name, states),
+            )
+            await discovery.restore(self.store)
+            self.watching.discoveries[ref.name] = discovery
+            for uid in resumable(states, ref.name):  # resume watches that were running
+                self._watch(ref, uid, target_health, client, target.display_name, states, first)
+            self.scheduler.add(discovery.key, self._job(discovery), first_delay=first)
+
+    def _spawner(
+        self, ref: TargetRef, display: str | None, states: dict[str, WatchState]
+    ) -> Callable[[str, Any], None]:
+        def spawn(uid: str, _listed: Any) -> None:
+            if WatchKey.workflow(ref.name, uid) in self.watching.watches:
+                return
+            self._watch(
+                ref,
+                uid,
+                self.watching.healths[ref.name],
+                self.parts.clients.for_target(ref),
+                display,
+                states,
+                0.0,
+            )
+
+        return spawn
+
+    def _watch(
+        self,
+        ref: TargetRef,
+        uid: str,
+        target_health: TargetHealth,
+        client: CloudSource,
+        display: str | None,
+        states: dict[str, WatchState],
+        first_delay: float,
+    ) -> None:
+        key = WatchKey.workflow(ref.name, uid)
+        watch = WorkflowWatch(
+            client=client,
+            target=ref,
+            workflow_id=uid,
+            health=target_health,
+            display_name=display,
+            state=states.get(str(key)),
+            console_template=self.settings.notify.console_url or None,
+        )
+        self.watching.add(key, watch)
+        self.scheduler.add(watch.key, self._job(watch), first_delay=first_delay)
+
+    def _job(self, watch: WorkflowWatch | ClusterDiscovery) -> Callable[[], Any]:
+        async def run() -> float | None:
+            delay = await watch.poll(self.parts.ctx)
+            self._first_round.add(watch.key)
+            if isinstance(watch, WorkflowWatch):
+                self._update_gauges(watch)
+                if delay is None:
+                    self._finish(watch)
+            return delay
+
+        return run
+
+    def _finish(self, watch: WorkflowWatch) -> None:
+        self.watching.finish(watch.watch_key)
+        if watch.target.name not in self.watching.discoveries:  # nothing left to poll
+            self.metrics.forget_target(watch.target.name)
+
+    def _remove_target(self, name: str) -> None:
+        live, discovery = self.watching.remove_target(name)
+        for key, watch in live:
+            self.scheduler.remove(str(key))
+            self.metrics.forget_workflow(name, watch.workflow_id)
+        if discovery is not None:
+            self.scheduler.remove(discovery.key)
+        self.metrics.forget_target(name)
+
+    # -- commits, metrics, self-alerts -----------------------------------------------------
+
+    def _committed(self, events: list[Event]) -> None:
+        for event in events:
+            self.metrics.event_emitted(event.kind, str(event.severity))
+        if self._parts is not None:
+            self._parts.dispatcher.wake()
+        self.feed_pump.wake()
+
+    def _polled(self, target: str, result: PollOutcome, seconds: float) -> None:
+        self.metrics.poll_finished(target, result, seconds)
+
+    def _update_gauges(self, watch: WorkflowWatch) -> None:
+        summary = watch.summary(self.clock.now())
+        if summary is None:
+            return
+        self.metrics.set_workflow(
+            watch.target.name,
+            watch.workflow_id,
+            summary["phase"] or "unknown",
+            {p["task_type"]: p["status"] or "None" for p in summary["points"]},
+            summary["precheck_expires_in_s"],
+            state=summary["state"],
+        )
+
+    def _raise_self_alert(self, event: Event) -> None:
+        """Hold an alert about the watcher itself; the self-alert task stores or sends it."""
+        self.metrics.event_emitted(event.kind, str(event.severity))
+        urls = [p.url_key for p in self.parts.notify.plan([event], self.clock.now())]
+        self.self_alerts.hold(event, urls)
+        self._self_alert_wake.set()
+
+    async def _record_self_alerts(self) -> None:
+        """Shutdown: keep held self-alerts in `events` when the store still commits."""
+        if len(self.self_alerts) and self._parts is not None and not self.store_health.failing:
+            await self.self_alerts.record(self._parts.store)
+
+    def _heartbeat_withheld(self) -> str | None:
+        healthy, why = self.healthy()
+        _, reasons = self.ready()
+        return "; ".join(([] if healthy else [why]) + reasons) or None
+
+    def _status_line(self) -> str:
+        return f"watching {len(self.settings.targets)} targets"
+
+    def _retention(self) -> timedelta:
+        return self.settings.retention  # re-read: a reload may change it
+
+    async def prune(self) -> int:
+        """Run housekeeping now (tests, operators)."""
+        return await housekeeping.prune(self.store, self.clock, self.settings.retention)
+
+    # -- StatusSource (HTTP) --------------------------------------------------------------
+
+    def healthy(self) -> tuple[bool, str]:
+        """Liveness: the scheduler runs, starts due polls, no poll hangs, the checks tick."""
+        return self.watchdog.healthy()
+
+    def ready(self) -> tuple[bool, list[str]]:
+        """Readiness: the store commits, some target answers, every job polled once."""
+        reasons = []
+        if self.store_health.failing:
+            reasons.append(f"store cannot commit: {self.store_health.reason}")
+        elif not self.watchdog.store_ok:
+            reasons.append("store is not reachable")
+        healths = list(self.watching.healths.values())
+        if healths and all(h.failures > 0 for h in healths):
+            kinds = sorted({h.state.last_error_kind or "error" for h in healths})
+            reasons.append(f"every target is failing ({len(healths)} targets; {', '.join(kinds)})")
+        pending = [k for k in self.scheduler.job_ids if k not in self._first_round]
+        if pending:
+            reasons.append(f"first poll pending for {len(pending)} jobs")
+        return not reasons, reasons
+
+    def workflows(self) -> list[dict[str, Any]]:
+        now = self.clock.now()
+        acks = self.ops.workflow_acks()
+        return [
+            w.view(now) | {"ack": ack.to_json() if (ack := acks.get(w.key)) else None}
+            for w in self.watching.shown()
+        ]
+
+    def targets(self) -> list[dict[str, Any]]:
+        """Each target's health and last error (a failing discovery has no workflow card)."""
+        out = []
+        for name, target_health in self.watching.healths.items():
+            discovery = self.watching.discoveries.get(name)
+            out.append(
+                {
+                    **target_health.view(),
+                    "discovery_error": discovery.last_error if discovery else None,
+                }
+            )
+        return out
+
+    # -- control ---------------------------------------------------------------------------
+
+    def poll_all_now(self) -> None:
+        """Run every job as soon as possible (demo, tests, `kill -USR1`)."""
+        for job_id in self.scheduler.job_ids:
+            self.scheduler.run_soon(job_id)
+
+    def request_reload(self) -> None:
+        self.reload_requested.set()
+
+    async def reload(self, new: Settings) -> None:
+        """Apply a new, already validated configuration without losing state."""
+        sdnotify.reloading()
+        old, parts = self.settings, self.parts
+        try:
+            plan = notify_plan(new, self.extra_urls)
+            sender = AppriseSender(plan.urls, storage_path=Path(new.state_dir) / "apprise")
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload.rejected", problem=problem)
+            sdnotify.ready(status="reload rejected; running the previous configuration")
+            return
+        self.settings = new
+        if new.cloud != old.cloud or new.credentials != old.credentials:
+            parts.clients = self._make_clients(new, parts.session, parts.budget)
+            for watch in self.watching.watches.values():
+                watch.client = parts.clients.for_target(watch.target)
+            for discovery in self.watching.discoveries.values():
+                discovery.client = parts.clients.for_target(discovery.target)
+        self._swap_dispatcher(sender, plan)
+        parts.notify = plan
+        parts.ops.config_silences = list(plan.silences)
+        await parts.ops.refresh()
+        parts.ctx = self._make_context(new, parts.store, parts.ops, plan)
+        old_targets = {t.name: t for t in old.targets}
+        new_targets = {t.name: t for t in new.targets}
+        for name, target in old_targets.items():
+            if new_targets.get(name) != target:
+                self._remove_target(name)
+        added = [t for name, t in new_targets.items() if old_targets.get(name) != t]
+        await self._add_targets(added)
+        log.info("reload.applied", targets=len(new.targets), added=len(added), urls=len(plan.urls))
+        sdnotify.ready(status=self._status_line())
+
+    def _swap_dispatcher(self, sender: AppriseSender, plan: NotifyPlan) -> None:
+        """Give the running outbox worker the new sender, templates and retry limits.
+
+        The worker adopts the sends in flight instead of being replaced: they finish with
+        the old sender, record their outcome and keep their URL busy until then. Stopping
+        and draining the old worker instead (with a time limit, then a cancel) abandoned
+        sends that apprise's thread was still posting; their deliveries stayed pending and
+        the new worker sent them again, once per reload of a burst. The old sender is
+        closed (its log filter removed) when the last of its sends has ended.
+        """
+        n = self.settings.notify
+        parts = self.parts
+        old_sender = parts.sender
+        in_flight = parts.dispatcher.reconfigure(
+            sender=sender,
+            render=plan.render_for_urls(),
+            retry_base_s=n.retry_base_s,
+            retry_cap_s=n.retry_cap_s,
+            max_age_s=n.max_age.total_seconds(),
+            stuck_after_s=sender.stuck_after_s,
+        )
+        parts.sender = sender
+        if not in_flight:
+            old_sender.close()
+            return
+        remaining = len(in_flight)
+
+        def one_done(_task: asyncio.Task[None]) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0:
+                old_sender.close()
+
+        for task in in_flight:
+            task.add_done_callback(one_done)
+
+    async def reload_from_source(self) -> None:
+        if self.reload_settings is None:
+            log.warning("reload.unsupported")
+            return
+        try:
+            new = self.reload_settings()
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload.rejected", problem=problem)
+            log.error("reload.kept_previous_config")
+            return
+        await self.reload(new)
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    async def _close_sender(self, first: AppriseSender) -> None:
+        """Close the current sender: the first one, or the one a reload swapped in."""
+        (self._parts.sender if self._parts is not None else first).close()
+
+    async def _stop_scheduler(self) -> None:
+        await self.scheduler.shutdown(timeout=self._grace_s / 2)
+
+    async def _drain(self) -> None:
+        await self.parts.dispatcher.drain(self._grace_s / 4)
+
+    async def stop(self, *, grace_s: float = 10.0) -> None:
+        """Bounded, ordered shutdown: polls, then servers, then deliveries, then the store.
+
+        Releases exactly what ``start()`` acquired, in reverse; each step is a logged,
+        time-bounded phase. Safe to call after a failed start, and twice.
+        """
+        started = time.monotonic()
+        self._grace_s = grace_s
+        sdnotify.stopping()
+        log.info("daemon.stopping")
+        self.stopping.set()
+        self._dispatcher_stop.set()
+        await self._stack.aclose()
+        log.info("daemon.stopped", seconds=round(time.monotonic() - started, 2))
+
+    async def run_forever(self) -> None:
+        """Run until SIGTERM/SIGINT; SIGHUP reloads (see ``lifecycle.serve``)."""
+        await lifecycle.serve(self)
