@@ -9,7 +9,8 @@ in ``check``). This is the ONE sanitiser every output edge uses: ``check``, ``ev
 the console sender, and every value a notification template interpolates.
 
 Rules: CSI and string sequences (OSC, DCS, ...) are removed whole (no ``[31m`` debris), every other
-C0/C1 control, DEL, bidi mark and line/paragraph separator is removed; CR is removed;
+C0/C1 control, DEL, bidi mark, other invisible format character (zero-width, tag
+characters) and unassigned code point is removed, a lone surrogate becomes U+FFFD; CR is removed;
 in ``multiline`` text newlines and tabs survive, otherwise any line break becomes a space.
 Pure functions; no I/O.
 """
@@ -17,6 +18,7 @@ Pure functions; no I/O.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +38,11 @@ _CONTROLS = re.compile(
     r"[\x00-\x08\x0d-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
 )
 _LINE_BREAKS = re.compile(r"[\t\n]+")
+# Whatever the lists above miss is judged by its Unicode category: other format characters
+# (zero-width spaces and joiners, soft hyphen, tag characters that smuggle invisible ASCII,
+# interlinear annotations) and unassigned code points are removed; a lone surrogate (JSON
+# allows "\ud800") cannot even be encoded as UTF-8, so it becomes U+FFFD.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cn"})
 
 
 def inert(text: object, *, multiline: bool = False) -> str:
@@ -51,9 +58,20 @@ def inert(text: object, *, multiline: bool = False) -> str:
     value = _ESCAPES.sub("", value)
     value = _BREAKS.sub("\n", value)
     value = _CONTROLS.sub("", value)
+    if not value.replace("\n", "").replace("\t", "").isprintable():
+        value = "".join(_by_category(c) for c in value)
     if not multiline:
         value = _LINE_BREAKS.sub(" ", value)
     return value
+
+
+def _by_category(char: str) -> str:
+    if char in "\n\t" or char.isprintable():
+        return char
+    category = unicodedata.category(char)
+    if category == "Cs":
+        return "\ufffd"
+    return "" if category in _INVISIBLE else char  # spaces (NBSP...), private use: kept
 
 
 def inert_tree(value: Any) -> Any:

@@ -45,6 +45,7 @@ from watcher.core.models import (
 )
 from watcher.core.ports import Priority
 from watcher.core.regions import normalise_override
+from watcher.textsafe import inert
 
 log = structlog.get_logger()
 
@@ -191,7 +192,15 @@ class CceClient:
         """ListUpgradeWorkFlows, newest first."""
         path = self._cluster_path(api, cluster_id) + "/operation/upgradeworkflows"
         body = await self._get_body(api, "list_workflows", path, priority=priority)
-        return await _decode(body, f"{api}.list_workflows", "list_workflows", parse_workflow_list)
+        listed = await _decode(body, f"{api}.list_workflows", "list_workflows", parse_workflow_list)
+        # A uid that is no valid path segment can never be shown (check_id refuses it):
+        # watching it would fail every poll of it, forever. Skip it, like an item without
+        # a uid, and say so.
+        usable = tuple(w for w in listed if _ID.match(w.uid))
+        if len(usable) != len(listed):
+            skipped = [inert(w.uid)[:64] for w in listed if not _ID.match(w.uid)]
+            log.warning("cloud.workflow_uid_unusable", route="list_workflows", uids=skipped)
+        return usable
 
     async def show_precheck(
         self, cluster_id: str, task_id: str, *, api: Api, priority: Priority = Priority.IDLE

@@ -36,6 +36,10 @@ MAX_JSON_DEPTH = 64
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _SAME_BRACKETS = bytes.maketrans(b"{}", b"[]")
+# JSON may escape half a surrogate pair ("\ud800"); Python decodes it to a lone surrogate
+# that no UTF-8 edge accepts (SQLite, stdout, an HTTP body) and every later write fails.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs first
 
 
 async def read_capped(
@@ -91,12 +95,39 @@ def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
             f"{what}: body nests deeper than {MAX_JSON_DEPTH} levels ({len(body)} bytes)"
         )
     try:
-        data = json.loads(body)
+        data = _loads(body)
     except (ValueError, RecursionError):  # ValueError includes UnicodeDecodeError
         raise BadResponseError(f"{what}: body is not JSON ({len(body)} bytes)") from None
     if not isinstance(data, dict):
         raise BadResponseError(f"{what}: body is JSON but not an object")
     return data
+
+
+def _loads(body: bytes) -> Any:
+    """json.loads made tolerant of odd values, so one field never fails a whole poll:
+    ``NaN``/``Infinity`` (not JSON, but Python accepts them, and no float edge such as the
+    store's ``allow_nan=False`` does) are null, a byte that is not UTF-8 is U+FFFD, and a
+    lone surrogate in a string or key is U+FFFD."""
+    try:
+        data = json.loads(body, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        data = json.loads(body.decode("utf-8", "replace"), parse_constant=_no_constant)
+    return _no_surrogates(data) if _SURROGATE_ESCAPE.search(body) else data
+
+
+def _no_constant(_name: str) -> None:
+    return None
+
+
+def _no_surrogates(value: Any) -> Any:
+    # Depth is bounded by MAX_JSON_DEPTH (checked before decoding), so recursion is safe.
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_no_surrogates(k): _no_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_surrogates(v) for v in value]
+    return value
 
 
 def _short(value: Any) -> str | None:
@@ -137,7 +168,7 @@ def parse_error_body(
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
-        data = json.loads(body) if body and not json_depth_exceeds(body) else None
+        data = _loads(body) if body and not json_depth_exceeds(body) else None
     except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
@@ -165,7 +196,7 @@ def encoded_authorization(body: bytes) -> str | None:
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Retry-After as seconds (>= 0): delta-seconds or an HTTP date; None if absent or odd.
 
-    Unbounded above (``1e300`` is a float): the caller caps it at its own maximum backoff
+    Unbounded above (``1e300``, even ``inf``): the caller caps it at its own maximum backoff
     (``cadence.failure_delay``); here only values that are no number at all become None.
     """
     if value is None:
@@ -178,7 +209,12 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     except ValueError:
         pass
     else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
+        # A number too large for a float ("1e309", 400 digits: RFC-valid delta-seconds) is
+        # +inf, "wait very long", which the caller caps like 1e300. The words "nan" and
+        # "inf" that float() also takes are no number of seconds: garbage, None.
+        if math.isnan(seconds) or not any(c.isdigit() for c in text):
+            return None
+        return max(0.0, seconds)
     try:
         moment = parsedate_to_datetime(text)
         if moment.tzinfo is None:

@@ -17,6 +17,10 @@ _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|d|h|m|s))+$")
 _NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+# No policy time, retention or silence is meaningfully longer; beyond it ``timedelta`` itself
+# overflows (a traceback instead of a config error), or ``now + duration`` passes year 9999
+# and fails every poll. The cloud's time range leaves room for this much (core.timeparse).
+MAX_DURATION = timedelta(days=36500)
 
 DURATION_HINT = "expected a duration such as 90s, 15m, 4h, 1h30m or a number of seconds"
 
@@ -41,6 +45,8 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError(DURATION_HINT)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError("a duration must be a finite number of seconds, zero or more")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError("a duration must be at most 36500d (100 years)")
     return timedelta(seconds=seconds)
 
 

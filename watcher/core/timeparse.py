@@ -18,11 +18,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 _GO = re.compile(
     r"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))? ([+-])(\d\d)(\d\d)"
-    r"(?: [A-Za-z][A-Za-z0-9+-]{0,9})?(?: m=[+-]?\d+(?:\.\d+)?)?$"
+    r"(?: [A-Za-z][A-Za-z0-9+-]{0,9})?(?: m=[+-]?\d+(?:\.\d+)?)?$",
+    re.ASCII,  # "\d" would also take "２０２４" and other non-ASCII digits
 )
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d\d):?(\d\d))?$"
+    r"(?:([Zz])|([+-])(\d\d):?(\d\d))?$",
+    re.ASCII,
 )
 
 
@@ -43,8 +45,8 @@ def _micro(fraction: str | None) -> int:
 
 def _build(parts: tuple[str, ...], fraction: str | None, offset: timedelta) -> datetime | None:
     year, month, day, hour, minute, second = (int(p) for p in parts)
-    if abs(offset) >= timedelta(hours=24):
-        return None  # an offset of a day or more: not a real zone, so not a real time
+    if second == 60:
+        second = 59  # a leap second (23:59:60): the moment before it, not "unknown"
     try:
         local = datetime(
             year, month, day, hour, minute, second, _micro(fraction), tzinfo=timezone(offset)
@@ -58,6 +60,13 @@ def _build(parts: tuple[str, ...], fraction: str | None, offset: timedelta) -> d
     return local.astimezone(UTC)
 
 
+def _offset(sign: str, hours: str, minutes: str) -> timedelta | None:
+    # A day or more, or 60+ minutes ("+2500", "+0099"): not a real zone, so not a real time.
+    if int(hours) >= 24 or int(minutes) >= 60:
+        return None
+    return (-1 if sign == "-" else 1) * timedelta(hours=int(hours), minutes=int(minutes))
+
+
 def parse_timestamp(value: str | None) -> datetime | None:
     """Parse a CCE/IAM timestamp to aware UTC; ``None``, blank or out of range gives ``None``.
 
@@ -66,22 +75,20 @@ def parse_timestamp(value: str | None) -> datetime | None:
     """
     if value is None:
         return None
+    if not isinstance(value, str):  # a number, list or object where a time belongs
+        raise TimestampError(f"timestamp is a {type(value).__name__}, not a string")
     text = value.strip()
     if not text:
         return None
     if match := _GO.match(text):
         g = match.groups()
-        sign = -1 if g[7] == "-" else 1
-        offset = sign * timedelta(hours=int(g[8]), minutes=int(g[9]))
-        return _build(g[:6], g[6], offset)
+        offset = _offset(g[7], g[8], g[9])
+        return None if offset is None else _build(g[:6], g[6], offset)
     if match := _RFC3339.match(text):
         g = match.groups()
-        if g[8]:
-            sign = -1 if g[8] == "-" else 1
-            offset = sign * timedelta(hours=int(g[9]), minutes=int(g[10]))
-        else:
-            offset = timedelta(0)  # "Z", or no zone at all: the cloud speaks UTC
-        return _build(g[:6], g[6], offset)
+        # "Z", or no zone at all: the cloud speaks UTC
+        offset = _offset(g[8], g[9], g[10]) if g[8] else timedelta(0)
+        return None if offset is None else _build(g[:6], g[6], offset)
     raise TimestampError(f"unrecognised timestamp {text[:64]!r}")
 
 

@@ -35,10 +35,13 @@ _AUTH_WORDS = frozenset({"bearer", "basic", "token", "digest"})
 # URL parts that are never secret: lowercase words ("send", "cgi-bin") and DNS names or
 # addresses ("qyapi.weixin.qq.com", "127.0.0.1"). A native webhook URL keeps such parts
 # that apprise's normalised form drops; registering them would mask "send" in every log.
-_PUBLIC_PART = re.compile(r"[a-z][a-z-]*|[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?")
+# A "word" is at most 16 letters: a longer lowercase run ("abcdefabcdefabcdef") is a token
+# that happens to have no digit or capital, and a generic webhook prints its path in clear.
+_PUBLIC_PART = re.compile(r"[a-z][a-z-]{0,15}|[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?")
 # A path segment or value that looks like a token even where apprise prints it in clear
-# (a generic json:// webhook's path): 8+ characters mixing digits or capitals in.
-_TOKEN_LIKE = re.compile(r"(?=.*[0-9A-Z])[A-Za-z0-9_~.+=-]{8,}")
+# (a generic json:// webhook's path): 8+ characters mixing digits or capitals in, or 17+ of
+# any kind (longer than any word _PUBLIC_PART lets through).
+_TOKEN_LIKE = re.compile(r"(?=.*[0-9A-Z])[A-Za-z0-9_~.+=-]{8,}|[A-Za-z0-9_~.+=-]{17,}")
 
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,9 @@ def _secrets_of(url: str, masked: str) -> frozenset[str]:
     if host:
         candidates.append(host)
     candidates += [seg for seg in parts.path.split("/") if seg]
+    # "#fragment": a channel for some plugins (kept when apprise prints it), a token for
+    # others (a native webhook URL pasted whole): judged like a path segment.
+    candidates += [seg for seg in parts.fragment.split("/") if seg]
     for pair in parts.query.split("&"):
         key, _, value = pair.partition("=")
         key_plain = unquote(key)

@@ -48,6 +48,12 @@ MAX_EVENTS_SHOWN = 50
 MAX_ITEMS_SHOWN = 50
 
 MAX_TITLE_LEN = 250  # apprise's title limit for most services (LIBRARIES.md 1.4)
+# The same holds for the size of what one poll found: a pre-check item's message or a name
+# can be megabytes (the cloud's body cap is 4 MB). Each interpolated value and the whole
+# body are cut, saying so: a service refuses an oversized message (Slack: 40k characters),
+# which would otherwise be retried until dead, and rendering it would block the loop.
+MAX_VALUE_LEN = 2_000
+MAX_BODY_LEN = 16_000
 PARTS = ("title", "body")
 
 _BLANK_RUN = re.compile(r"\n{3,}")
@@ -65,7 +71,14 @@ def _finalize(value: Any) -> Any:
         return ""
     if isinstance(value, int | float):
         return value
-    return textsafe.inert(value)
+    return textsafe.inert(_cut(str(value), MAX_VALUE_LEN))
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` at most about ``limit`` characters, ending with how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
 
 
 def fmt_datetime(value: datetime | None) -> str:
@@ -106,10 +119,13 @@ def failed_items(event: Event) -> list[str]:
         return []
     out: list[str] = []
     for item in raw[:MAX_ITEMS_SHOWN]:
-        if isinstance(item, Mapping):
-            out.append(item_text(item))
+        if isinstance(item, Mapping):  # each field cut first: a 4 MB message costs nothing
+            fields = {
+                k: _cut(v, MAX_VALUE_LEN) if isinstance(v, str) else v for k, v in item.items()
+            }
+            out.append(item_text(fields))
         elif item is not None:
-            out.append(str(item))
+            out.append(_cut(str(item), MAX_VALUE_LEN))
     if len(raw) > MAX_ITEMS_SHOWN:
         out.append(f"and {len(raw) - MAX_ITEMS_SHOWN} more")
     return out
@@ -360,10 +376,12 @@ class Renderer:
             flavor = "chat"
         context = build_context(events, flavor, self._links, url)
         override = self._override_for(context["kind"])
-        title = _oneline(strip_controls(self._render_part("title", flavor, context, override)))
+        title = self._render_part("title", flavor, context, override)
+        title = _oneline(strip_controls(_cut(title, MAX_BODY_LEN)))
         if len(title) > MAX_TITLE_LEN:
             title = title[: MAX_TITLE_LEN - 1] + "…"
-        body = strip_controls(self._render_part("body", flavor, context, override))
+        body = self._render_part("body", flavor, context, override)
+        body = strip_controls(_cut(body, MAX_BODY_LEN))
         body = _BLANK_RUN.sub("\n\n", body).strip("\n")
         return RenderedMessage(
             title=title,
