@@ -18,6 +18,7 @@ from watcher.config.durations import DURATION_HINT, parse_duration
 from watcher.core.acks import Acknowledgement
 from watcher.core.events import Kind
 from watcher.core.silences import Silence
+from watcher.core.timeparse import EARLIEST, LATEST
 
 MAX_TEXT = 500  # creator, comment, note: a sentence, not a document
 DEFAULT_SILENCE = timedelta(hours=2)
@@ -59,7 +60,15 @@ def _time(data: Mapping[str, Any], name: str) -> datetime | None:
         ) from None
     if parsed.tzinfo is None:
         raise InputError(f"{name} needs a UTC offset (e.g. Z or +08:00)")
-    return parsed.astimezone(UTC)
+    try:
+        moment = parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        moment = None
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise InputError(
+            f"{name} must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
+        )
+    return moment
 
 
 def _duration(data: Mapping[str, Any], name: str) -> timedelta | None:
@@ -83,7 +92,10 @@ def _end(
     if end is not None and duration is not None:
         raise InputError(f"give either {end_key} or for, not both")
     if end is None:
-        end = start + (duration or default)
+        step = duration or default
+        if step > LATEST - start:
+            raise InputError(f"for is too long: the end would be after {LATEST:%Y-%m-%d}")
+        end = start + step
     if end <= start:
         raise InputError(f"{end_key} must be after the start")
     return end

@@ -324,12 +324,6 @@ def _store_cli(tmp_path: Path, state_dir: Path, command: str) -> Any:
     return cli(command, "--config", str(write_config(tmp_path, state_dir)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/schema.py: a foreign SQLite file (no schema_version, a table named like "
-    "ours) fails migration 1 with 'table events already exists', which store/trouble.py "
-    "classifies as kind 'io' and advises 'check the file system' (the wrong fix)",
-)
 @pytest.mark.parametrize("command", ["run", "events"])
 def test_a_foreign_sqlite_file_is_named_not_a_watcher_database(
     tmp_path: Path, command: str
@@ -345,12 +339,6 @@ def test_a_foreign_sqlite_file_is_named_not_a_watcher_database(
     assert "move it aside" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/schema.py: version 0 is read as 'empty, create the schema' even when the "
-    "file already holds other tables, so the watcher silently adds its tables to another "
-    "application's database and carries on (events prints 'no events yet')",
-)
 def test_a_foreign_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
     from watcher.store import STORE_FILE
 
@@ -432,12 +420,6 @@ async def test_a_listed_workflow_with_an_unusable_uid_is_skipped_not_polled_fore
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime/poller.py ClusterDiscovery._list adds the uid to `known` before "
-    "spawn(); when spawn raises, the discovery is failed once and the workflow is never "
-    "spawned again (it is 'known'): silently unwatched",
-)
 async def test_a_workflow_whose_spawn_failed_once_is_watched_on_the_next_listing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -511,13 +493,6 @@ def test_a_silence_for_longer_than_the_bound_is_refused_cleanly(tmp_path: Path) 
     assert result.returncode == 2 and result.stderr.startswith("error: for")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="opsinput._time parses --until/--start (and the API's until/starts_at) with "
-    "datetime.fromisoformat and then astimezone(UTC), which raises OverflowError for "
-    "0001-01-01T00:00:00+01:00; _end's start + duration overflows for a start in 9999. "
-    "Both escape as a traceback (CLI) or a 500 (POST /api/v1/silences)",
-)
 @pytest.mark.parametrize(
     "args",
     [

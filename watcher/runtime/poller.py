@@ -557,11 +557,11 @@ class ClusterDiscovery:
         for workflow in workflows:
             if workflow.uid in self.known:
                 continue
+            if self.listed_before or workflow.phase not in TERMINAL_PHASES:
+                log.info("discovery.new_workflow", workflow=workflow.uid, phase=workflow.phase)
+                # Known only once watched: a spawn that raises leaves it for the next listing.
+                self.spawn(workflow.uid, workflow)
             self.known.add(workflow.uid)
-            if not self.listed_before and workflow.phase in TERMINAL_PHASES:
-                continue
-            log.info("discovery.new_workflow", workflow=workflow.uid, phase=workflow.phase)
-            self.spawn(workflow.uid, workflow)
         self.listed_before = True
         # Write when a workflow appeared, and once on the first listing: its record is
         # also the marker that later listings are not the first (see the class docstring).

@@ -169,6 +169,12 @@ def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[Migration] =
                 )
             if version < migration.version:
                 if version == 0:
+                    if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+                        # Tables but no schema_version: another program's database. Never
+                        # add ours to it (StoreError reports it as not a watcher file).
+                        raise sqlite3.DatabaseError(
+                            "file is not a database of this watcher (it has other tables)"
+                        )
                     conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
                     conn.execute("INSERT INTO schema_version (version) VALUES (0)")
                 for statement in migration.statements:
