@@ -11,6 +11,7 @@ else goes straight back to the scheduler, which owns slower backoff and alerting
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import re
 import time
@@ -113,9 +114,15 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 def check_id(value: str, what: str) -> str:
     """Return ``value`` when it is safe as one URL path segment, else raise ValueError."""
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _safe_segment(value):
         raise ValueError(f"{what} {str(value)[:40]!r} is not a valid id")
     return value
+
+
+@functools.lru_cache(maxsize=16384)
+def _safe_segment(value: str) -> bool:
+    # Every poll checks the same few ids again: remember the answer (a hot-path cost).
+    return _ID.match(value) is not None
 
 
 class CceClient:
