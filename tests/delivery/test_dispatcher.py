@@ -358,6 +358,46 @@ async def test_reconfigure_adopts_a_send_in_flight_and_never_repeats_it(rig: Rig
     assert await rig.states("a1", "a2") == [("sent", 1), ("sent", 1)]
 
 
+async def test_a_reload_swapping_url_keys_never_repeats_a_send_in_flight(rig: Rig) -> None:
+    """Two URLs swap keys (reordered unnamed URLs) while both have a send in flight: the
+    store moves their queues, and each send in flight keeps its delivery's new key busy,
+    so the new sender never sends those deliveries again; a2 follows a1 in order."""
+    old = rig.sender
+    old.held["A"] = asyncio.Event()
+    old.held["B"] = asyncio.Event()
+    await rig.commit("A", "a1")
+    await rig.commit("A", "a2")
+    await rig.commit("B", "b1")
+    d = rig.start()
+    await wait_until(lambda: old.active == 2)
+    moves = {"A": "B", "B": "A"}
+    with d.paused(moves):
+        assert await rig.store.rekey_deliveries(moves) == {"A": 2, "B": 1}
+    d.rekey(moves)
+    new = ScriptedSender()
+    d.reconfigure(sender=new, render=render)
+    old.held["A"].set()  # a1 ends; key A now heads with b1, still on the wire
+    await wait_until(lambda: d.sent >= 1)
+    await asyncio.sleep(0.05)
+    assert new.calls == []
+    old.held["B"].set()
+    await wait_until(lambda: d.sent == 3)
+    assert old.calls == [("A", "a1"), ("B", "b1")]
+    assert new.calls == [("B", "a2")]
+    assert await rig.states("a1", "a2", "b1") == [("sent", 1), ("sent", 1), ("sent", 1)]
+
+
+async def test_no_send_starts_for_a_paused_key(rig: Rig) -> None:
+    d = rig.start(poll_interval_s=3600)
+    with d.paused(["C"]):
+        await rig.commit("C", "c1", wake=d)
+        await rig.commit("D", "d1", wake=d)
+        await wait_until(lambda: d.sent == 1)
+        await asyncio.sleep(0.05)
+        assert rig.sender.calls == [("D", "d1")]
+    await wait_until(lambda: d.sent == 2, timeout=2.0)  # leaving the block wakes the loop
+
+
 async def test_reconfigure_without_sends_in_flight_returns_nothing(rig: Rig) -> None:
     d = rig.dispatcher()
     assert d.reconfigure(sender=ScriptedSender(), render=render) == []

@@ -522,17 +522,9 @@ def test_silence_times_out_of_range_are_an_input_error(
     "edit",
     [
         "send_timeout",
-        pytest.param(
-            "name",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="an unnamed URL's key is positional ('json-1', config/schema.py "
-                "NotifySettings._names) and deliveries are keyed by it: after a reload that "
-                "names the URL, its pending deliveries fail with 'unknown notification URL "
-                "key' on every retry until max_age dead-letters them (the daemon's reload "
-                "does not re-key pending deliveries of a URL whose key changed)",
-            ),
-        ),
+        # Naming the unnamed URL changes its key ('json-1' -> 'slowhook'): the reload
+        # moves its pending deliveries (and its send in flight) to the new key.
+        "name",
     ],
 )
 async def test_a_reload_editing_the_slow_url_repeats_and_loses_nothing(

@@ -289,6 +289,29 @@ async def test_due_deliveries_gives_only_the_head_of_each_url(backend: Backend) 
     assert await store.due_deliveries(T0, limit=1) == heads[:1]
 
 
+async def test_rekey_moves_pending_deliveries_in_creation_order(backend: Backend) -> None:
+    """A reload that renames/reorders URLs moves their queues; swaps apply at once, merged
+    queues are ordered by creation (id), finished deliveries keep their key."""
+    store = backend.store
+    for key, name in [("A", "a0"), ("B", "b0"), ("A", "a1"), ("C", "c0"), ("B", "b1")]:
+        await store.commit_poll("wf", None, [make_event(name)], [plan(key, name)])
+    (a0, _b0, _c0) = await store.due_deliveries(T0)
+    await store.mark_sent(a0.id, T0)
+
+    moved = await store.rekey_deliveries({"A": "B", "B": "A", "C": "A", "X": "Y", "Q": "Q"})
+
+    assert moved == {"A": 1, "B": 2, "C": 1}
+    rows = await store.deliveries_for(["a0", "a1", "b0", "b1", "c0"])
+    assert [(d.events[0].dedup_key, d.url_key) for d in rows] == [
+        ("a0", "A"), ("b0", "A"), ("a1", "B"), ("c0", "A"), ("b1", "A"),
+    ]  # fmt: skip
+    heads = await store.due_deliveries(T0)
+    assert [(d.url_key, d.events[0].dedup_key) for d in heads] == [("A", "b0"), ("B", "a1")]
+    await store.mark_sent(heads[0].id, T0)
+    assert [d.events[0].dedup_key for d in await store.due_deliveries(T0)] == ["a1", "c0"]
+    assert await store.rekey_deliveries({}) == {}
+
+
 async def test_a_head_waiting_for_retry_holds_back_its_url_only(backend: Backend) -> None:
     store = backend.store
     await store.commit_poll("wf", None, [make_event("a0")], [plan("A", "a0")])

@@ -8,7 +8,7 @@ the scheduler.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -201,6 +201,20 @@ class Store(Protocol):
 
     async def deliveries_for(self, event_keys: Sequence[str]) -> list[Delivery]:
         """Every delivery carrying any of these events, in creation order."""
+        ...
+
+    async def rekey_deliveries(self, moves: Mapping[str, str]) -> dict[str, int]:
+        """Move the PENDING deliveries of each old URL key to its new key, all at once.
+
+        A reload that names, renames or reorders URLs changes their keys; their queued
+        deliveries must follow or they are never sent. All moves apply in one transaction
+        and simultaneously, so swaps and chains (``a->b, b->a``) work. Deliveries keep
+        their ids, so a URL's queue keeps its creation order; when several queues end up
+        under one key (two old keys onto one new key, or a new key that already had
+        pending deliveries) that queue is ordered by id, i.e. by creation, across them.
+        Sent and dead deliveries keep the key they were sent (or given up) under.
+        Returns how many deliveries moved per old key (keys that moved none are omitted).
+        """
         ...
 
     async def list_deliveries(self, limit: int = 50, state: str | None = None) -> list[Delivery]:

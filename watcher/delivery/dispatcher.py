@@ -29,7 +29,10 @@ Rules it keeps:
   deliveries it could not know about (retries scheduled before a restart, other writers).
 - Reload: ``reconfigure`` swaps the sender, templates and retry limits in place. Sends in
   flight finish with the sender they started with and record their outcome as usual, so
-  a reload (or a burst of them) never cancels or repeats a send.
+  a reload (or a burst of them) never cancels or repeats a send. A reload that changes URL
+  keys moves their pending deliveries in the store (``Store.rekey_deliveries``) while
+  those keys are ``paused``, then calls ``rekey``: a send in flight under an old key keeps
+  the new key busy too, since its delivery now sits at the head of the new key's queue.
 
 Semantics: at-least-once per URL. A message is sent twice only if the process dies (or a
 shutdown cancels the send) after the notification service accepted it and before
@@ -45,7 +48,7 @@ import contextlib
 import functools
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -99,6 +102,11 @@ class Dispatcher:
         self._wake = asyncio.Event()
         # One task per URL at most: the key is the URL, the task sends that URL's head.
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # Keys also busy with a send started under another key before a reload re-keyed its
+        # delivery (``rekey``); an entry goes when that send ends.
+        self._also_busy: dict[str, set[asyncio.Task[None]]] = {}
+        # Keys whose queues a reload is moving right now (``paused``): nothing starts there.
+        self._paused: set[str] = set()
         # In-memory "not before" per URL, mirroring the retry time written to the store (or
         # set after a store error), so the loop knows when to look again without polling.
         self._hold: dict[str, datetime] = {}
@@ -148,6 +156,41 @@ class Dispatcher:
             self._stuck_after_s = stuck_after_s
         self._wake.set()
         return list(self._inflight.values())
+
+    @contextlib.contextmanager
+    def paused(self, url_keys: Iterable[str]) -> Iterator[None]:
+        """Start no send for these keys inside the block (sends in flight go on).
+
+        A reload moves pending deliveries between keys while it holds this, so no send
+        starts from a half-moved queue nor with a sender that does not know the key yet.
+        """
+        keys = set(url_keys) - self._paused
+        self._paused |= keys
+        try:
+            yield
+        finally:
+            self._paused -= keys
+            self._wake.set()
+
+    def rekey(self, moves: Mapping[str, str]) -> None:
+        """Follow the store's ``rekey_deliveries(moves)``: a send in flight under an old key
+        is for a delivery that now heads the new key's queue, so that key stays busy until
+        the send ends (else the new sender would send the same delivery again). Retry holds
+        are copied to the new key (the later one wins when queues merge)."""
+        holds = dict(self._hold)
+        for old, new in moves.items():
+            if old == new:
+                continue
+            tasks = set(self._also_busy.get(old, ()))
+            if old in self._inflight:
+                tasks.add(self._inflight[old])
+            if tasks:
+                self._also_busy.setdefault(new, set()).update(tasks)
+            if old in holds:
+                self._hold[new] = max(holds[old], self._hold.get(new, holds[old]))
+
+    def _busy(self, url_key: str) -> bool:
+        return url_key in self._inflight or bool(self._also_busy.get(url_key))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send due deliveries until ``stop`` is set; then call ``drain`` for a last chance.
@@ -234,7 +277,7 @@ class Dispatcher:
             if len(started) >= free:
                 break
             url = delivery.url_key
-            if url in self._inflight:
+            if self._busy(url) or url in self._paused:
                 continue
             if skip_ids is not None and delivery.id in skip_ids:
                 continue
@@ -247,8 +290,12 @@ class Dispatcher:
             started.append(delivery.id)
         return started
 
-    def _finished(self, url_key: str, _task: asyncio.Task[None]) -> None:
+    def _finished(self, url_key: str, task: asyncio.Task[None]) -> None:
         self._inflight.pop(url_key, None)
+        for key, tasks in list(self._also_busy.items()):
+            tasks.discard(task)
+            if not tasks:
+                del self._also_busy[key]
         # The URL's next delivery may be due right now; another URL may be waiting for a slot.
         self._wake.set()
 
@@ -263,7 +310,7 @@ class Dispatcher:
         now = self._clock.now()
         delay = self._poll_interval_s
         for url, hold in list(self._hold.items()):
-            if url in self._inflight:
+            if self._busy(url):
                 continue
             if self._round_now is not None and hold <= self._round_now:
                 del self._hold[url]

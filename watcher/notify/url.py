@@ -8,6 +8,8 @@ link code can name the one URL type without importing apprise. The config layer'
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -56,3 +58,21 @@ class NotifyUrl:
     def redact(self, text: str) -> str:
         """``text`` with every secret of this URL masked."""
         return redact.redact_text(text, {self.url, *self.secrets})
+
+
+def key_moves(old: Sequence[NotifyUrl], new: Sequence[NotifyUrl]) -> dict[str, str]:
+    """Old key -> new key for every URL that is still configured but under another key.
+
+    A URL is the same URL when its full (secret) URL string is exactly equal; naming,
+    renaming or reordering URLs changes only keys (an unnamed URL's key is positional,
+    ``json-1``), and deliveries are stored by key. A URL string listed more than once on
+    either side is ambiguous and never moved.
+    """
+    old_counts = Counter(u.url for u in old)
+    new_counts = Counter(u.url for u in new)
+    new_keys = {u.url: u.key for u in new if new_counts[u.url] == 1}
+    return {
+        u.key: new_keys[u.url]
+        for u in old
+        if old_counts[u.url] == 1 and u.url in new_keys and new_keys[u.url] != u.key
+    }

@@ -40,6 +40,7 @@ from watcher.delivery.dispatcher import Dispatcher
 from watcher.http.feed import EventFeed
 from watcher.http.server import HttpServer, build_app, start_http
 from watcher.notify.sender import AppriseSender
+from watcher.notify.url import key_moves
 from watcher.runtime import housekeeping, lifecycle, sdnotify
 from watcher.runtime.budget import HostBudget
 from watcher.runtime.feedpump import FeedPump
@@ -551,6 +552,12 @@ class App:
                 log.error("reload.rejected", problem=problem)
             sdnotify.ready(status="reload rejected; running the previous configuration")
             return
+        if not await self._rekey_deliveries(parts, plan):
+            sender.close()
+            sdnotify.ready(status="reload rejected; running the previous configuration")
+            return
+        # No await from here to _swap_dispatcher: the outbox worker must not start a send
+        # of a re-keyed queue with the old sender, which does not know the new keys.
         self.settings = new
         if new.cloud != old.cloud or new.credentials != old.credentials:
             parts.clients = self._make_clients(new, parts.session, parts.budget)
@@ -572,6 +579,34 @@ class App:
         await self._add_targets(added)
         log.info("reload.applied", targets=len(new.targets), added=len(added), urls=len(plan.urls))
         sdnotify.ready(status=self._status_line())
+
+    async def _rekey_deliveries(self, parts: _Parts, plan: NotifyPlan) -> bool:
+        """Move pending deliveries of URLs whose key changed (named, renamed, reordered)
+        to their new key, before the new sender takes over; False if the store failed.
+
+        Deliveries are stored by URL key; left under the old key they would fail with
+        "unknown notification URL key" until max_age dead-letters them.
+        """
+        moves = key_moves(parts.notify.urls, plan.urls)
+        if not moves:
+            return True
+        dispatcher = parts.dispatcher
+        try:
+            with dispatcher.paused({*moves, *moves.values()}):
+                moved = await parts.store.rekey_deliveries(moves)
+        except Exception as exc:
+            log.error(
+                "reload.rejected",
+                problem="pending deliveries could not be moved to the renamed URLs' keys",
+                error=type(exc).__name__,
+            )
+            return False
+        dispatcher.rekey(moves)
+        for old_key, count in sorted(moved.items()):
+            log.info(
+                "reload.deliveries_rekeyed", old_key=old_key, new_key=moves[old_key], moved=count
+            )
+        return True
 
     def _swap_dispatcher(self, sender: AppriseSender, plan: NotifyPlan) -> None:
         """Give the running outbox worker the new sender, templates and retry limits.

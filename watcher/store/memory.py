@@ -15,7 +15,7 @@ Every method runs to completion without awaiting, so calls never interleave, lik
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -198,6 +198,17 @@ class MemoryStore:
                 next_attempt_at=_ts(now),
                 maybe_delivered=d.maybe_delivered + int(maybe_delivered),
             )
+
+    async def rekey_deliveries(self, moves: Mapping[str, str]) -> dict[str, int]:
+        """Move pending deliveries to their URL's new key (see ``Store.rekey_deliveries``)."""
+        self._open()
+        counts: dict[str, int] = {}
+        for delivery_id, d in list(self._deliveries.items()):
+            new = moves.get(d.url_key)
+            if d.state == "pending" and new is not None and new != d.url_key:
+                counts[d.url_key] = counts.get(d.url_key, 0) + 1
+                self._deliveries[delivery_id] = replace(d, url_key=new)
+        return counts
 
     async def deliveries_for(self, event_keys: Sequence[str]) -> list[Delivery]:
         self._open()

@@ -344,6 +344,30 @@ class PostgresStore:
                 (_text(error), _ts(now), int(maybe_delivered), delivery_id),
             )
 
+    async def rekey_deliveries(self, moves: Mapping[str, str]) -> dict[str, int]:
+        """Move pending deliveries to their URL's new key (see ``Store.rekey_deliveries``).
+
+        One UPDATE with a CASE applies every move at once, so swaps and chains work.
+        """
+        moves = {old: new for old, new in moves.items() if old != new}
+        if not moves:
+            return {}
+        olds = sorted(moves)
+        case = " ".join("WHEN %s THEN %s" for _ in olds)
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT url_key, COUNT(*) FROM deliveries "
+                "WHERE state = 'pending' AND url_key = ANY(%s) GROUP BY url_key",
+                (olds,),
+            )
+            counts = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+            await conn.execute(
+                f"UPDATE deliveries SET url_key = CASE url_key {case} END "  # noqa: S608 - placeholders only
+                "WHERE state = 'pending' AND url_key = ANY(%s)",
+                [v for old in olds for v in (old, moves[old])] + [olds],
+            )
+        return counts
+
     async def deliveries_for(self, event_keys: Sequence[str]) -> list[Delivery]:
         """Every delivery carrying any of these events, in creation order."""
         keys = sorted(set(event_keys))

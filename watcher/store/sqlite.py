@@ -344,6 +344,33 @@ class SqliteStore:
                 (error, _ts(now), int(maybe_delivered), delivery_id),
             )
 
+    async def rekey_deliveries(self, moves: Mapping[str, str]) -> dict[str, int]:
+        """Move pending deliveries to their URL's new key (see ``Store.rekey_deliveries``).
+
+        One UPDATE with a CASE applies every move at once, so swaps and chains work.
+        """
+        moves = {old: new for old, new in moves.items() if old != new}
+        if not moves:
+            return {}
+        olds = sorted(moves)
+        marks = ",".join("?" * len(olds))
+        case = " ".join("WHEN ? THEN ?" for _ in olds)
+        with self._write() as conn:
+            counts = {
+                str(r[0]): int(r[1])
+                for r in conn.execute(
+                    "SELECT url_key, COUNT(*) FROM deliveries "  # noqa: S608 - placeholders only
+                    f"WHERE state = 'pending' AND url_key IN ({marks}) GROUP BY url_key",
+                    olds,
+                )
+            }
+            conn.execute(
+                f"UPDATE deliveries SET url_key = CASE url_key {case} END "  # noqa: S608 - placeholders only
+                f"WHERE state = 'pending' AND url_key IN ({marks})",
+                [v for old in olds for v in (old, moves[old])] + olds,
+            )
+        return counts
+
     async def deliveries_for(self, event_keys: Sequence[str]) -> list[Delivery]:
         """Every delivery carrying any of these events, in creation order."""
         keys = sorted(set(event_keys))
