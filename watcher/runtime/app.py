@@ -239,6 +239,7 @@ class App:
                 lambda: self.settings.heartbeat,
                 withheld_reason=self._heartbeat_withheld,
                 status=lambda: f"ok: {self._status_line()}",
+                on_sent=self.metrics.heartbeat_sent,
             ),
         )
         if settings.http.enabled:

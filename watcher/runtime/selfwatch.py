@@ -206,9 +206,11 @@ async def run_heartbeat(
     *,
     withheld_reason: Callable[[], str | None],
     status: Callable[[], str],
+    on_sent: Callable[[bool], None] = lambda ok: None,
 ) -> None:
     """The heartbeat root task: ping the URL while healthy and ready, else stay quiet (and
-    say why once). ``conf`` is read each round: a reload may change it."""
+    say why once). ``conf`` is read each round: a reload may change it. ``on_sent`` hears
+    each ping's result (the heartbeat metrics the CceWatcherHeartbeatMissing alert reads)."""
     async with aiohttp.ClientSession() as session:
         withheld: str | None = None
         while True:
@@ -221,7 +223,7 @@ async def run_heartbeat(
                         method=settings.method,
                         timeout_s=settings.timeout_s,
                     )
-                    await beat.beat(session, status())
+                    on_sent(await beat.beat(session, status()))
                 elif reason != withheld:
                     log.warning("heartbeat.withheld", reason=reason)
                 withheld = reason
