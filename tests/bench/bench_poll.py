@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,9 +75,11 @@ def serve(count: int) -> None:
 
 
 @contextlib.contextmanager
-def simulator_process(count: int) -> Any:
+def serve_child(script: Path, args: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """Run ``script --serve ARGS`` (a simulator child process), yield the one JSON line it
+    prints when ready, and stop it by closing its stdin (shared with blackbox.py)."""
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--serve", str(count)],
+        [sys.executable, str(script), "--serve", *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -403,7 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from watcher.logs import configure_logging
 
     configure_logging(level="warning")  # as the daemon configures it, minus info lines
-    with simulator_process(args.workflows) as info, tempfile.TemporaryDirectory() as tmp:
+    with (
+        serve_child(Path(__file__).resolve(), [str(args.workflows)]) as info,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         rows, extra = asyncio.run(
             bench_ours(info, args.rounds, args.concurrency, args.lateness, Path(tmp), args.interval)
         )

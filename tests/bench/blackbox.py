@@ -18,7 +18,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -32,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tests.bench.bench_poll import serve_child  # noqa: E402
 from tests.e2e.ops_support import DaemonProcess  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -116,27 +116,8 @@ def bulk_simulator(
 ) -> Iterator[dict[str, Any]]:
     """Start the child simulator; yields its info line (see ``serve``)."""
     args = [str(clusters), str(per_cluster), str(active_fraction), kind, str(every)]
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--serve", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"simulator child exited with {proc.wait()}")
-        yield json.loads(line)
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serve_child(Path(__file__).resolve(), args) as info:
+        yield info
 
 
 def daemon_config(
