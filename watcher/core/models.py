@@ -349,7 +349,7 @@ class Cluster(_Model):
 
     @property
     def trouble(self) -> str | None:
-        """"RollbackFailed: reason: message" when the cluster is not Available, else None."""
+        """ "RollbackFailed: reason: message" when the cluster is not Available, else None."""
         if self.phase in (None, "Available"):
             return None
         detail = ": ".join(t for t in (self.reason, self.message) if t)

@@ -71,9 +71,7 @@ async def check_target(
         client = CceClient(
             session,
             endpoint=endpoint,
-            auth=make_auth(
-                settings, session, region=target.region, project_id=target.project_id
-            ),
+            auth=make_auth(settings, session, region=target.region, project_id=target.project_id),
             project_id=target.project_id,
             max_body_bytes=settings.cloud.max_body_bytes,
             retry=RetryPolicy(attempts=1),
@@ -88,9 +86,7 @@ async def check_target(
     except ConfigError as exc:
         return TargetResult(target.name, host, "error", time.monotonic() - started, str(exc))
     except WatcherError as exc:
-        return TargetResult(
-            target.name, host, classify(exc), time.monotonic() - started, str(exc)
-        )
+        return TargetResult(target.name, host, classify(exc), time.monotonic() - started, str(exc))
     return TargetResult(target.name, host, "ok", time.monotonic() - started, detail)
 
 

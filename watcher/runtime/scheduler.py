@@ -7,6 +7,12 @@ dropping (a late poll is still worth running), and the graceful shutdown APSched
 (LIBRARIES.md 2.5: its shutdown cancels running coroutine jobs, so we pause, wait for the
 in-flight ones with a bound, and only then shut it down).
 
+With a ``PollBudget`` (``use_budget``) the scheduler also keeps demand within the request
+budget (issue 12.2): each run's requested delay is recorded as the job's interval and
+stretched by its lane's factor, and a start beyond the budget waits for its reserved slot
+as a timer, not as a coroutine parked in the limiter. ``job_info`` says which lane (API
+host) a job polls and whether it is active.
+
 Every delay is clamped into ``[0, max_delay_s]`` here (NaN, inf, 1e300: a computation gone
 wrong must neither raise in ``timedelta`` nor park a job for ever), and a job that crashes
 is retried on a jittered exponential backoff up to that cap, not APScheduler's fixed
@@ -26,15 +32,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.core import cadence
+from watcher.runtime.budget import PollBudget
 
 log = structlog.get_logger(__name__)
 
 JobFunc = Callable[[], Awaitable[float | None]]
+JobInfo = Callable[[str], tuple[str, bool]]  # job id -> (lane, active?)
 
 # A nominal interval for the trigger. Every run sets its own next run time explicitly, so
 # this only matters if a run crashes before it could set it (then _run's backoff applies).
 _FALLBACK_S = 60.0
 CRASH_BASE_S = 5.0  # first retry of a crashed job; doubles per crash in a row, up to the cap
+PACE_SLACK_S = 0.05  # a start slot this close is taken at once (no timer for a blink)
 
 
 class PollScheduler:
@@ -63,6 +72,19 @@ class PollScheduler:
         self.max_delay_s = max_delay_s
         self.runs = 0
         self.crashes = 0
+        self.budget: PollBudget | None = None
+        self.job_info: JobInfo = lambda _job_id: ("", False)
+        self.first_interval_s = _FALLBACK_S  # a job's interval until its first run says
+        self._never_ran: set[str] = set()
+        self._paid: set[str] = set()  # jobs whose next run holds a reserved start slot
+        self._stopping = False
+
+    def use_budget(self, budget: PollBudget | None) -> None:
+        """Keep demand within ``budget`` (None: no stretch, no pacing; the default)."""
+        self.budget = budget
+        if budget is not None:
+            for job_id in self._funcs:
+                self._demand(job_id, self.first_interval_s)
 
     def start(self) -> None:
         """Start inside the running loop (AsyncIOScheduler needs one)."""
@@ -87,6 +109,8 @@ class PollScheduler:
     def add(self, job_id: str, func: JobFunc, *, first_delay: float = 0.0) -> None:
         """Add (or replace) a job whose first run is ``first_delay`` seconds from now."""
         self._funcs[job_id] = func
+        self._never_ran.add(job_id)
+        self._demand(job_id, self.first_interval_s)
         first_delay = self.bound(first_delay)
         when = datetime.now(UTC) + timedelta(seconds=first_delay)
         self._due[job_id] = time.monotonic() + first_delay
@@ -109,6 +133,10 @@ class PollScheduler:
         self._rerun.discard(job_id)
         self._crashes.pop(job_id, None)
         self._due.pop(job_id, None)
+        self._never_ran.discard(job_id)
+        self._paid.discard(job_id)
+        if self.budget is not None:
+            self.budget.drop_job(job_id)
         if self._scheduler.get_job(job_id) is not None:
             self._scheduler.remove_job(job_id)
 
@@ -127,6 +155,8 @@ class PollScheduler:
         if job_id in self._running:  # never two runs of one job: run again when this ends
             self._rerun.add(job_id)
             return
+        if self._wait_for_slot(job_id):
+            return
         started = time.monotonic()
         self._last_run = started
         self._running[job_id] = started
@@ -141,6 +171,8 @@ class PollScheduler:
         try:
             delay = await func()
         except asyncio.CancelledError:
+            if self._stopping:
+                return  # shutdown cancelled it: an ending, not an error to log per job
             raise
         except Exception:
             delay = self._crashed(job_id)
@@ -150,20 +182,61 @@ class PollScheduler:
             if task is not None:
                 self._inflight.discard(task)
             self._running.pop(job_id, None)
+            self._never_ran.discard(job_id)
             self.runs += 1
         if job_id not in self._funcs:
             return  # removed while running
         if delay is None:
             self.remove(job_id)
             return
+        delay = self.bound(delay) * self._demand(job_id, delay)
         if job_id in self._rerun:
             self._rerun.discard(job_id)
             delay = 0.0
-        delay = self.bound(delay)
+        self._next_run(job_id, delay)
+
+    def _next_run(self, job_id: str, delay: float) -> None:
         self._due[job_id] = time.monotonic() + delay
         job = self._scheduler.get_job(job_id)
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+
+    def _demand(self, job_id: str, interval: float) -> float:
+        """Record the job's requested interval; the factor its delay is stretched by."""
+        if self.budget is None:
+            return 1.0
+        lane, active = self.job_info(job_id)
+        return self.budget.set_job(job_id, lane, self.bound(interval), active)
+
+    def _wait_for_slot(self, job_id: str) -> bool:
+        """Pace starts to the budget: True when this run moved to its reserved slot."""
+        if self.budget is None or job_id in self._paid:
+            self._paid.discard(job_id)
+            return False
+        lane, active = self.job_info(job_id)
+        wait = self.budget.reserve(lane, active=active)
+        if wait <= PACE_SLACK_S:
+            return False
+        self._paid.add(job_id)
+        self._next_run(job_id, wait)
+        return True
+
+    def behind_schedule(self) -> int:
+        """Jobs that never ran and are not due within their (stretched) interval either:
+        the readiness question of issue 12.2 ("every job polled once, or scheduled within
+        its interval"). Only jobs that never ran are looked at."""
+        now = time.monotonic()
+        behind = 0
+        for job_id in self._never_ran:
+            due = self._due.get(job_id)
+            if due is None or job_id in self._running:
+                continue
+            budget = self.budget
+            factor = budget.factor(job_id) if budget is not None else 1.0
+            interval = self.bound(self.first_interval_s) * factor
+            if abs(due - now) > interval + 1.0:
+                behind += 1
+        return behind
 
     def _crashed(self, job_id: str) -> float:
         """Backoff for a job whose run raised; the traceback is logged on the first crash
@@ -213,7 +286,13 @@ class PollScheduler:
         return time.monotonic() - self._last_run
 
     async def shutdown(self, timeout: float) -> None:
-        """Stop starting jobs, let running ones finish within ``timeout``, then stop."""
+        """Stop starting jobs, let running ones finish within ``timeout``, then stop.
+
+        Polls still waiting for the request budget should be released first (the app
+        closes its ``HostBudget``): they have sent nothing and end at once; cancelled runs
+        end quietly, not with a traceback each.
+        """
+        self._stopping = True
         if self._scheduler.running:
             self._scheduler.pause()
         pending = [t for t in self._inflight if not t.done()]
