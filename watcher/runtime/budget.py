@@ -40,7 +40,7 @@ ACTIVE = Priority.ACTIVE
 IDLE = Priority.IDLE
 
 IDLE_STRETCH_FIRST = 4.0  # idle intervals stretch up to this before active ones stretch
-MIN_INTERVAL_S = 1.0  # a shorter requested delay (a deadline close by) counts as this
+MIN_INTERVAL_S = 0.1  # a shorter requested delay (a deadline close by) counts as this
 RECOVER_BELOW = 0.8  # an exceeded episode ends when demand falls below this share of rate
 
 
@@ -153,6 +153,10 @@ class HostBudget:
         """Callers waiting for a token of ``host`` now (O(1))."""
         bucket = self._buckets.get(host)
         return bucket.waiting if bucket is not None else 0
+
+    def waiting_total(self) -> int:
+        """Callers waiting for a token of any host (O(hosts))."""
+        return sum(bucket.waiting for bucket in self._buckets.values())
 
     def close(self) -> int:
         """Shutdown: cancel every waiting caller at once (none of them has sent anything);
