@@ -42,6 +42,7 @@ IDLE = Priority.IDLE
 IDLE_STRETCH_FIRST = 4.0  # idle intervals stretch up to this before active ones stretch
 MIN_INTERVAL_S = 0.1  # a shorter requested delay (a deadline close by) counts as this
 RECOVER_BELOW = 0.8  # an exceeded episode ends when demand falls below this share of rate
+REPORT_AFTER_S = 1.0  # an episode is reported once demand settled (10k jobs being added)
 
 
 # -- the limiter -------------------------------------------------------------------------
@@ -229,6 +230,7 @@ class _Lane:
     jobs: int = 0
     stretch: Stretch = NO_STRETCH
     exceeded: bool = False
+    reported: bool = False  # the episode state last reported
 
     @property
     def demanded(self) -> float:
@@ -258,6 +260,7 @@ class PollBudget:
         self._lanes: dict[str, _Lane] = {}
         self._jobs: dict[str, _Job] = {}
         self.on_episode = on_episode
+        self._report_timer: asyncio.TimerHandle | None = None
 
     def _lane(self, name: str) -> _Lane:
         lane = self._lanes.get(name)
@@ -301,10 +304,22 @@ class PollBudget:
             lane.exceeded = True
         elif lane.exceeded and demanded < RECOVER_BELOW * lane.rate:
             lane.exceeded = False
-        else:
-            return
-        if self.on_episode is not None:
-            self.on_episode(name, lane.exceeded, demanded, lane.rate)
+        if lane.exceeded != lane.reported and self._report_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (a plain function call): say it now
+                self._report()
+            else:  # say it with the demand once it settled, not the first job over the line
+                self._report_timer = loop.call_later(REPORT_AFTER_S, self._report)
+
+    def _report(self) -> None:
+        self._report_timer = None
+        for name, lane in self._lanes.items():
+            if lane.exceeded == lane.reported:
+                continue  # unchanged, or back where it was before anyone was told
+            lane.reported = lane.exceeded
+            if self.on_episode is not None:
+                self.on_episode(name, lane.exceeded, lane.demanded, lane.rate)
 
     def factor(self, job_id: str) -> float:
         """The stretch factor of a job's lane and class (1.0 for an unknown job)."""
