@@ -98,8 +98,9 @@ class PollScheduler:
 
     @property
     def inflight(self) -> int:
-        """How many job runs are executing right now."""
-        return sum(1 for task in self._inflight if not task.done())
+        """How many job runs are executing right now (a start that only moved to its
+        budget slot is not one)."""
+        return len(self._running)
 
     @property
     def job_ids(self) -> list[str]:
