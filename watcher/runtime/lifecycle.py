@@ -15,8 +15,8 @@ it builds (``app.py``). In the manner of kopf's ``run_tasks``:
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
