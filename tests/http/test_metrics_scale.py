@@ -58,14 +58,16 @@ def test_beyond_the_cap_workflows_are_counted_once_not_exported() -> None:
 def test_metrics_at_10000_known_workflows_stay_under_a_megabyte() -> None:
     reg = CollectorRegistry()
     m = Metrics(reg)
-    for t in range(100):  # 100 targets x 100 workflows; 2 live ones per target
-        target = f"cluster-{t:03d}"
+    for t in range(1000):  # 1,000 clusters x 10 workflows; 200 of them live
+        target = f"cluster-{t:04d}"
         m.poll_finished(target, "ok", 0.05)
-        for w in range(100):
-            live = w < 2
+        m.poll_finished(target, "transport", 1.0)
+        m.api_response("cce.example", "cce.workflows.list", 200, None, 0.05)
+        for w in range(10):
+            live = w == 0 and t % 5 == 0
             m.set_workflow(
                 target,
-                f"{t:03d}-0000-0000-0000-{w:012d}",
+                f"{t:04d}0000-0000-0000-0000-{w:012d}",
                 "Running" if live else "Success",
                 TASKS,
                 3600.0 if live else None,

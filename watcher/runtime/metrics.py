@@ -119,10 +119,11 @@ class Metrics:
             ["target", "result"],
             registry=registry,
         )
+        # One histogram, not one per target: its 14 series per target were the bulk of a
+        # scrape at thousands of targets (issue 12.3); polls_total keeps the per-target view.
         self._poll_seconds = Histogram(
             f"{p}poll_duration_seconds",
-            "Wall time of one poll (fetch, diff, persist).",
-            ["target"],
+            "Wall time of one poll (fetch, diff, persist), over every target.",
             buckets=_POLL_BUCKETS,
             registry=registry,
         )
@@ -237,7 +238,7 @@ class Metrics:
         outcome = PollOutcome(result)  # a stray string fails here, not as a new label value
         self._polls.labels(target=target, result=PollOutcome.AUTH.value)
         self._polls.labels(target=target, result=outcome.value).inc()
-        self._poll_seconds.labels(target=target).observe(max(0.0, seconds))
+        self._poll_seconds.observe(max(0.0, seconds))
         reached = outcome.reached
         self._target_up.labels(target=target).set(1 if reached else 0)
         if reached:
