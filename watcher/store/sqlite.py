@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -41,6 +41,7 @@ from watcher.core.ports import (
     Clock,
     Delivery,
     EventWithDeliveries,
+    Fence,
     OutboxStats,
     PlannedDelivery,
     StoredEvent,
@@ -190,6 +191,8 @@ class SqliteStore:
         state: WatchState | None,
         events: Sequence[Event],
         deliveries: Sequence[PlannedDelivery],
+        *,
+        fence: Fence | None = None,
     ) -> list[Event]:
         """Write state, new events and their deliveries in ONE transaction; return new events.
 
@@ -198,6 +201,7 @@ class SqliteStore:
         created. Everything is serialised before the transaction opens, so the write lock is
         held only for the inserts themselves.
         """
+        del fence  # one process per file (it is locked): nothing to fence
         now = _ts(self._clock.now())
         state_json = await codec.encode_state(state)
         rows = [
@@ -715,6 +719,10 @@ class SqliteStore:
                 problem = str(describe(self._path, exc))
         failure, self._failure = self._failure, None
         return problem or failure
+
+    async def listen(self, callback: Callable[[str], None]) -> None:
+        """Nothing to listen to: this process is the only writer (see ``Store.listen``)."""
+        del callback
 
     async def close(self) -> None:
         """Close the connection (idempotent); the WAL is checkpointed by SQLite on close."""
