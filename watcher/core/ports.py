@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from watcher.core.events import Event, Severity
 
@@ -338,6 +338,7 @@ class Store(Protocol):
         ...
 
 
+@runtime_checkable
 class LeaseStore(Protocol):
     """The lease table replicas split the targets with (PostgreSQL only; see
     ``watcher.runtime.leases``). Every expiry is judged by the DATABASE clock (``now()``),
