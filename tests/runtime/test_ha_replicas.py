@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from apprise.plugins.email.base import NotifyEmail
 
 from tests.e2e.harness import SimFollowingClock, WebhookReceiver, base_settings
@@ -116,15 +117,16 @@ async def test_each_target_is_polled_by_one_replica_and_a_dead_one_is_taken_over
 
         # Both replicas show every workflow with the state its holder committed last: the
         # other replica's view follows through LISTEN/NOTIFY.
-        stored = await a.store.load_all_states()
-        assert len(stored) == 4
-        for app in (a, b):
-            assert len(app.workflows()) == 4
-            await _until(
-                lambda app=app: all(w.state == stored[k] for k, w in app.watches.items()),  # type: ignore[misc]
-                10,
-                "the views to follow the other replica's commits",
-            )
+        await _until(lambda: not a.scheduler.inflight and not b.scheduler.inflight, 10, "polls")
+        deadline = time.monotonic() + 10
+        while True:
+            stored = await a.store.load_all_states()
+            views = [(k, w.state) for app in (a, b) for k, w in app.watches.items()]
+            if len(stored) == 4 and all(state == stored[k] for k, state in views):
+                break
+            assert time.monotonic() < deadline, "the views did not follow the other replica"
+            await asyncio.sleep(0.05)
+        assert len(a.workflows()) == len(b.workflows()) == 4
 
         # Replica a dies. b takes its targets over within the lease time (plus one round).
         lost = sorted(ka.held)
@@ -138,11 +140,25 @@ async def test_each_target_is_polled_by_one_replica_and_a_dead_one_is_taken_over
         assert {k: h for k, (h, _e, _live) in rows.items()} == dict.fromkeys(targets, "rb")
         assert all(rows[k][1] >= 2 for k in lost)  # a new epoch fences a's late commits
 
-        # b resumed a's workflows from the store, and polls them from there on.
+        # b reloaded a's workflows from the store and polled them at once (no 30 s wait).
+        await _until(lambda: all(_ok_polls(b, t) > 0 for t in lost), 5, "b's takeover polls")
+        await _until(lambda: not b.scheduler.inflight, 10, "b's takeover polls to end")
         for key, watch in b.watches.items():
-            if watch.target.name in lost:
-                assert watch.state == await b.store.load_state(key)
+            assert watch.state == await b.store.load_state(key)
         before = {t: _ok_polls(b, t) for t in lost}
         await sim.step()
         b.poll_all_now()
         await _until(lambda: all(_ok_polls(b, t) > before[t] for t in lost), 10, "b's polls")
+
+        # /readyz says so when the lease keeper cannot reach the store, and recovers.
+        def lease_reason(app: App) -> bool:
+            return any(r.startswith("lease keeper cannot reach the store") for r in app.ready()[1])
+
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("ALTER TABLE replicas RENAME TO replicas_away")
+        try:
+            await _until(lambda: lease_reason(b), LEASE_S * 2, "/readyz to report the keeper")
+        finally:
+            with psycopg.connect(pg_dsn, autocommit=True) as conn:
+                conn.execute("ALTER TABLE replicas_away RENAME TO replicas")
+        await _until(lambda: not lease_reason(b), LEASE_S * 2, "/readyz to recover")

@@ -359,6 +359,11 @@ class LeaseStore(Protocol):
         """Replicas whose heartbeat has not expired (at least 1 once this one beat)."""
         ...
 
+    async def leave(self, replica_id: str) -> None:
+        """A clean stop: this replica no longer counts as live (its share is redistributed
+        at once, not after its heartbeat expires)."""
+        ...
+
     async def renew_leases(
         self, holder: str, keys: Sequence[str], lease_s: float
     ) -> dict[str, int]:

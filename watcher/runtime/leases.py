@@ -204,12 +204,14 @@ class LeaseKeeper:
                 log.error("lease.on_lost_failed", error=type(exc).__name__)
 
     async def release_all(self) -> None:
-        """Shutdown: give every lease back so another replica takes over at once."""
+        """Shutdown: give every lease back and leave the live replicas, so the others take
+        the whole share over at their next round."""
         keys = sorted(self.held)
         self.held.clear()
         if keys:
             await self.store.release_leases(self.replica_id, keys)
             log.info("lease.released_all", count=len(keys))
+        await self.store.leave(self.replica_id)
 
 
 def make_leases(

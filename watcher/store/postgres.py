@@ -705,6 +705,11 @@ class PostgresStore:
             )
             await conn.execute("DELETE FROM replicas WHERE seen_until < now() - interval '1 day'")
 
+    async def leave(self, replica_id: str) -> None:
+        """Forget this replica's heartbeat (a clean stop)."""
+        async with self._pool.connection() as conn:
+            await conn.execute("DELETE FROM replicas WHERE replica_id = %s", (replica_id,))
+
     async def live_replicas(self) -> int:
         async with self._pool.connection() as conn:
             cur = await conn.execute("SELECT count(*) FROM replicas WHERE seen_until > now()")
