@@ -280,7 +280,7 @@ class App:
         self.metrics.set_scheduler_up(True)
         await self._add_targets(settings.targets)
         if isinstance(self.leases, LeaseKeeper):  # HA: take a share, then keep it
-            self._start_ha(self.leases, store)
+            await self._start_ha(self.leases, store)
         self._spawn("watchdog", self.watchdog.run(store))
         self._spawn("housekeeping", housekeeping.run(store, self.clock, self._retention))
         sdnotify.ready(status=self._status_line())
@@ -458,9 +458,12 @@ class App:
 
     # -- HA: leases and other replicas' commits (PostgreSQL only) -----------------------
 
-    def _start_ha(self, keeper: LeaseKeeper, store: Store) -> None:
+    async def _start_ha(self, keeper: LeaseKeeper, store: Store) -> None:
+        """Take a first share before start() returns (polls of targets not yet held are
+        skipped), then keep it, and follow the other replicas' commits."""
+        await keeper.round()
         peers = PeerCommits(store, wake=self._peer_committed, holds=keeper.holds, adopt=self._adopt)
-        self._spawn("leases", keeper.run())
+        self._spawn("leases", keeper.run(first_delay_s=keeper.period_s))
         self._spawn("peers", peers.run())
         self._spawn("listen", store.listen(peers.heard))
 

@@ -119,9 +119,10 @@ class LeaseKeeper:
 
     # -- the root task -----------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, first_delay_s: float = 0.0) -> None:
         """A round every ``lease_s / 3`` until cancelled; a failed round is logged once and
         the held leases are dropped when their local deadline passes."""
+        await asyncio.sleep(first_delay_s)
         while True:
             await self.round()
             await asyncio.sleep(self.period_s)
