@@ -176,3 +176,18 @@ async def test_a_fenced_off_commit_is_lease_lost_not_a_target_failure(pg_dsn: st
         assert target_health.failures == 0 and watch.last_error is None
         assert TARGET.name not in a.held  # dropped: a stops polling it
         assert await s1.load_state(watch.key) is None  # nothing stale was written
+
+
+async def test_health_events_of_a_lost_target_are_dropped_not_kept_as_unsaved(
+    pg_dsn: str,
+) -> None:
+    async with stores(pg_dsn, 1) as (s1,):
+        rec = Recorder()
+        ctx = make_ctx(s1, rec)  # type: ignore[arg-type]
+        a = LeaseKeeper(s1, replica_id="a", lease_s=30, keys=lambda: [TARGET.name])
+        ctx.fence = a.fence  # never took the lease: epoch 0, always refused
+        target_health = new_health()
+        for _ in range(ctx.unreachable_after):  # enough failures for a target.unreachable
+            await target_health.record(ctx, RuntimeError("down"))
+        assert target_health.unsaved_error is None  # not "the store cannot write"
+        assert rec.committed == [] and await s1.recent_events() == []

@@ -497,6 +497,8 @@ class App:
             jobs += [str(k) for k in self.watching.watches if k.target == name]
             for job in jobs:
                 self.scheduler.run_soon(job)
+        # A dead replica's delivery claims lapse with its leases: look at the outbox now.
+        self._peer_committed()
 
     def _adopt(self, text: str, state: WatchState | None) -> None:
         """Show a workflow another replica polls as that replica committed it."""
