@@ -101,6 +101,10 @@ async def test_each_target_is_polled_by_one_replica_and_a_dead_one_is_taken_over
 
         # Polls run on the holder only; each commit is fenced with the holder's epoch.
         base = {(app, t): _ok_polls(app, t) for app in (a, b) for t in targets}
+        tail = await a.store.recent_events(limit=1)
+        after_seq = tail[-1].seq if tail else 0
+        feeds = contextlib.AsyncExitStack()
+        subs = [await feeds.enter_async_context(app.feed.subscribe()) for app in (a, b)]
 
         def polled(app: App, target: str) -> float:
             return _ok_polls(app, target) - base[app, target]
@@ -127,6 +131,18 @@ async def test_each_target_is_polled_by_one_replica_and_a_dead_one_is_taken_over
             assert time.monotonic() < deadline, "the views did not follow the other replica"
             await asyncio.sleep(0.05)
         assert len(a.workflows()) == len(b.workflows()) == 4
+
+        # Each replica's SSE feed carries every event, whichever replica committed it.
+        new = [e.seq for e in await a.store.recent_events(after_seq=after_seq, limit=1000)]
+        assert new, "the step produced events"
+        for sub in subs:
+            seen: list[int] = []
+            while len(seen) < len(new):
+                event = await sub.next(timeout=5)
+                assert event is not None, f"feed stopped at {seen} of {new}"
+                seen.append(event.seq)
+            assert seen == new
+        await feeds.aclose()
 
         # Replica a dies. b takes its targets over within the lease time (plus one round).
         lost = sorted(ka.held)
