@@ -191,3 +191,16 @@ async def test_health_events_of_a_lost_target_are_dropped_not_kept_as_unsaved(
             await target_health.record(ctx, RuntimeError("down"))
         assert target_health.unsaved_error is None  # not "the store cannot write"
         assert rec.committed == [] and await s1.recent_events() == []
+
+
+async def test_a_postgres_store_that_cannot_be_reached_is_a_store_failure(pg_dsn: str) -> None:
+    """Not "internal" (a bug, logged with a traceback): the store failed, like SQLite's."""
+    store = await PostgresStore.open(pg_dsn, clock=FakeClock(), pool_size=1)
+    await store.close()  # every call now fails with the pool's own error
+    rec = Recorder()
+    watch = WorkflowWatch(
+        client=FixtureCloud(seed()), target=TARGET, workflow_id="wf-seed", health=new_health()
+    )
+    await watch.poll(make_ctx(store, rec))  # type: ignore[arg-type]
+    assert rec.outcomes == [PollOutcome.STORE]
+    assert watch.last_error is not None and watch.last_error.startswith("state store: ")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
 import structlog
 
 from watcher.core import cadence, engine, health, rules
@@ -104,6 +105,11 @@ class WatchContext:
     not_held_s: float = 30.0  # next look at a target another replica polls
 
 
+# The drivers' own errors: the store failed, not the watcher (psycopg's include the pool's
+# PoolTimeout and PoolClosed, i.e. a PostgreSQL store that cannot be reached).
+_STORE_ERRORS = (sqlite3.Error, psycopg.Error)
+
+
 def classify(exc: BaseException) -> PollOutcome:
     """The outcome of a poll that raised ``exc`` (health, metrics, logs): transport covers
     other cloud and credential failures, internal anything nothing anticipated."""
@@ -119,7 +125,7 @@ def classify(exc: BaseException) -> PollOutcome:
         return PollOutcome.API
     if isinstance(exc, WatcherError):
         return PollOutcome.TRANSPORT
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, _STORE_ERRORS):
         return PollOutcome.STORE
     return PollOutcome.INTERNAL
 
@@ -130,7 +136,7 @@ def describe_error(exc: BaseException) -> str:
     text = " ".join(str(exc).split())[:300]
     if isinstance(exc, WatcherError):
         return text or type(exc).__name__
-    prefix = "state store" if isinstance(exc, sqlite3.Error) else "internal error"
+    prefix = "state store" if isinstance(exc, _STORE_ERRORS) else "internal error"
     return f"{prefix}: {type(exc).__name__}: {text}" if text else f"{prefix}: {type(exc).__name__}"
 
 
