@@ -302,3 +302,13 @@ async def test_single_process_stores_do_not_listen() -> None:
     store = MemoryStore(clock=FakeClock())
     async with asyncio.timeout(1):
         await store.listen(lambda key: None)  # returns at once
+
+
+async def test_a_closing_replica_gives_its_claims_back(pg_dsn: str) -> None:
+    async with replicas(pg_dsn, 2) as (a, b):
+        await a.commit_poll("wf", None, [make_event("a1")], [plan("A", "a1")])
+        (claimed,) = await a.due_deliveries(T0)
+        assert await b.due_deliveries(T0) == []
+        await a.close()  # a clean stop: the claim goes back at once, not after 30 s
+        (again,) = await b.due_deliveries(T0)
+        assert again.id == claimed.id

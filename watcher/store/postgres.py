@@ -73,6 +73,7 @@ COMMITS_CHANNEL = "watcher_commits"
 # live replica renews its claims (``renew_claims``), a dead one's return to the queue.
 DEFAULT_CLAIM_S = 30.0
 LISTEN_RETRY_S = (0.5, 10.0)  # reconnect backoff of the listener: first, cap
+RELEASE_TIMEOUT_S = 2.0  # giving claims back at close must not hold a shutdown up
 
 log = structlog.get_logger(__name__)
 
@@ -896,9 +897,24 @@ class PostgresStore:
         return problem or failure
 
     async def close(self) -> None:
-        """Close the pool (idempotent)."""
+        """Give this replica's delivery claims back, then close the pool (idempotent).
+
+        Closing is the last step of a shutdown, after the outbox drained: whatever this
+        replica still claims it will not send, so another replica may at once instead of
+        after the claim expires. Best effort: a claim left behind still expires.
+        """
         if not self._closed:
             self._closed = True
+            with contextlib.suppress(psycopg.Error, TimeoutError):
+                async with (
+                    asyncio.timeout(RELEASE_TIMEOUT_S),
+                    self._pool.connection(timeout=RELEASE_TIMEOUT_S) as conn,
+                ):
+                    await conn.execute(
+                        "UPDATE deliveries SET claimed_by = NULL, claim_until = NULL "
+                        "WHERE claimed_by = %s AND state = 'pending'",
+                        (self.replica_id,),
+                    )
             await self._pool.close()
 
 
