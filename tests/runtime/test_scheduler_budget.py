@@ -145,3 +145,27 @@ async def test_stop_ends_polls_waiting_for_the_budget_at_once_and_quietly(
     assert not sched.running
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors[:3]]
+
+
+async def test_jobs_that_send_nothing_now_neither_count_nor_wait_for_a_slot() -> None:
+    # HA: a target another replica holds is looked at by its job, which sends no request.
+    sched = PollScheduler()
+    sched.use_budget(PollBudget(1, 1))
+    sched.job_info = lambda job_id: (None, False) if job_id.startswith("free") else ("eu", False)
+    sched.start()
+    started: list[str] = []
+
+    def job(name: str):  # type: ignore[no-untyped-def]
+        async def run() -> float | None:
+            started.append(name)
+            return 60.0
+
+        return run
+
+    for i in range(20):
+        sched.add(f"free{i}", job(f"free{i}"))
+    await asyncio.sleep(0.3)
+    assert len(started) == 20  # none paced at 1/s
+    budget = sched.budget
+    assert budget is not None and budget.demanded("eu") == 0.0
+    await sched.shutdown(1)

@@ -38,7 +38,8 @@ from watcher.runtime.budget import PollBudget
 log = structlog.get_logger(__name__)
 
 JobFunc = Callable[[], Awaitable[float | None]]
-JobInfo = Callable[[str], tuple[str, bool]]  # job id -> (lane, active?)
+# job id -> (lane, active?); lane None: the job sends no request now (HA: not held here).
+JobInfo = Callable[[str], tuple[str | None, bool]]
 
 # A job's interval before its first run says otherwise (the app sets the idle interval).
 _FALLBACK_S = 60.0
@@ -203,6 +204,9 @@ class PollScheduler:
         except Exception:  # a job must never lose its next run to a bookkeeping error
             log.exception("scheduler.job_info_failed", job=job_id)
             lane, active = "", False
+        if lane is None:
+            self.budget.drop_job(job_id)
+            return 1.0
         return self.budget.set_job(job_id, lane, self.bound(interval), active)
 
     def _wait_for_slot(self, job_id: str) -> bool:
@@ -214,6 +218,8 @@ class PollScheduler:
             lane, active = self.job_info(job_id)
         except Exception:
             log.exception("scheduler.job_info_failed", job=job_id)
+            return False
+        if lane is None:
             return False
         wait = self.budget.reserve(lane, active=active)
         if wait <= PACE_SLACK_S:
