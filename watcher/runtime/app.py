@@ -107,6 +107,7 @@ class App:
         self.scheduler.on_lateness = self.metrics.schedule_lateness
         self.scheduler.job_info = self._job_info
         self._budget_since: dict[str, datetime] = {}  # lane -> start of its exceeded episode
+        self._targets_added = False  # /readyz waits for it: no jobs yet is not "on schedule"
         self.reload_settings = reload_settings
         self.watching: Registry[WorkflowWatch, ClusterDiscovery, TargetHealth] = Registry()
         self.http: HttpServer | None = None
@@ -285,6 +286,7 @@ class App:
         stack.push_async_callback(phase, "polls", None, self._stop_scheduler)
         self.metrics.set_scheduler_up(True)
         await self._add_targets(settings.targets)
+        self._targets_added = True
         if isinstance(self.leases, LeaseKeeper):  # HA: take a share, then keep it
             await self._start_ha(self.leases, store)
         self._spawn("watchdog", self.watchdog.run(store))
@@ -638,6 +640,8 @@ class App:
         """Readiness: the store commits, some target answers, every job polled once or
         scheduled within its (stretched) interval."""
         reasons = []
+        if not self._targets_added:
+            reasons.append("starting: the targets' poll jobs are not scheduled yet")
         if self.store_health.failing:
             reasons.append(f"store cannot commit: {self.store_health.reason}")
         elif not self.watchdog.store_ok:
