@@ -36,7 +36,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import psycopg
@@ -169,9 +168,7 @@ def merged(scrapes: Sequence[bb.Scrape]) -> bb.Scrape:
     return bb.Scrape(sum(s.size for s in scrapes), 0.0, buckets, sum(s.polls for s in scrapes))
 
 
-async def takeover(
-    dsn: str, replicas: list[DaemonProcess], lease_s: float, result: Result
-) -> None:
+async def takeover(dsn: str, replicas: list[DaemonProcess], lease_s: float, result: Result) -> None:
     held: dict[int, set[str]] = {d.pid: set() for d in replicas}
     for target, (holder, _) in ha.leases(dsn).items():
         if (who := ha.owner(holder, replicas)) is not None:
@@ -197,7 +194,12 @@ async def measure(args: argparse.Namespace) -> Result:
     lease_s = args.lease_s if args.lease_s > 0 else None
     interval = args.interval
     rps = max(10.0, 2 * args.workflows / interval)
-    polling = {"active_s": interval, "idle_s": interval, "requests_per_second": rps, "burst": int(rps)}
+    polling = {
+        "active_s": interval,
+        "idle_s": interval,
+        "requests_per_second": rps,
+        "burst": int(rps),
+    }
     result = Result(args.replicas, args.workflows)
     hook = ha.KeyHook()
     await hook.start()

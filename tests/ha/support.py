@@ -139,9 +139,7 @@ async def wait_all_ready(
 async def readyz(http: aiohttp.ClientSession, daemon: DaemonProcess) -> tuple[int, Any]:
     """(status, body) of GET /readyz; (0, reason) when it does not answer."""
     try:
-        async with http.get(
-            f"{daemon.url}/readyz", timeout=aiohttp.ClientTimeout(total=3)
-        ) as resp:
+        async with http.get(f"{daemon.url}/readyz", timeout=aiohttp.ClientTimeout(total=3)) as resp:
             return resp.status, await resp.json(content_type=None)
     except (TimeoutError, aiohttp.ClientError) as exc:
         return 0, str(exc)

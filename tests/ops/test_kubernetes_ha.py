@@ -74,7 +74,9 @@ def _load(ha: dict[str, dict[str, Any]], tmp_path: Path) -> schema.Settings:
     secrets = tmp_path / "run-secrets"
     secrets.mkdir()
     for name in named:
-        value = "postgresql://watcher:pw@db.example.internal/watcher" if name == "state__dsn" else ""
+        value = (
+            "postgresql://watcher:pw@db.example.internal/watcher" if name == "state__dsn" else ""
+        )
         (secrets / name).write_text(value or "CHANGE-ME-0123456789abcdef-" + name)
     config = tmp_path / "config.toml"
     config.write_text(ha["ConfigMap"]["data"]["config.toml"])
