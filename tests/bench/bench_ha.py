@@ -61,6 +61,7 @@ class Result:
     pg_cpu_pct: float = math.nan
     takeover: list[float] = field(default_factory=list)
     ready_s: float = math.nan
+    leases: list[str] = field(default_factory=list)  # leases held per replica, over time
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -80,6 +81,7 @@ class Result:
             )
         ]
         rows.append(f"  ready after {self.ready_s:.1f} s")
+        rows += [f"  leases held {when}" for when in self.leases]
         if self.takeover:
             rows.append(
                 f"  takeover of {len(self.takeover)} leases: max {max(self.takeover):.1f} s"
@@ -168,6 +170,19 @@ def merged(scrapes: Sequence[bb.Scrape]) -> bb.Scrape:
     return bb.Scrape(sum(s.size for s in scrapes), 0.0, buckets, sum(s.polls for s in scrapes))
 
 
+def lease_counts(dsn: str, replicas: list[DaemonProcess]) -> str:
+    """Live leases per replica (in spawn order), and how many no live replica holds."""
+    counts = [0] * len(replicas)
+    other = 0
+    for holder, _ in ha.leases(dsn).values():
+        who = ha.owner(holder, replicas)
+        if who is None:
+            other += 1
+        else:
+            counts[replicas.index(who)] += 1
+    return "/".join(map(str, counts)) + (f" (+{other} others)" if other else "")
+
+
 async def takeover(dsn: str, replicas: list[DaemonProcess], lease_s: float, result: Result) -> None:
     held: dict[int, set[str]] = {d.pid: set() for d in replicas}
     for target, (holder, _) in ha.leases(dsn).items():
@@ -176,7 +191,11 @@ async def takeover(dsn: str, replicas: list[DaemonProcess], lease_s: float, resu
     victim = max(replicas, key=lambda d: len(held[d.pid]))
     lost = held[victim.pid]
     if not lost:
-        result.notes.append("no lease rows: takeover not measured (leases not implemented?)")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM target_leases").fetchone()
+        rows = int(row[0]) if row else 0
+        why = "leases not implemented?" if not rows else f"all {rows} leases lapsed: not renewed"
+        result.notes.append(f"no live lease: takeover not measured ({why})")
         return
     survivors = [d for d in replicas if d is not victim]
     victim.kill()
@@ -236,6 +255,7 @@ async def measure(args: argparse.Namespace) -> Result:
                     result.ready_s = time.monotonic() - started
                     # Settle: leases split and the first round of polls spread out.
                     await asyncio.sleep(max(0.0, args.settle - result.ready_s))
+                    result.leases.append(f"at the window start: {lease_counts(dsn, replicas)}")
                     before = [await bb.scrape(http, d, timeout=60) for d in replicas]
                     cpu0 = [bb.cpu_seconds(d.pid) for d in replicas]
                     pg0, t0 = pg_cpu.seconds(), time.monotonic()
@@ -243,6 +263,7 @@ async def measure(args: argparse.Namespace) -> Result:
                     pg1, t1 = pg_cpu.seconds(), time.monotonic()
                     cpu1 = [bb.cpu_seconds(d.pid) for d in replicas]
                     after = [await bb.scrape(http, d, timeout=60) for d in replicas]
+                    result.leases.append(f"at the window end: {lease_counts(dsn, replicas)}")
                     for d in replicas:
                         if not d.running():
                             raise RuntimeError("replica exited:\n" + d.log_text()[-2000:])
