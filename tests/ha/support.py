@@ -150,6 +150,19 @@ async def readyz(http: aiohttp.ClientSession, daemon: DaemonProcess) -> tuple[in
         return 0, str(exc)
 
 
+async def ok_polls(http: aiohttp.ClientSession, daemon: DaemonProcess) -> dict[str, float]:
+    """Successful polls per ``target`` label, from the replica's /metrics."""
+    async with http.get(f"{daemon.url}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        body = await resp.text()
+    out: dict[str, float] = {}
+    for line in body.splitlines():
+        if line.startswith("cce_watcher_polls_total{") and 'result="ok"' in line:
+            labels, value = line[len("cce_watcher_polls_total{") :].rsplit("} ", 1)
+            target = labels.split('target="', 1)[1].split('"', 1)[0]
+            out[target] = out.get(target, 0.0) + float(value)
+    return out
+
+
 def owner(holder: str, replicas: Sequence[DaemonProcess]) -> DaemonProcess | None:
     """The replica a lease holder id names: ids are ``hostname-pid-random``."""
     for daemon in replicas:

@@ -95,6 +95,7 @@ async def test_sigkill_of_the_busiest_replica_loses_nothing(tmp_path: Path, pg_d
                 step = 0
                 while True:
                     if step == KILL_AFTER:
+                        polled = [await ha.ok_polls(http, d) for d in survivors]
                         victim.kill()  # SIGKILL to its process group
                         crash_at = time.monotonic()
                         watch = asyncio.create_task(
@@ -111,10 +112,20 @@ async def test_sigkill_of_the_busiest_replica_loses_nothing(tmp_path: Path, pg_d
                 for daemon in survivors:
                     assert daemon.running(), daemon.log_text()[-2000:]
                 await ha.wait_drained(hook, pg_dsn, active=len(active), timeout=30)
+                # Each of the victim's targets was then polled, successfully, by a survivor.
+                later = [await ha.ok_polls(http, d) for d in survivors]
+                orphans = {
+                    t
+                    for t in held[victim.pid]
+                    if not any(
+                        a.get(t, 0) > b.get(t, 0) for a, b in zip(later, polled, strict=True)
+                    )
+                }
         verdict = ha.judge(hook, pg_dsn, active_workflows=active, crash_at=crash_at)
         verdict.takeover = takeover
         print(f"\n{verdict.line()}")
         assert verdict.lost == 0, verdict.problems
+        assert not orphans, f"never polled by a survivor after the kill: {orphans}"
         assert not verdict.problems, verdict.problems
         assert verdict.events >= len(active) * 4, "too few events to prove anything"
         # A dead replica's targets are taken over within its lease (plus one renewal round).
