@@ -56,7 +56,11 @@ class Arrival:
 
 @dataclass
 class KeyHook(WebhookReceiver):
-    """A webhook that records, per URL path, the dedup keys of each message in order."""
+    """A webhook that records, per URL path, the dedup keys of each message in order.
+
+    With ``hang_s`` it answers that much later: the message counts as received at once, its
+    sender still waits (a send in flight, the send-then-crash window when the sender dies).
+    """
 
     arrivals: list[Arrival] = field(default_factory=list)
 
@@ -73,6 +77,8 @@ class KeyHook(WebhookReceiver):
         name = request.path.rsplit("/", 1)[-1]
         self.arrivals.append(Arrival(name, time.monotonic(), keys))
         self.bodies.append(body)
+        if self.hang_s > 0:  # the message is ours; the sender waits for the answer
+            await asyncio.sleep(self.hang_s)
         return web.Response(text="ok")
 
     def keys_seen(self) -> set[str]:
@@ -183,6 +189,16 @@ def leases(dsn: str) -> dict[str, tuple[str, float]]:
             " FROM target_leases WHERE lease_until > now() AND isfinite(lease_until)"
         ).fetchall()
     return {str(t): (str(h), float(left)) for t, h, left in rows}
+
+
+def claims(dsn: str) -> list[str]:
+    """Holders of the live delivery claims (a send in flight), one entry per delivery."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT claimed_by FROM deliveries WHERE state = 'pending'"
+            " AND claimed_by IS NOT NULL AND claim_until > now()"
+        ).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ POLLING = {
     "max_backoff_s": 1,
 }
 STEP_S = 1.0  # between scenario steps: two polls of every upgrade
-KILL_AFTER = 3  # steps played before the kill (the snapshot is running)
+KILL_AFTER = 4  # steps before the one the kill follows: the cluster upgrade starts
 
 
 async def split(dsn: str, replicas: list[DaemonProcess], targets: set[str]) -> dict[int, set[str]]:
@@ -55,6 +55,17 @@ async def split(dsn: str, replicas: list[DaemonProcess], targets: set[str]) -> d
             assert covered, f"targets never all leased: {held}"
             return held
         await asyncio.sleep(0.2)
+
+
+async def sending(dsn: str, victim: DaemonProcess, replicas: list[DaemonProcess]) -> int:
+    """Wait (bounded) until ``victim`` holds a delivery claim; how many it holds."""
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        mine = [h for h in ha.claims(dsn) if ha.owner(h, replicas) is victim]
+        if mine:
+            return len(mine)
+        await asyncio.sleep(0.05)
+    return 0
 
 
 async def takeovers(
@@ -91,20 +102,27 @@ async def test_sigkill_of_the_busiest_replica_loses_nothing(tmp_path: Path, pg_d
                 held = await split(pg_dsn, replicas, targets)
                 victim = max(replicas, key=lambda d: len(held[d.pid]))
                 survivors = [d for d in replicas if d is not victim]
-                crash_at, watch = None, None
+                crash_at, watch, in_flight = None, None, 0
                 step = 0
                 while True:
                     if step == KILL_AFTER:
                         polled = [await ha.ok_polls(http, d) for d in survivors]
-                        victim.kill()  # SIGKILL to its process group
-                        crash_at = time.monotonic()
-                        watch = asyncio.create_task(
-                            takeovers(pg_dsn, victim, survivors, held[victim.pid], crash_at)
-                        )
+                        # Slow answers keep this step's sends in flight: the kill comes
+                        # while the victim has one (if it gets one within a few seconds),
+                        # inside the send-then-crash window.
+                        hook.hang_s = 2.0
                     async with http.post(f"{sim_url}/_sim/step", json={}) as resp:
                         changes = (await resp.json())["changes"]
                     if not changes:
                         break  # the scenario played to its end
+                    if step == KILL_AFTER:
+                        in_flight = await sending(pg_dsn, victim, replicas)
+                        victim.kill()  # SIGKILL to its process group
+                        crash_at = time.monotonic()
+                        hook.hang_s = 0.0
+                        watch = asyncio.create_task(
+                            takeovers(pg_dsn, victim, survivors, held[victim.pid], crash_at)
+                        )
                     step += 1
                     await asyncio.sleep(STEP_S)
                 assert watch is not None, f"the scenario ended after {step} steps, before the kill"
@@ -123,7 +141,7 @@ async def test_sigkill_of_the_busiest_replica_loses_nothing(tmp_path: Path, pg_d
                 }
         verdict = ha.judge(hook, pg_dsn, active_workflows=active, crash_at=crash_at)
         verdict.takeover = takeover
-        print(f"\n{verdict.line()}")
+        print(f"\n{verdict.line()} (victim had {in_flight} sends in flight)")
         assert verdict.lost == 0, verdict.problems
         assert not orphans, f"never polled by a survivor after the kill: {orphans}"
         assert not verdict.problems, verdict.problems
