@@ -59,7 +59,7 @@ async def split(dsn: str, replicas: list[DaemonProcess], targets: set[str]) -> d
 
 async def sending(dsn: str, victim: DaemonProcess, replicas: list[DaemonProcess]) -> int:
     """Wait (bounded) until ``victim`` holds a delivery claim; how many it holds."""
-    deadline = time.monotonic() + 4
+    deadline = time.monotonic() + 8
     while time.monotonic() < deadline:
         mine = [h for h in ha.claims(dsn) if ha.owner(h, replicas) is victim]
         if mine:
