@@ -99,7 +99,7 @@ async def run_restart(tmp_path: Path, server: Any, replicas_n: int) -> ha.Verdic
                     if step == STOP_AFTER + OUTAGE_STEPS:
                         server.start()
                         back_at = time.monotonic()
-                        await ha.wait_all_ready(http, replicas, timeout=30)
+                        await ha.wait_all_ready(http, replicas, timeout=45)
                     async with http.post(f"{sim_url}/_sim/step", json={}) as resp:
                         changes = (await resp.json())["changes"]
                     if not changes:
