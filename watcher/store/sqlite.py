@@ -29,7 +29,7 @@ import asyncio
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -43,6 +43,7 @@ from watcher.core.ports import (
     Clock,
     Delivery,
     EventWithDeliveries,
+    Fence,
     OutboxStats,
     PlannedDelivery,
     StoredEvent,
@@ -208,6 +209,8 @@ class SqliteStore:
         state: WatchState | None,
         events: Sequence[Event],
         deliveries: Sequence[PlannedDelivery],
+        *,
+        fence: Fence | None = None,
     ) -> list[Event]:
         """Write state, new events and their deliveries in ONE transaction; return new events.
 
@@ -222,6 +225,7 @@ class SqliteStore:
         caller gets its result only when the shared transaction committed. A caller
         cancelled before the flush commits nothing.
         """
+        del fence  # one process per file (it is locked): nothing to fence
         state_json = await codec.encode_state(state)
         rows = [
             (
@@ -781,6 +785,10 @@ class SqliteStore:
                 problem = str(describe(self._path, exc))
         failure, self._failure = self._failure, None
         return problem or failure
+
+    async def listen(self, callback: Callable[[str], None]) -> None:
+        """Nothing to listen to: this process is the only writer (see ``Store.listen``)."""
+        del callback
 
     async def close(self) -> None:
         """Close the connection (idempotent); the WAL is checkpointed by SQLite on close.
