@@ -28,7 +28,7 @@ unit: $(STAMP)
 # a simulator and PostgreSQL at once, so they run one at a time after the unit tests.
 test-ha: $(STAMP)
 	sh tests/system_deps.sh postgresql
-	$(BIN)/pytest -p no:randomly -rxX tests/ha
+	$(BIN)/pytest -p no:randomly -rxX -s tests/ha  # -s: each test prints its one-line verdict
 
 test: lint type unit test-ha
 

@@ -43,7 +43,6 @@ def test_one_replica_without_leases(pg_server: Any) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(strict=False, reason="needs leases (h3)")
 def test_two_replicas_measure_a_takeover(pg_server: Any) -> None:
     out = bench(pg_server, "--replicas", "2", "--lease-s", "3", "--settle", "6")
     found = LINE.match(out.strip().splitlines()[-1])

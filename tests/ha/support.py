@@ -29,9 +29,6 @@ from tests.bench import blackbox as bb
 from tests.e2e.harness import WebhookReceiver
 from tests.e2e.ops_support import DaemonFactory, DaemonProcess, free_port
 
-# Until leases exist on main (branch h3-ha-store), a replica refuses the [ha] table and
-# three replicas would each poll everything: every test that needs them is marked with this.
-NEEDS_LEASES = "needs leases (h3)"
 # The webhook's URLs (names): each keeps its own order, so two show per-URL ordering.
 URL_NAMES = ("a", "b")
 KEY_PREFIX = "key="

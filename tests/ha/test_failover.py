@@ -85,7 +85,6 @@ async def takeovers(
     return [taken.get(t, float("inf")) for t in sorted(lost)]
 
 
-@pytest.mark.xfail(strict=False, reason=ha.NEEDS_LEASES)
 async def test_sigkill_of_the_busiest_replica_loses_nothing(tmp_path: Path, pg_dsn: str) -> None:
     hook = ha.KeyHook()
     await hook.start()

@@ -126,7 +126,6 @@ async def test_one_replica_survives_a_database_restart(tmp_path: Path, own_serve
     assert not verdict.problems, verdict.problems
 
 
-@pytest.mark.xfail(strict=False, reason=ha.NEEDS_LEASES)
 async def test_three_replicas_survive_a_database_restart(tmp_path: Path, own_server: Any) -> None:
     verdict = await run_restart(tmp_path, own_server, 3)
     print(f"\n{verdict.line('pg-restart (3 replicas)')}")

@@ -83,7 +83,6 @@ def _load(ha: dict[str, dict[str, Any]], tmp_path: Path) -> schema.Settings:
     return loader.load_settings(config, env={}, secrets_dirs=[secrets], require_targets=True)
 
 
-@pytest.mark.xfail(strict=False, reason="needs leases (h3)")  # [ha] lease_s is h3's setting
 def test_config_and_secrets_are_read_by_the_loader(
     ha: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -91,5 +90,5 @@ def test_config_and_secrets_are_read_by_the_loader(
     assert settings.state.backend == "postgres"
     assert settings.state.dsn is not None
     assert settings.state.dsn.get_secret_value().startswith("postgresql://watcher:")
-    assert settings.ha.lease_s == 30  # type: ignore[attr-defined]
+    assert settings.ha.lease_s == 30
     assert settings.http.token is not None  # the Service exposes the port: /api/ needs it

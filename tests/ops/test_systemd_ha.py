@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from watcher.config import loader
 from watcher.config.schema import Settings
 
@@ -35,10 +33,9 @@ def _load(tmp_path: Path) -> Settings:
     return loader.load_settings(config, env={"CREDENTIALS_DIRECTORY": str(creds)})
 
 
-@pytest.mark.xfail(strict=False, reason="needs leases (h3)")  # [ha] lease_s is h3's setting
 def test_the_section_config_and_credential_load(tmp_path: Path) -> None:
     settings = _load(tmp_path)
     assert settings.state.backend == "postgres"
     assert settings.state.dsn is not None
     assert settings.state.dsn.get_secret_value().endswith("@db.example.internal/watcher")
-    assert settings.ha.lease_s == 30  # type: ignore[attr-defined]
+    assert settings.ha.lease_s == 30
