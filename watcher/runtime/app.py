@@ -54,6 +54,7 @@ from watcher.runtime.poller import (
     WorkflowWatch,
     delay_cap,
 )
+from watcher.runtime.projects import ProjectDiscovery
 from watcher.runtime.registry import Registry, WatchKey, resumable
 from watcher.runtime.scheduler import PollScheduler
 from watcher.runtime.selfwatch import SelfAlerts, run_heartbeat, run_self_alerts
@@ -63,6 +64,7 @@ from watcher.store import STORE_FILE as STORE_FILE  # noqa: PLC0414 - re-exporte
 from watcher.store import open_store
 
 log = structlog.get_logger(__name__)
+
 
 @dataclass
 class _Parts:
@@ -102,6 +104,7 @@ class App:
         self.scheduler.on_lateness = self.metrics.schedule_lateness
         self.reload_settings = reload_settings
         self.watching: Registry[WorkflowWatch, ClusterDiscovery, TargetHealth] = Registry()
+        self.projects: dict[str, ProjectDiscovery] = {}  # project targets, by name
         self.http: HttpServer | None = None
         self.stopping = asyncio.Event()
         self.reload_requested = asyncio.Event()
@@ -286,9 +289,7 @@ class App:
             settings, session, limiter=budget, on_response=self.metrics.api_response
         )
 
-    def _make_dispatcher(
-        self, store: Store, sender: AppriseSender, plan: NotifyPlan
-    ) -> Dispatcher:
+    def _make_dispatcher(self, store: Store, sender: AppriseSender, plan: NotifyPlan) -> Dispatcher:
         n = self.settings.notify
         return Dispatcher(
             store=store,
@@ -344,30 +345,68 @@ class App:
         for i, target in enumerate(targets):
             first = window * i / total
             ref = target_ref(target)
-            target_health = await self._health_for(ref)
-            client = self.parts.clients.for_target(target)
+            if target.kind == "project":
+                await self._add_project(target, states, first)
+                continue
             if target.kind == "workflow" and target.workflow_id:
                 self._watch(
                     ref,
                     target.workflow_id,
-                    target_health,
-                    client,
+                    await self._health_for(ref),
+                    self.parts.clients.for_target(target),
                     target.display_name,
                     states,
                     first,
                 )
                 continue
-            discovery = ClusterDiscovery(
-                client=client,
-                target=ref,
-                health=target_health,
-                spawn=self._spawner(ref, target.display_name, states),
-            )
-            await discovery.restore(self.store)
-            self.watching.discoveries[ref.name] = discovery
-            for uid in resumable(states, ref.name):  # resume watches that were running
-                self._watch(ref, uid, target_health, client, target.display_name, states, first)
-            self.scheduler.add(discovery.key, self._job(discovery), first_delay=first)
+            await self._add_cluster(ref, target.display_name, states, first)
+
+    async def _add_cluster(
+        self,
+        ref: TargetRef,
+        display: str | None,
+        states: dict[str, WatchState],
+        first_delay: float,
+    ) -> None:
+        """Watch a cluster target: a configured one, or one a project target discovered."""
+        target_health = await self._health_for(ref)
+        client = self.parts.clients.for_target(ref)
+        discovery = ClusterDiscovery(
+            client=client,
+            target=ref,
+            health=target_health,
+            spawn=self._spawner(ref, display, states),
+        )
+        await discovery.restore(self.store)
+        self.watching.discoveries[ref.name] = discovery
+        for uid in resumable(states, ref.name):  # resume watches that were running
+            self._watch(ref, uid, target_health, client, display, states, first_delay)
+        self.scheduler.add(discovery.key, self._job(discovery), first_delay=first_delay)
+
+    async def _add_project(
+        self, target: Target, states: dict[str, WatchState], first_delay: float
+    ) -> None:
+        """A project target: one ListClusters job; each selected cluster is a cluster target
+        (``_add_cluster``), dropped again by ``_remove_target`` (watcher.runtime.projects)."""
+        ref = target_ref(target)
+        rate = self.settings.polling.requests_per_second
+
+        async def add(cluster: TargetRef, display: str | None) -> None:
+            # A first listing of many clusters: spread their first polls like _add_targets.
+            spread = min(self.parts.ctx.poll.active_s, len(project.clusters) / rate)
+            await self._add_cluster(cluster, display, states, spread)
+
+        project = ProjectDiscovery(
+            client=self.parts.clients.for_target(ref),
+            target=ref,
+            health=await self._health_for(ref),
+            selection=target.to_selection(),
+            add=add,
+            remove=self._remove_target,
+            display_name=target.display_name,
+        )
+        self.projects[ref.name] = project
+        self.scheduler.add(project.key, self._job(project), first_delay=first_delay)
 
     def _spawner(
         self, ref: TargetRef, display: str | None, states: dict[str, WatchState]
@@ -410,7 +449,7 @@ class App:
         self.watching.add(key, watch)
         self.scheduler.add(watch.key, self._job(watch), first_delay=first_delay)
 
-    def _job(self, watch: WorkflowWatch | ClusterDiscovery) -> Callable[[], Any]:
+    def _job(self, watch: WorkflowWatch | ClusterDiscovery | ProjectDiscovery) -> Callable[[], Any]:
         async def run() -> float | None:
             delay = await watch.poll(self.parts.ctx)
             self._first_round.add(watch.key)
@@ -428,6 +467,10 @@ class App:
             self.metrics.forget_target(watch.target.name)
 
     def _remove_target(self, name: str) -> None:
+        project = self.projects.pop(name, None)
+        if project is not None:  # its derived cluster targets go with it
+            self.scheduler.remove(project.key)
+            project.remove_all()
         live, discovery = self.watching.remove_target(name)
         for key, watch in live:
             self.scheduler.remove(str(key))
@@ -522,7 +565,7 @@ class App:
         """Each target's health and last error (a failing discovery has no workflow card)."""
         out = []
         for name, target_health in self.watching.healths.items():
-            discovery = self.watching.discoveries.get(name)
+            discovery = self.watching.discoveries.get(name) or self.projects.get(name)
             out.append(
                 {
                     **target_health.view(),
@@ -566,6 +609,8 @@ class App:
                 watch.client = parts.clients.for_target(watch.target)
             for discovery in self.watching.discoveries.values():
                 discovery.client = parts.clients.for_target(discovery.target)
+            for project in self.projects.values():
+                project.client = parts.clients.for_target(project.target)
         self._swap_dispatcher(sender, plan)
         parts.notify = plan
         parts.ops.config_silences = list(plan.silences)

@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.core.timeparse import format_go
 from watcher.simulator.server import Simulator
-from watcher.simulator.state import ClusterState, WorkflowState
+from watcher.simulator.state import ClusterState
 
 
 @dataclass
@@ -43,7 +42,6 @@ def populate(
         raise ValueError("need clusters >= 1, per_cluster >= 1 and 0 <= active_fraction <= 1")
     loaded = sim._scenario(scenario)  # the simulator's scenario cache (loads by name once)
     world = sim.world
-    stamp = format_go(sim.clock.now())
     tenant = BulkTenant()
     active_every = round(1 / active_fraction) if active_fraction > 0 else 0
     for c in range(clusters):
@@ -55,11 +53,11 @@ def populate(
                 home = wf.cluster
                 tenant.clusters.append(home.id)
             else:
-                _rehome(world.clusters, wf, home)
+                world.move(wf, home)
             if upgrading and w == per_cluster - 1:
                 tenant.active.append(wf.id)
             else:
-                _finish(wf, stamp)
+                world.finish(wf)
         tenant.workflows += per_cluster
     if tenant.active:
         first = loaded.steps[0].at if loaded.steps else 0.0
@@ -67,37 +65,22 @@ def populate(
     return tenant
 
 
-def _rehome(registry: dict[str, ClusterState], wf: WorkflowState, home: ClusterState) -> None:
-    """Move a freshly cloned workflow from its own new cluster to ``home``."""
-    registry.pop(wf.cluster.id, None)
-    wf.cluster = home
-    home.workflows[wf.id] = wf
-    if "clusterID" in wf.spec:
-        wf.spec["clusterID"] = home.id
-    home.body = None
-
-
-def _finish(wf: WorkflowState, stamp: str) -> None:
-    """Mark a workflow as a finished, successful upgrade without playing its timeline."""
-    for point in wf.points:
-        point.status = "Success"
-        point.start = point.start or stamp
-        point.end = stamp
-        point.progress = 100.0 if point.task_type == "Cluster" else point.progress
-        point.run_from = point.run_until = None
-    wf.phase = "Success"
-    wf.next_index = len(wf.scenario.steps)
-    wf.body = None
-
-
 def targets(sim: Simulator, tenant: BulkTenant, kind: str) -> list[dict[str, Any]]:
     """Daemon [[targets]] for the tenant.
 
     ``cluster``: one target per cluster (workflows discovered); ``workflow``: one per active
-    workflow. Project targets (a whole project, clusters discovered) do not exist yet; when
-    they do, add ``project`` here: one target with region and project_id.
+    workflow; ``project``: one target for the whole project (clusters discovered too).
     """
     acc = sim.account
+    if kind == "project":
+        return [
+            {
+                "kind": "project",
+                "name": "project",
+                "region": acc.region,
+                "project_id": acc.project_id,
+            }
+        ]
     if kind == "cluster":
         return [
             {
@@ -124,4 +107,4 @@ def targets(sim: Simulator, tenant: BulkTenant, kind: str) -> list[dict[str, Any
                 }
             )
         return out
-    raise ValueError(f"unknown target kind {kind!r} (cluster or workflow; project: not yet)")
+    raise ValueError(f"unknown target kind {kind!r} (project, cluster or workflow)")
