@@ -91,11 +91,7 @@ def test_the_human_state_has_one_series_per_workflow() -> None:
     m = Metrics(reg)
     m.set_workflow("t1", "wf", "Pending", {"Cluster": "Failed"}, None, state="Failed")
     m.set_workflow(
-        "t1",
-        "wf",
-        "Pending",
-        {"Cluster": "Failed", "Rollback": "Success"},
-        None,
+        "t1", "wf", "Pending", {"Cluster": "Failed", "Rollback": "Success"}, None,
         state="Rolled back",
     )
     assert series(reg, "cce_watcher_workflow_state") == [

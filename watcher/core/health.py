@@ -182,3 +182,4 @@ def _event(
         message=message,
         details=details,
     )
+

@@ -87,3 +87,4 @@ def store_recovered(since: datetime, now: datetime, host: str = "") -> Event:
         started_at=since,
         ended_at=now,
     )
+

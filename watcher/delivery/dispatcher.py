@@ -64,7 +64,6 @@ OnResult = Callable[[str, bool, float], None]
 OnUncertain = Callable[[str], None]
 StuckAfter = float | Callable[[str], float]
 
-
 class Dispatcher:
     """Drain the store's outbox through a ``Sender``; see the module docstring."""
 

@@ -27,8 +27,8 @@ from watcher.core.console import workflow_url
 from watcher.core.errors import WatcherError
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import Workflow
-from watcher.core.projects import select
 from watcher.core.ports import Store, SystemClock
+from watcher.core.projects import select
 from watcher.core.silences import Silence
 from watcher.core.summary import format_text, needs_attention, summarize
 from watcher.core.wording import plural

@@ -147,7 +147,9 @@ class MemoryStore:
         for delivery in self._deliveries.values():
             if delivery.state == "pending" and delivery.url_key not in heads:
                 heads[delivery.url_key] = delivery
-        due = sorted((d for d in heads.values() if d.next_attempt_at <= at), key=lambda d: d.id)
+        due = sorted(
+            (d for d in heads.values() if d.next_attempt_at <= at), key=lambda d: d.id
+        )
         return [self._full(d) for d in due[:limit]]
 
     def _update(self, delivery_id: int, **changes: Any) -> None:
