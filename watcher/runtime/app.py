@@ -65,7 +65,6 @@ from watcher.store import open_store
 
 log = structlog.get_logger(__name__)
 
-
 @dataclass
 class _Parts:
     """What ``start()`` acquires; None before it (no attribute is created later)."""
@@ -289,7 +288,9 @@ class App:
             settings, session, limiter=budget, on_response=self.metrics.api_response
         )
 
-    def _make_dispatcher(self, store: Store, sender: AppriseSender, plan: NotifyPlan) -> Dispatcher:
+    def _make_dispatcher(
+        self, store: Store, sender: AppriseSender, plan: NotifyPlan
+    ) -> Dispatcher:
         n = self.settings.notify
         return Dispatcher(
             store=store,
