@@ -45,17 +45,21 @@ async def settle_until(h: Harness, done: Any, rounds: int = 6) -> None:
 
 
 async def create_cluster(h: Harness, body: dict[str, Any]) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{h.sim.url}/_sim/clusters", json=body) as resp:
-            assert resp.status == 201, await resp.text()
-            created: dict[str, Any] = await resp.json()
-            return created
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{h.sim.url}/_sim/clusters", json=body) as resp,
+    ):
+        assert resp.status == 201, await resp.text()
+        created: dict[str, Any] = await resp.json()
+        return created
 
 
 async def delete_cluster(h: Harness, cluster_id: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with session.delete(f"{h.sim.url}/_sim/clusters/{cluster_id}") as resp:
-            assert resp.status == 200, await resp.text()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.delete(f"{h.sim.url}/_sim/clusters/{cluster_id}") as resp,
+    ):
+        assert resp.status == 200, await resp.text()
 
 
 async def test_a_cluster_created_later_is_watched_and_a_deleted_one_dropped(
@@ -93,7 +97,7 @@ async def test_a_cluster_created_later_is_watched_and_a_deleted_one_dropped(
         stored = [e.event for e in await h.stored()]
         assert {e.workflow_id for e in stored} == {live}
         assert {e.target.name for e in stored} == {"fleet/team-a"}
-        assert [e.kind for e in stored][0] == "workflow.detected"
+        assert stored[0].kind == "workflow.detected"
         assert "task.started" in [e.kind for e in stored]
         arrived = await h.webhook_events()
         assert "workflow.detected" in arrived[0]
@@ -135,9 +139,7 @@ async def test_a_reload_without_the_project_drops_its_clusters(tmp_path: Path) -
         await daemon.reload(settings_from_mapping(raw))
         await settle_until(h, lambda: list(daemon.discoveries) == ["fleet/team-b"])
         # And without any project target: nothing of it is left.
-        raw["targets"] = [
-            {**raw["targets"][0], "name": "one", "kind": "cluster", "include": None}
-        ]
+        raw["targets"] = [{**raw["targets"][0], "name": "one", "kind": "cluster", "include": None}]
         raw["targets"][0].pop("include")
         raw["targets"][0]["cluster_id"] = next(iter(h.sim.world.clusters))
         await daemon.reload(settings_from_mapping(raw))

@@ -34,9 +34,7 @@ TIERS = ("production", "staging")
 async def sim() -> AsyncIterator[Simulator]:
     async with start_simulator(scenarios=["clean_upgrade"], autoplay=False) as running:
         for i in range(50):  # 50 clusters beside the scenario's own: web-00 .. web-49
-            running.world.add_cluster(
-                f"web-{i:02d}", labels={"tier": TIERS[i % 2], "team": "web"}
-            )
+            running.world.add_cluster(f"web-{i:02d}", labels={"tier": TIERS[i % 2], "team": "web"})
         running.world.add_cluster("pilot-00", api="autopilot", labels={"tier": "production"})
         yield running
 
