@@ -8,7 +8,8 @@ directly instead of playing their timelines, so a 100,000-workflow tenant builds
 With autoplay off, ``Simulator.advance`` moves every active workflow one step together
 (a region-wide wave of changes), which is what the benchmarks time.
 
-Kept out of state.py on purpose: it only composes SimState's public ``add``.
+Kept out of state.py on purpose: it only composes SimState's public ``add``, ``move``
+and ``finish``.
 """
 
 from __future__ import annotations
