@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
 import structlog
 
 from watcher.core import cadence, engine, health, rules
@@ -34,6 +35,7 @@ from watcher.core.errors import (
     ApiError,
     AuthError,
     BadResponseError,
+    LeaseLostError,
     ServerError,
     ThrottledError,
     WatcherError,
@@ -51,7 +53,7 @@ from watcher.core.models import (
 )
 from watcher.core.outcome import PollOutcome
 from watcher.core.policy import Policy, PollPolicy
-from watcher.core.ports import Clock, CloudSource, PlannedDelivery, Priority, Store
+from watcher.core.ports import Clock, CloudSource, Fence, PlannedDelivery, Priority, Store
 from watcher.core.state import WatchState
 from watcher.core.summary import summarize
 from watcher.runtime.registry import WatchKey
@@ -95,6 +97,17 @@ class WatchContext:
     rand: Callable[[], float] = random.random
     # Run-time silences and acknowledgements (None: none, as in `check`).
     ops: OpsState | None = None
+    # -- HA (runtime/leases.py): replicas split the targets by lease; a target's polls run
+    # only on its holder, every commit carries its fence. Defaults: one process holds all.
+    holds: Callable[[str], bool] = lambda target: True
+    fence: Callable[[str], Fence | None] = lambda target: None
+    on_lease_lost: Callable[[str], None] = lambda target: None
+    not_held_s: float = 30.0  # next look at a target another replica polls
+
+
+# The drivers' own errors: the store failed, not the watcher (psycopg's include the pool's
+# PoolTimeout and PoolClosed, i.e. a PostgreSQL store that cannot be reached).
+_STORE_ERRORS = (sqlite3.Error, psycopg.Error)
 
 
 def classify(exc: BaseException) -> PollOutcome:
@@ -112,7 +125,7 @@ def classify(exc: BaseException) -> PollOutcome:
         return PollOutcome.API
     if isinstance(exc, WatcherError):
         return PollOutcome.TRANSPORT
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, _STORE_ERRORS):
         return PollOutcome.STORE
     return PollOutcome.INTERNAL
 
@@ -123,7 +136,7 @@ def describe_error(exc: BaseException) -> str:
     text = " ".join(str(exc).split())[:300]
     if isinstance(exc, WatcherError):
         return text or type(exc).__name__
-    prefix = "state store" if isinstance(exc, sqlite3.Error) else "internal error"
+    prefix = "state store" if isinstance(exc, _STORE_ERRORS) else "internal error"
     return f"{prefix}: {type(exc).__name__}: {text}" if text else f"{prefix}: {type(exc).__name__}"
 
 
@@ -207,9 +220,14 @@ class TargetHealth:
                 key = str(WatchKey.of_target(self.target.name))
                 if ctx.ops is not None:
                     events = list(ctx.ops.annotate(key, events, now))
-                stored = await ctx.store.commit_poll(key, None, events, ctx.plan(events, now))
+                stored = await ctx.store.commit_poll(
+                    key, None, events, ctx.plan(events, now), fence=ctx.fence(self.target.name)
+                )
                 self._pending.clear()
                 ctx.on_committed(stored)
+        except LeaseLostError:  # HA: the target's new holder keeps its health from now on
+            self._pending.clear()
+            return
         except Exception as exc:  # the poll's own outcome reports it too
             if self.unsaved_error is None:
                 log.error(
@@ -273,6 +291,14 @@ class WorkflowWatch:
     @last_error.setter
     def last_error(self, value: str | None) -> None:
         self.failures.last_error = value
+
+    def adopt(self, state: WatchState | None) -> None:
+        """HA: take the state another replica committed (a takeover, or the view of a
+        target polled elsewhere); what was cached from this replica's own polls goes."""
+        self.state = state
+        self._last_workflow = None
+        self._deadline = None
+        self._deadline_policy = None
 
     def _priority(self) -> Priority:
         """Polls of an active workflow wait less for the request budget than idle ones."""
@@ -370,13 +396,19 @@ class WorkflowWatch:
         stored: list[Event] = []
         while len(events) > COMMIT_CHUNK:
             chunk, events = events[:COMMIT_CHUNK], events[COMMIT_CHUNK:]
-            part = await ctx.store.commit_poll(self.key, None, chunk, ctx.plan(chunk, now))
+            part = await ctx.store.commit_poll(
+                self.key, None, chunk, ctx.plan(chunk, now), fence=ctx.fence(self.target.name)
+            )
             stored.extend(part)
             if part:
                 ctx.on_committed(part)
             await asyncio.sleep(0)
         last = await ctx.store.commit_poll(
-            self.key, result.state, events, ctx.plan(events, now) if events else []
+            self.key,
+            result.state,
+            events,
+            ctx.plan(events, now) if events else [],
+            fence=ctx.fence(self.target.name),
         )
         stored.extend(last)
         self.state = result.state
@@ -609,11 +641,17 @@ async def run_job(
     Returns the capped delay until the next run, or None when ``body`` says watching is
     over. Cancellation is never swallowed.
     """
+    if not ctx.holds(target):  # HA: another replica polls this target now
+        return cadence.bounded(ctx.not_held_s, delay_cap(ctx))
     started = time.monotonic()
     try:
         delay = await body(ctx)
     except asyncio.CancelledError:
         raise
+    except LeaseLostError:  # HA: not a failure of the target; its new holder polls it
+        ctx.on_lease_lost(target)
+        ctx.on_polled(target, PollOutcome.LEASE_LOST, time.monotonic() - started)
+        return cadence.bounded(ctx.not_held_s, delay_cap(ctx))
     except Exception as exc:  # every failure is a failed poll, see module
         outcome = failures.failed(exc, f"{name}.failed")
         delay = await _failed(ctx, target_health, exc)
