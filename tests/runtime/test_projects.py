@@ -7,6 +7,7 @@ polled, removed, delivered) is tests/e2e/test_project_targets.py.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -243,3 +244,25 @@ async def test_an_add_that_fails_is_tried_again_on_the_next_listing(
     await project.poll(_ctx(store, outcomes))
     assert recorder.added == ["fleet/web-00", "fleet/web-01", "fleet/web-02"]
     assert outcomes[-1] is PollOutcome.OK
+
+
+async def test_a_replica_without_the_projects_lease_still_knows_its_clusters(
+    sim: Simulator, session: aiohttp.ClientSession, store: SqliteStore
+) -> None:
+    """HA: every derived cluster is a lease key of its own, so every replica must list the
+    project to take its share of them; only the project lease's holder records health."""
+    recorder = Recorder()
+    project = _project(sim, session, ClusterSelection.of(include=["web-0*"]), recorder)
+    outcomes: list[PollOutcome] = []
+    ctx = dataclasses.replace(_ctx(store, outcomes), holds=lambda target: False)
+    assert await project.poll(ctx) == 120
+    assert len(recorder.added) == 10
+    sim.add_fault(kind="garbage", path_contains="/clusters")
+    assert await project.poll(ctx) == 120  # a failed listing: nothing dropped, not recorded
+    assert len(recorder.watched) == 10 and recorder.removed == []
+    assert outcomes == [] and project.health.failures == 0 and project.last_error is None
+    assert await store.load_health("fleet") is None
+    sim.clear_faults()
+    sim.world.delete_cluster(next(c.id for c in sim.world.clusters.values() if c.name == "web-05"))
+    await project.poll(ctx)
+    assert recorder.removed == ["fleet/web-05"]

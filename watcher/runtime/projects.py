@@ -10,7 +10,9 @@ without anything stored here.
 
 Failures take the ONE failure path of every job (``poller.run_job``: the project target's
 health, backoff, metrics, ``last_error``). A failed listing changes nothing: clusters are
-only dropped by a listing that answered without them.
+only dropped by a listing that answered without them. With replicas (issue 11.2) every
+replica lists, so each knows the derived cluster targets and takes its share of their
+leases; only the holder of the project target's own lease records its health.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ import structlog
 from watcher.core.events import TargetRef
 from watcher.core.ports import CloudSource, Priority
 from watcher.core.projects import ClusterSelection, select
-from watcher.runtime.poller import FailureRun, TargetHealth, WatchContext, api_of, run_job
+from watcher.runtime.poller import (
+    FailureRun,
+    TargetHealth,
+    WatchContext,
+    api_of,
+    describe_error,
+    run_job,
+)
 from watcher.runtime.registry import WatchKey
 
 log = structlog.get_logger(__name__)
@@ -61,17 +70,36 @@ class ProjectDiscovery:
 
     async def poll(self, ctx: WatchContext) -> float | None:
         structlog.contextvars.bind_contextvars(target=self.target.name)
+        if not ctx.holds(self.target.name):
+            return await self._follow(ctx)
         delay = await run_job(
             ctx, self.target.name, self.health, self.failures, "project", self._list
         )
         assert delay is not None  # a project discovery never ends by itself
         return delay
 
+    async def _follow(self, ctx: WatchContext) -> float:
+        """HA: another replica holds the project target's lease and reports its health.
+        This one still lists, so that it knows the derived cluster targets (each is a lease
+        key of its own) and takes its share of them; a failed listing here is the holder's
+        to report, and like any failed listing it changes nothing."""
+        try:
+            await self._sync()
+        except Exception as exc:  # the holder's run_job records and alerts it
+            log.debug("project.follow_failed", error=describe_error(exc))
+        return ctx.poll.discovery_s
+
     async def _list(self, ctx: WatchContext) -> float:
+        await self._sync()
+        await self.health.record(ctx, None)
+        self.failures.last_error = None
+        return ctx.poll.discovery_s
+
+    async def _sync(self) -> None:
+        """List the clusters; add the newly selected ones, remove the ones gone."""
         listed = await self.client.list_clusters(api=api_of(self.target), priority=Priority.IDLE)
         self.listed = len(listed)
         wanted = select(self.target, self.selection, listed)
-        await self.health.record(ctx, None)
         for name in [n for n in self.clusters if n not in wanted]:
             log.info("project.cluster_dropped", cluster=name)
             del self.clusters[name]
@@ -87,8 +115,6 @@ class ProjectDiscovery:
             await self.add(found.ref, self._display(found.cluster.display_name))
             # Recorded once added: an add that raised is tried again on the next listing.
             self.clusters[name] = found.ref
-        self.failures.last_error = None
-        return ctx.poll.discovery_s
 
     def _display(self, cluster: str | None) -> str | None:
         if self.display_name is None:
