@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import random
 import re
 import time
@@ -154,6 +155,7 @@ class CceClient:
         self._rand = rand
         self._memo_size = 20_000  # workflows; a few KB each
         self._last_workflows: OrderedDict[str, tuple[bytes, Workflow]] = OrderedDict()
+        self._last_lists: OrderedDict[str, tuple[bytes, tuple[Workflow, ...]]] = OrderedDict()
 
     def __repr__(self) -> str:
         return (
@@ -199,6 +201,16 @@ class CceClient:
         """ListUpgradeWorkFlows, newest first."""
         path = self._cluster_path(api, cluster_id) + "/operation/upgradeworkflows"
         body = await self._get_body(api, "list_workflows", path, priority=priority)
+        # One listing answers for every workflow of a cluster at each poll, and is mostly
+        # the same as the last one: the same bytes give back the very same objects (the
+        # poller skips the diff by identity), and after a change every item that did not
+        # change keeps its object. A digest, not the body, is kept: the body carries the
+        # cluster's whole upgrade history.
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        cached = self._last_lists.get(path)
+        if cached is not None and cached[0] == digest:
+            self._last_lists.move_to_end(path)
+            return cached[1]
         listed = await _decode(body, f"{api}.list_workflows", "list_workflows", parse_workflow_list)
         # A uid that is no valid path segment can never be shown (check_id refuses it):
         # watching it would fail every poll of it, forever. Skip it, like an item without
@@ -207,6 +219,12 @@ class CceClient:
         if len(usable) != len(listed):
             skipped = [inert(w.uid)[:64] for w in listed if not _ID.match(w.uid)]
             log.warning("cloud.workflow_uid_unusable", route="list_workflows", uids=skipped)
+        if cached is not None:
+            before = {w.uid: w for w in cached[1]}
+            usable = tuple(_same_or(before.get(w.uid), w) for w in usable)
+        self._last_lists[path] = (digest, usable)
+        if len(self._last_lists) > self._memo_size:
+            self._last_lists.popitem(last=False)
         return usable
 
     async def show_precheck(
@@ -362,6 +380,11 @@ class CceClient:
             self._on_response(host, route, status, code, seconds)
         except Exception:  # a broken metrics hook must never fail a poll
             log.exception("cloud.metrics_hook_failed", route=route)
+
+
+def _same_or(old: Workflow | None, new: Workflow) -> Workflow:
+    """``old`` when it equals ``new`` (keep the object the poller compares by identity)."""
+    return old if old is not None and old == new else new
 
 
 def _describe(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -48,13 +48,13 @@ from watcher.runtime.lifecycle import RootTasks
 from watcher.runtime.metrics import Metrics
 from watcher.runtime.ops import OpsState
 from watcher.runtime.poller import (
-    ClusterDiscovery,
+    ClusterWatch,
     TargetHealth,
     WatchContext,
     WorkflowWatch,
     delay_cap,
 )
-from watcher.runtime.registry import Registry, WatchKey, resumable
+from watcher.runtime.registry import Registry, WatchKey
 from watcher.runtime.scheduler import PollScheduler
 from watcher.runtime.selfwatch import SelfAlerts, run_heartbeat, run_self_alerts
 from watcher.runtime.watchdog import Watchdog
@@ -63,6 +63,7 @@ from watcher.store import STORE_FILE as STORE_FILE  # noqa: PLC0414 - re-exporte
 from watcher.store import open_store
 
 log = structlog.get_logger(__name__)
+
 
 @dataclass
 class _Parts:
@@ -101,7 +102,7 @@ class App:
         self.scheduler = PollScheduler()
         self.scheduler.on_lateness = self.metrics.schedule_lateness
         self.reload_settings = reload_settings
-        self.watching: Registry[WorkflowWatch, ClusterDiscovery, TargetHealth] = Registry()
+        self.watching: Registry[WorkflowWatch, ClusterWatch, TargetHealth] = Registry()
         self.http: HttpServer | None = None
         self.stopping = asyncio.Event()
         self.reload_requested = asyncio.Event()
@@ -148,7 +149,8 @@ class App:
         return {str(k): w for k, w in self.watching.watches.items()}
 
     @property
-    def discoveries(self) -> dict[str, ClusterDiscovery]:
+    def discoveries(self) -> dict[str, ClusterWatch]:
+        """Each cluster target's one polling job, by target name."""
         return self.watching.discoveries
 
     @property
@@ -286,9 +288,7 @@ class App:
             settings, session, limiter=budget, on_response=self.metrics.api_response
         )
 
-    def _make_dispatcher(
-        self, store: Store, sender: AppriseSender, plan: NotifyPlan
-    ) -> Dispatcher:
+    def _make_dispatcher(self, store: Store, sender: AppriseSender, plan: NotifyPlan) -> Dispatcher:
         n = self.settings.notify
         return Dispatcher(
             store=store,
@@ -344,48 +344,60 @@ class App:
         for i, target in enumerate(targets):
             first = window * i / total
             ref = target_ref(target)
-            target_health = await self._health_for(ref)
-            client = self.parts.clients.for_target(target)
             if target.kind == "workflow" and target.workflow_id:
                 self._watch(
                     ref,
                     target.workflow_id,
-                    target_health,
-                    client,
+                    await self._health_for(ref),
+                    self.parts.clients.for_target(target),
                     target.display_name,
                     states,
                     first,
                 )
                 continue
-            discovery = ClusterDiscovery(
-                client=client,
-                target=ref,
-                health=target_health,
-                spawn=self._spawner(ref, target.display_name, states),
-            )
-            await discovery.restore(self.store)
-            self.watching.discoveries[ref.name] = discovery
-            for uid in resumable(states, ref.name):  # resume watches that were running
-                self._watch(ref, uid, target_health, client, target.display_name, states, first)
-            self.scheduler.add(discovery.key, self._job(discovery), first_delay=first)
+            await self._add_cluster(ref, target.display_name, states, first)
 
-    def _spawner(
-        self, ref: TargetRef, display: str | None, states: dict[str, WatchState]
-    ) -> Callable[[str, Any], None]:
-        def spawn(uid: str, _listed: Any) -> None:
-            if WatchKey.workflow(ref.name, uid) in self.watching.watches:
-                return
-            self._watch(
-                ref,
-                uid,
-                self.watching.healths[ref.name],
-                self.parts.clients.for_target(ref),
-                display,
-                states,
-                0.0,
-            )
+    async def _add_cluster(
+        self,
+        ref: TargetRef,
+        display: str | None,
+        states: Mapping[str, WatchState],
+        first_delay: float,
+    ) -> None:
+        """Poll one cluster: ONE job (``ClusterWatch``) whose one listing per run answers
+        for all of its workflows. A configured cluster target, or a cluster a project
+        target discovered (then ``ref.name`` is "project/cluster"). ``states`` are the
+        stored states (``Store.load_all_states``): the cluster's workflows that had not
+        ended are watched again. Adding a name again replaces it (a changed target).
+        """
+        if ref.name in self.watching.discoveries:
+            self._remove_target(ref.name)
+        cluster = ClusterWatch(
+            client=self.parts.clients.for_target(ref),
+            target=ref,
+            health=await self._health_for(ref),
+            display_name=display,
+            console_template=self.settings.notify.console_url or None,
+        )
+        # Hooks check that the cluster is still the one watched: a job still running when
+        # its target was removed (a reload) must not index workflows again.
+        cluster.on_watch = lambda watch: self._adopted(cluster, watch)
+        cluster.on_applied = lambda watch, delay: self._applied(cluster, watch, delay)
+        await cluster.restore(self.store, states)
+        self.watching.discoveries[ref.name] = cluster
+        self.scheduler.add(cluster.key, self._job(cluster), first_delay=first_delay)
 
-        return spawn
+    def _adopted(self, cluster: ClusterWatch, watch: WorkflowWatch) -> None:
+        if self.watching.discoveries.get(cluster.target.name) is cluster:
+            self.watching.add(watch.watch_key, watch)
+
+    def _applied(self, cluster: ClusterWatch, watch: WorkflowWatch, delay: float | None) -> None:
+        """A workflow under a cluster watch was diffed: its gauges; None: it ended."""
+        if self.watching.discoveries.get(cluster.target.name) is not cluster:
+            return
+        self._update_gauges(watch)
+        if delay is None:
+            self.watching.finish(watch.watch_key)
 
     def _watch(
         self,
@@ -394,9 +406,10 @@ class App:
         target_health: TargetHealth,
         client: CloudSource,
         display: str | None,
-        states: dict[str, WatchState],
+        states: Mapping[str, WatchState],
         first_delay: float,
     ) -> None:
+        """An explicit workflow target: a job of its own that shows its one workflow."""
         key = WatchKey.workflow(ref.name, uid)
         watch = WorkflowWatch(
             client=client,
@@ -410,7 +423,7 @@ class App:
         self.watching.add(key, watch)
         self.scheduler.add(watch.key, self._job(watch), first_delay=first_delay)
 
-    def _job(self, watch: WorkflowWatch | ClusterDiscovery) -> Callable[[], Any]:
+    def _job(self, watch: WorkflowWatch | ClusterWatch) -> Callable[[], Any]:
         async def run() -> float | None:
             delay = await watch.poll(self.parts.ctx)
             self._first_round.add(watch.key)
