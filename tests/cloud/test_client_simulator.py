@@ -293,3 +293,29 @@ async def test_size_cap_against_real_answers(sim: Any, session: aiohttp.ClientSe
     t = _target(sim, "cce")
     with pytest.raises(BadResponseError, match="cap"):
         await client.show_workflow(t["cluster_id"], t["workflow_id"], api="cce")
+
+
+async def test_a_listing_parses_into_the_show_calls_workflows_and_keeps_unchanged_objects(
+    sim: Any, session: aiohttp.ClientSession
+) -> None:
+    """ListUpgradeWorkFlows answers with the same Workflow as ShowUpgradeWorkFlow; the same
+    body gives back the very same objects, and after one item changed every other item
+    keeps its object (the poller skips the diff of a workflow by identity)."""
+    from watcher.simulator.bulk import populate
+
+    tenant = populate(sim, clusters=1, per_cluster=5, active_fraction=1.0, active_per_cluster=2)
+    [cid] = tenant.clusters
+    client = make_client(sim, session, make_auth("aksk", sim, session))
+    first = await client.list_workflows(cid, api="cce")
+    assert len(first) == 5
+    for listed in first:
+        assert listed == await client.show_workflow(cid, listed.uid, api="cce")
+    again = await client.list_workflows(cid, api="cce")
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    result = await sim.step(tenant.active[0])  # the upgrading ones move on, history not
+    moved = {c["workflow"] for c in result["changes"]}
+    assert moved and moved <= set(tenant.active)
+    third = await client.list_workflows(cid, api="cce")
+    before = {w.uid: w for w in first}
+    assert {w.uid for w in third if w is not before[w.uid]} == moved
+    assert all(w != before[w.uid] for w in third if w.uid in moved)
