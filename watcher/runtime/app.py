@@ -383,8 +383,8 @@ class App:
         # its target was removed (a reload) must not index workflows again.
         cluster.on_watch = lambda watch: self._adopted(cluster, watch)
         cluster.on_applied = lambda watch, delay: self._applied(cluster, watch, delay)
+        self.watching.discoveries[ref.name] = cluster  # first: restore calls the hooks
         await cluster.restore(self.store, states)
-        self.watching.discoveries[ref.name] = cluster
         self.scheduler.add(cluster.key, self._job(cluster), first_delay=first_delay)
 
     def _adopted(self, cluster: ClusterWatch, watch: WorkflowWatch) -> None:
