@@ -140,4 +140,3 @@ async def test_a_restart_watches_the_running_workflows_again_under_the_one_job(
             assert len(kinds) > len(before)
         finally:
             await again.stop(grace_s=2)
-

@@ -44,7 +44,9 @@ def workflow(uid: str, phase: str, *statuses: tuple[str, str], created: int = 1)
 
 
 def finished(uid: str, created: int = 1) -> Workflow:
-    return workflow(uid, "Success", ("PreCheck", "Success"), ("Cluster", "Success"), created=created)
+    return workflow(
+        uid, "Success", ("PreCheck", "Success"), ("Cluster", "Success"), created=created
+    )
 
 
 def idle(uid: str) -> Workflow:
@@ -87,6 +89,7 @@ def make_ctx(store: Any, rec: Recorder) -> WatchContext:
         clock=SystemClock(),
         on_committed=rec.committed.extend,
         on_polled=lambda target, result, seconds: rec.outcomes.append(result),
+        unreachable_after=2,
         max_backoff_s=400.0,
         rand=lambda: 0.999,
     )
@@ -188,9 +191,7 @@ async def test_a_vanished_workflow_is_confirmed_by_one_show(store: MemoryStore) 
     del cloud.workflows["run"]  # gone for good: the show answers 404
     await cluster.poll(ctx)
     assert sorted(cloud.calls()) == ["list_workflows", "show_workflow", "show_workflow"]
-    assert [e.kind for e in rec.committed if e.kind == "workflow.vanished"] == [
-        "workflow.vanished"
-    ]
+    assert [e.kind for e in rec.committed if e.kind == "workflow.vanished"] == ["workflow.vanished"]
     assert "run" not in cluster.live and "run" in cluster.known
     assert rec.outcomes == [PollOutcome.OK] * 3
 
@@ -221,6 +222,11 @@ async def test_a_failed_diff_fails_the_cluster_poll_once_and_the_others_are_diff
         assert cluster.known == {"a", "c"}  # b is retried as new, also after a restart
         states = await store.load_all_states()
         assert len(states) == 2 and bad_key not in states
+        await cluster.poll(ctx)  # a good listing does not reset the target's failures
+        assert rec.outcomes == [PollOutcome.STORE] * 2 and cluster.health.failures == 2
+        assert [e.kind for e in rec.committed if e.kind.startswith("watcher.")] == [
+            "watcher.target_unreachable"  # unreachable_after=2 (make_ctx)
+        ]
         store.commit_poll = real_commit  # type: ignore[method-assign]
         await cluster.poll(ctx)
         assert rec.outcomes[-1] is PollOutcome.OK and cluster.last_error is None

@@ -604,7 +604,6 @@ class ClusterWatch:
             self.target.cluster_id, api=api_of(self.target), priority=self.priority()
         )
         self.listed = workflows
-        await self.health.record(ctx, None)
         known_before, first = len(self.known), not self.listed_before
         delays: list[float] = [ctx.poll.discovery_s]
         errors: list[BaseException] = []
@@ -632,6 +631,9 @@ class ClusterWatch:
             await ctx.store.save_known_workflows(self.key, self.known)
         if errors:
             raise errors[0]  # the cluster's poll fails once, whatever number of workflows
+        # Only now: a failure of every poll after a good listing (a full disk) must still
+        # add up to "unreachable", not be reset by the listing each time.
+        await self.health.record(ctx, None)
         self.failures.last_error = None
         return min(delays)
 

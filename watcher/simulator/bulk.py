@@ -3,10 +3,11 @@
 Scale runs need tens of thousands of workflows that cost the simulator little: each cluster
 gets ``per_cluster`` workflows sharing it (its upgrade history), all finished except, on
 an ``active_fraction`` of the clusters, the newest ``active_per_cluster`` (default one),
-which are mid-upgrade (their first step applied, the rest of their timeline still to play). Finished workflows are marked done
-directly instead of playing their timelines, so a 100,000-workflow tenant builds in seconds.
-With autoplay off, ``Simulator.advance`` moves every active workflow one step together
-(a region-wide wave of changes), which is what the benchmarks time.
+which are mid-upgrade (their first step applied, the rest of their timeline still to play).
+Finished workflows are marked done directly instead of playing their timelines, so a
+100,000-workflow tenant builds in seconds. With autoplay off, ``Simulator.advance`` moves
+every active workflow one step together (a region-wide wave of changes), which is what the
+benchmarks time.
 
 Kept out of state.py on purpose: it only composes SimState's public ``add``.
 """
