@@ -319,3 +319,24 @@ async def test_a_listing_parses_into_the_show_calls_workflows_and_keeps_unchange
     before = {w.uid: w for w in first}
     assert {w.uid for w in third if w is not before[w.uid]} == moved
     assert all(w != before[w.uid] for w in third if w.uid in moved)
+
+
+async def test_a_listing_leaves_out_the_workflows_the_caller_is_done_with(
+    sim: Any, session: aiohttp.ClientSession
+) -> None:
+    """Finished workflows in ``skip`` are neither parsed nor returned (nor kept)."""
+    from watcher.simulator.bulk import populate
+
+    tenant = populate(sim, clusters=1, per_cluster=30, active_fraction=1.0, active_per_cluster=2)
+    [cid] = tenant.clusters
+    client = make_client(sim, session, make_auth("aksk", sim, session))
+    everything = await client.list_workflows(cid, api="cce")
+    done = {w.uid for w in everything} - set(tenant.active)
+    assert len(done) == 28
+    live = await client.list_workflows(cid, api="cce", skip=done)
+    assert sorted(w.uid for w in live) == sorted(tenant.active)
+    before = {w.uid: w for w in everything}
+    assert all(w is before[w.uid] for w in live)  # the same items keep their objects
+    assert await client.list_workflows(cid, api="cce", skip=done) is live
+    # Skipping less than last time cannot reuse that answer: the items come back.
+    assert len(await client.list_workflows(cid, api="cce", skip=set())) == 30

@@ -69,10 +69,12 @@ class ListingCloud(FixtureCloud):
         self.unlisted: set[str] = set()
 
     async def list_workflows(
-        self, cluster_id: str, *, api: Any, priority: Any = None
+        self, cluster_id: str, *, api: Any, priority: Any = None, skip: Any = frozenset()
     ) -> tuple[Workflow, ...]:
         self._call("list_workflows", priority)
-        return tuple(w for w in self.workflows.values() if w.uid not in self.unlisted)
+        self.skipped = set(skip)
+        left_out = self.unlisted | self.skipped
+        return tuple(w for w in self.workflows.values() if w.uid not in left_out)
 
     def calls(self) -> list[str]:
         names = [name for name, _ in self.priorities]
@@ -129,6 +131,7 @@ async def test_thirty_workflows_two_live_cost_one_listing_and_no_show(store: Mem
     for _ in range(3):  # nothing changes: one listing, nothing else
         await cluster.poll(ctx)
         assert cloud.calls() == ["list_workflows"]
+        assert cloud.skipped == {w.uid for w in history}  # finished: not even parsed
     assert [uid for uid, _ in applied].count("run") == 4  # the gauges follow every diff
     states = await store.load_all_states()
     assert sorted(states) == [str(WatchKey.workflow(TARGET.name, u)) for u in ("fail", "run")]

@@ -48,6 +48,7 @@ class FixtureCloud:
         self.workflows = {w.uid: w for w in workflows}
         self.error: BaseException | None = None
         self.priorities: list[tuple[str, Any]] = []
+        self.skipped: set[str] = set()  # what the last listing was told to leave out
 
     def _call(self, name: str, priority: Any) -> None:
         self.priorities.append((name, priority))
@@ -63,10 +64,11 @@ class FixtureCloud:
         return self.workflows[workflow_id]
 
     async def list_workflows(
-        self, cluster_id: str, *, api: Any, priority: Any = None
+        self, cluster_id: str, *, api: Any, priority: Any = None, skip: Any = frozenset()
     ) -> tuple[Workflow, ...]:
         self._call("list_workflows", priority)
-        return tuple(self.workflows.values())
+        self.skipped = set(skip)
+        return tuple(w for w in self.workflows.values() if w.uid not in skip)
 
     async def show_precheck(self, *args: Any, priority: Any = None, **kwargs: Any) -> Any:
         self._call("show_precheck", priority)

@@ -43,7 +43,7 @@ class RaisingCloud:
         raise self.error
 
     async def list_workflows(
-        self, cluster_id: str, *, api: Any, priority: Any = None
+        self, cluster_id: str, *, api: Any, priority: Any = None, skip: Any = frozenset()
     ) -> tuple[Workflow, ...]:
         if self.error is not None:
             raise self.error

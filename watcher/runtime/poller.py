@@ -565,7 +565,7 @@ class ClusterWatch:
     on_applied: Callable[[WorkflowWatch, float | None], None] = _ignore
     known: set[str] = field(default_factory=set)
     listed_before: bool = False
-    listed: tuple[Workflow, ...] = ()  # the latest listing, newest first
+    listed: tuple[Workflow, ...] = ()  # the latest listing, newest first, less the finished
     live: dict[str, WorkflowWatch] = field(default_factory=dict)  # by workflow id
     cluster_name: str | None = None
     next_poll_at: datetime | None = None
@@ -601,7 +601,10 @@ class ClusterWatch:
 
     async def _list(self, ctx: WatchContext) -> float:
         workflows = await self.client.list_workflows(
-            self.target.cluster_id, api=api_of(self.target), priority=self.priority()
+            self.target.cluster_id,
+            api=api_of(self.target),
+            priority=self.priority(),
+            skip=self.known.difference(self.live),  # finished: not even parsed
         )
         self.listed = workflows
         known_before, first = len(self.known), not self.listed_before
