@@ -82,6 +82,12 @@ async def test_thirty_workflows_two_upgrading_cost_one_listing_per_poll(tmp_path
             assert all(c["next_poll_at"] == cluster.next_poll_at.isoformat() for c in cards)
             ready, reasons = daemon.ready()
             assert ready, reasons
+            target = cluster.target.name
+            for wid in tenant.active:  # the gauges follow the diffs made from the listing
+                labels = {"target": target, "workflow": wid, "phase": "Running"}
+                assert daemon.registry.get_sample_value("cce_watcher_workflow_phase", labels) == 1
+            polls = {"target": target, "result": "ok"}
+            assert daemon.registry.get_sample_value("cce_watcher_polls_total", polls) == 4
             # The two upgrades end: one last look each, then they cost a set entry.
             while (await sim.step())["changes"]:
                 pass
