@@ -16,6 +16,7 @@ import pytest
 
 from tests.core.strategies import TARGET
 from tests.runtime.test_poller import FixtureCloud, Recorder, new_health
+from watcher.core.errors import ServerError
 from watcher.core.models import Workflow
 from watcher.core.outcome import PollOutcome
 from watcher.core.policy import Policy, PollPolicy
@@ -236,3 +237,25 @@ async def test_a_failed_diff_fails_the_cluster_poll_once_and_the_others_are_diff
         assert cluster.known == {"a", "b", "c"} and cluster.live["b"].last_error is None
     finally:
         await store.close()
+
+
+async def test_a_failed_listing_fails_the_cluster_poll_once_not_per_workflow(
+    store: MemoryStore,
+) -> None:
+    cloud = ListingCloud(running("a"), running("b"), failing("c"))
+    rec = Recorder()
+    cluster = cluster_of(cloud, [])
+    ctx = make_ctx(store, rec)
+    await cluster.poll(ctx)
+    cloud.calls()
+    cloud.error = ServerError(503, None, "down")
+    delay = await cluster.poll(ctx)
+    assert cloud.calls() == ["list_workflows"]  # no show call per workflow to make up for it
+    assert rec.outcomes == [PollOutcome.OK, PollOutcome.SERVER]
+    assert cluster.health.failures == 1
+    assert cluster.last_error is not None and "503" in cluster.last_error
+    assert all(w.last_error is None for w in cluster.live.values())  # the target's, not theirs
+    assert 1.0 <= delay <= ctx.max_backoff_s
+    cloud.error = None
+    assert await cluster.poll(ctx) == POLL.active_s
+    assert rec.outcomes[-1] is PollOutcome.OK and cluster.health.failures == 0
