@@ -167,4 +167,5 @@ async def test_migration_3_adds_the_columns_of_sqlite_v2_and_v3(pg_dsn: str) -> 
     finally:
         await store.close()
     with psycopg.connect(pg_dsn) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+        version = conn.execute("SELECT version FROM schema_version").fetchall()
+    assert version == [(pg_schema.LATEST_VERSION,)]

@@ -22,9 +22,10 @@ import pytest
 
 from tests.store.factories import T0, FakeClock, make_event, make_state
 from watcher.core.acks import Acknowledgement
+from watcher.core.errors import LeaseLostError
 from watcher.core.events import Severity
 from watcher.core.health import TargetHealth
-from watcher.core.ports import OutboxStats, PlannedDelivery, Store
+from watcher.core.ports import Fence, OutboxStats, PlannedDelivery, Store
 from watcher.core.silences import Silence
 from watcher.store.memory import MemoryStore
 from watcher.store.postgres import PostgresStore
@@ -171,6 +172,24 @@ async def test_known_and_repeated_keys_are_skipped_and_dropped_from_deliveries(
         ("chat", ["old"]),
         ("chat", ["fresh"]),
     ]
+
+
+async def test_a_fence_is_enforced_by_the_shared_store_and_ignored_by_the_others(
+    backend: Backend,
+) -> None:
+    """Single-process stores have one writer: any fence passes. PostgreSQL checks it
+    against the lease table, where nobody holds "prod": refused, nothing written."""
+    store = backend.store
+    fence = Fence("prod", "replica-x", 3)
+    if isinstance(store, PostgresStore):
+        with pytest.raises(LeaseLostError):
+            await store.commit_poll("prod/wf-1", make_state(), [make_event("f")], [], fence=fence)
+        assert await store.load_state("prod/wf-1") is None and await store.recent_events() == []
+        (epoch,) = (await store.take_leases("replica-x", ["prod"], 30, 1)).values()
+        fence = Fence("prod", "replica-x", epoch)
+    new = await store.commit_poll("prod/wf-1", make_state(), [make_event("f")], [], fence=fence)
+    assert [e.dedup_key for e in new] == ["f"]
+    assert await store.load_state("prod/wf-1") == make_state()
 
 
 async def test_state_none_keeps_the_stored_state_and_order_is_kept(backend: Backend) -> None:

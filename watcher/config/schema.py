@@ -663,6 +663,17 @@ class StateSettings(_Section):
         return self
 
 
+class HaSettings(_Section):
+    """Replicas sharing one PostgreSQL store (issue 11): each target is polled by the replica
+    holding its lease; a dead replica's targets are taken over within ``lease_s``. Without
+    ``[state] backend = "postgres"`` there is one process and this table is not used."""
+
+    # How long a lease lasts unless renewed (every lease_s / 3): the takeover time.
+    lease_s: float = Field(default=30.0, ge=3, le=3600)
+    # This replica's name in the lease table; default hostname-pid-random (unique per start).
+    replica_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
 # ------------------------------------------------------------------------------- [http], [logging]
 
 
@@ -777,6 +788,7 @@ class Settings(BaseSettings):
     # it far longer than any outage: a pruned event's dedup key is forgotten.
     retention: Duration = timedelta(days=90)
     state: StateSettings = StateSettings()
+    ha: HaSettings = HaSettings()
     cloud: CloudSettings = CloudSettings()
     credentials: CredentialsSettings = CredentialsSettings()
     targets: tuple[Target, ...] = ()

@@ -82,3 +82,16 @@ class NotFoundError(ApiError):
 
 class WorkflowGoneError(NotFoundError):
     """404 on a workflow: it was deleted or never existed (``workflow.vanished``)."""
+
+
+class LeaseLostError(WatcherError):
+    """A fenced commit was refused: this replica no longer holds the target's lease (another
+    replica took it, or it expired while this one was paused). Not a failure of the target:
+    the poll is dropped, nothing was written, and the lease's new holder polls from the
+    stored state (PostgreSQL HA, ``watcher.runtime.leases``)."""
+
+    def __init__(self, lease_key: str, holder: str, epoch: int) -> None:
+        super().__init__(f"lease on {lease_key!r} lost (held as {holder!r}, epoch {epoch})")
+        self.lease_key = lease_key
+        self.holder = holder
+        self.epoch = epoch

@@ -182,4 +182,3 @@ def _event(
         message=message,
         details=details,
     )
-

@@ -9,6 +9,7 @@ pydantic constructors (our own flat shape, used to persist snapshots).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
@@ -110,14 +111,39 @@ class Point(_Model):
     @classmethod
     def from_api(cls, raw: Any) -> Point:
         raw = _dict(raw)
-        return cls(
-            task_type=_text(raw.get("taskType")) or "",
-            task_id=raw.get("taskID"),
-            status=raw.get("status"),
-            started_at=raw.get("startTimeStamp"),
-            ended_at=raw.get("endTimeStamp"),
-            expires_at=raw.get("expireTimeStamp"),
-        )
+        values = tuple(raw.get(k) for k in _POINT_KEYS)
+        if all(v is None or type(v) is str for v in values):
+            return _cached_point(*values)  # the common case: see _cached_point
+        return _point(*values)
+
+
+_POINT_KEYS = (
+    "taskType",
+    "taskID",
+    "status",
+    "startTimeStamp",
+    "endTimeStamp",
+    "expireTimeStamp",
+)
+
+
+def _point(
+    task_type: Any, task_id: Any, status: Any, started: Any, ended: Any, expires: Any
+) -> Point:
+    return Point(
+        task_type=_text(task_type) or "",
+        task_id=task_id,
+        status=status,
+        started_at=started,
+        ended_at=ended,
+        expires_at=expires,
+    )
+
+
+# Most points of a polled workflow are the same from poll to poll (and across the workflows
+# of one list); a Point is immutable, so equal raw strings share one parsed value and a poll
+# skips validation and timestamp parsing for them. Bounded: one entry is a few hundred bytes.
+_cached_point = functools.lru_cache(maxsize=16384)(_point)
 
 
 class Line(_Model):

@@ -25,6 +25,9 @@ class PollOutcome(StrEnum):
     TRANSPORT = "transport"  # other cloud and credential failures: no usable answer
     STORE = "store"  # the state store failed
     INTERNAL = "internal"  # anything else: a bug or an odd value nothing anticipated
+    # Another replica holds the target now (PostgreSQL HA): the commit was fenced off. Not a
+    # failure of the target; it is not recorded in the target's health.
+    LEASE_LOST = "lease_lost"
 
     @property
     def reached(self) -> bool:

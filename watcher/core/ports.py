@@ -8,12 +8,12 @@ the scheduler.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from watcher.core.events import Event, Severity
 
@@ -34,6 +34,21 @@ class SystemClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The fencing token of a commit: the lease it was polled under (PostgreSQL HA).
+
+    ``lease_key`` is the target name the lease row is keyed by; ``holder`` the replica id;
+    ``epoch`` the lease's epoch when this replica took it. A commit carrying a fence whose
+    holder or epoch no longer match the lease row, or whose lease expired (by the database's
+    clock), is refused with ``LeaseLostError`` and writes nothing.
+    """
+
+    lease_key: str
+    holder: str
+    epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,13 +152,14 @@ class Store(Protocol):
     (``watcher.store.trouble.StoreError`` or the driver's error); it never returns a
     made-up value, except ``ping`` and ``self_check``, whose job is to answer.
 
-    Designed for the PostgreSQL HA work (issue 11): replicas split the targets under
-    leases with epochs and claim deliveries. Those extend this port without changing its
-    callers' meaning: ``commit_poll`` will take a keyword-only fencing token (the lease
-    epoch) and refuse a commit from a holder that lost its lease; ``due_deliveries`` will
-    claim what it returns (``FOR UPDATE SKIP LOCKED`` with a claim lease) and
-    ``mark_sent``/``mark_failed``/``mark_dead`` release that claim. Single-process stores
-    accept and ignore both.
+    PostgreSQL HA (issue 11): replicas split the targets under leases with epochs
+    (``LeaseStore``) and claim deliveries. This port carries it without changing its
+    callers' meaning: ``commit_poll`` takes a keyword-only ``Fence`` and refuses a commit
+    from a holder that lost its lease; ``due_deliveries`` claims what it returns
+    (``FOR UPDATE SKIP LOCKED`` with a claim lease) and ``mark_sent``/``mark_failed``/
+    ``mark_dead`` release that claim; ``listen`` reports other replicas' commits.
+    Single-process stores accept and ignore the fence, have no claims, and ``listen``
+    returns at once.
     """
 
     # -- watch states and the poll commit -------------------------------------------------
@@ -166,6 +182,8 @@ class Store(Protocol):
         state: WatchState | None,
         events: Sequence[Event],
         deliveries: Sequence[PlannedDelivery],
+        *,
+        fence: Fence | None = None,
     ) -> list[Event]:
         """Write the new state, the events and their deliveries in ONE transaction.
 
@@ -174,6 +192,19 @@ class Store(Protocol):
         created. Returns the events that were new, in the given order. ``state=None``
         keeps the stored state (watcher.* events, chunks of a large commit). Nothing is
         written if any part fails.
+
+        ``fence``: PostgreSQL checks the lease row in the same transaction and raises
+        ``LeaseLostError`` (nothing written) when holder or epoch differ or the lease has
+        expired. Single-process stores accept and ignore it.
+        """
+        ...
+
+    async def listen(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(workflow_key)`` for every commit by any replica, until cancelled.
+
+        PostgreSQL: LISTEN on a dedicated connection (not from the pool), reconnecting after
+        an outage; after each (re)connect ``callback("")`` says "anything may have changed".
+        Single-process stores return at once: the process sees its own commits.
         """
         ...
 
@@ -181,7 +212,12 @@ class Store(Protocol):
 
     async def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
         """Pending deliveries whose next attempt is due, oldest first; at most one per URL
-        is the head of its queue (a URL's deliveries go out in creation order)."""
+        is the head of its queue (a URL's deliveries go out in creation order).
+
+        PostgreSQL also CLAIMS what it returns for this replica (``claim_as``): a head under
+        another replica's live claim is not returned, so across replicas a URL has at most
+        one delivery in flight; ``mark_*`` release the claim, an expired claim is due again.
+        """
         ...
 
     async def mark_sent(self, delivery_id: int, now: datetime) -> None: ...
@@ -302,6 +338,56 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Release the storage (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """The lease table replicas split the targets with (PostgreSQL only; see
+    ``watcher.runtime.leases``). Every expiry is judged by the DATABASE clock (``now()``),
+    never by a replica's, so replicas with skewed clocks still agree. Durations in seconds.
+    """
+
+    replica_id: str
+
+    def claim_as(self, replica_id: str, claim_s: float) -> None:
+        """Claim deliveries as ``replica_id`` for ``claim_s`` seconds from now on."""
+        ...
+
+    async def heartbeat(self, replica_id: str, ttl_s: float) -> None:
+        """Say this replica is alive for ``ttl_s`` more seconds."""
+        ...
+
+    async def live_replicas(self) -> int:
+        """Replicas whose heartbeat has not expired (at least 1 once this one beat)."""
+        ...
+
+    async def leave(self, replica_id: str) -> None:
+        """A clean stop: this replica no longer counts as live (its share is redistributed
+        at once, not after its heartbeat expires)."""
+        ...
+
+    async def renew_leases(
+        self, holder: str, keys: Sequence[str], lease_s: float
+    ) -> dict[str, int]:
+        """Extend ``holder``'s leases on ``keys`` (ONE statement); the ones still held, by
+        key, with their epoch. A key missing from the answer is lost."""
+        ...
+
+    async def take_leases(
+        self, holder: str, keys: Sequence[str], lease_s: float, limit: int
+    ) -> dict[str, int]:
+        """Take up to ``limit`` of ``keys`` that are free or expired; the taken ones with
+        their new epoch (one more than the previous holder's)."""
+        ...
+
+    async def release_leases(self, holder: str, keys: Sequence[str]) -> None:
+        """Give up ``holder``'s leases on ``keys`` now (free to take at once)."""
+        ...
+
+    async def renew_claims(self, holder: str, claim_s: float) -> int:
+        """Extend ``holder``'s claims on pending deliveries (a long send keeps its claim
+        while its replica lives); how many."""
         ...
 
 

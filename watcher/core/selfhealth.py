@@ -87,4 +87,3 @@ def store_recovered(since: datetime, now: datetime, host: str = "") -> Event:
         started_at=since,
         ended_at=now,
     )
-

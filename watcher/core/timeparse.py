@@ -13,6 +13,7 @@ date arithmetic (deadlines, leads, durations) can never overflow either.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -77,6 +78,13 @@ def parse_timestamp(value: str | None) -> datetime | None:
         return None
     if not isinstance(value, str):  # a number, list or object where a time belongs
         raise TimestampError(f"timestamp is a {type(value).__name__}, not a string")
+    return _parse_text(value)
+
+
+# The same stamps come back on every poll of a workflow: a datetime is immutable, so the
+# parsed value is shared (errors are not cached: lru_cache re-raises them every time).
+@functools.lru_cache(maxsize=8192)
+def _parse_text(value: str) -> datetime | None:
     text = value.strip()
     if not text:
         return None

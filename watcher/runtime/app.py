@@ -33,6 +33,7 @@ from watcher.config import Settings, Target
 from watcher.core import health, selfhealth
 from watcher.core.errors import ConfigError
 from watcher.core.events import Event, TargetRef
+from watcher.core.models import TERMINAL_PHASES
 from watcher.core.outcome import PollOutcome
 from watcher.core.ports import Clock, CloudSource, Store, SystemClock
 from watcher.core.state import WatchState
@@ -44,9 +45,11 @@ from watcher.notify.url import key_moves
 from watcher.runtime import housekeeping, lifecycle, sdnotify
 from watcher.runtime.budget import HostBudget
 from watcher.runtime.feedpump import FeedPump
+from watcher.runtime.leases import LeaseKeeper, SoleHolder, make_leases
 from watcher.runtime.lifecycle import RootTasks
 from watcher.runtime.metrics import Metrics
 from watcher.runtime.ops import OpsState
+from watcher.runtime.peers import PeerCommits
 from watcher.runtime.poller import (
     ClusterWatch,
     TargetHealth,
@@ -54,13 +57,13 @@ from watcher.runtime.poller import (
     WorkflowWatch,
     delay_cap,
 )
-from watcher.runtime.registry import Registry, WatchKey
+from watcher.runtime.registry import KeyKind, Registry, WatchKey
 from watcher.runtime.scheduler import PollScheduler
 from watcher.runtime.selfwatch import SelfAlerts, run_heartbeat, run_self_alerts
 from watcher.runtime.watchdog import Watchdog
 from watcher.runtime.wiring import CloudClients, NotifyPlan, notify_plan, target_ref
 from watcher.store import STORE_FILE as STORE_FILE  # noqa: PLC0414 - re-exported for callers
-from watcher.store import open_store
+from watcher.store import default_replica_id, open_store
 
 log = structlog.get_logger(__name__)
 
@@ -117,6 +120,8 @@ class App:
             run_limit_s=max(300.0, 10 * settings.cloud.timeout_s),
         )
         self._parts: _Parts | None = None
+        # HA (PostgreSQL): which targets this replica polls; alone, it holds them all.
+        self.leases: LeaseKeeper | SoleHolder = SoleHolder()
         self._dispatcher_stop = asyncio.Event()  # stops only the outbox worker
         self._self_alert_wake = asyncio.Event()
         self._first_round: set[str] = set()
@@ -190,6 +195,14 @@ class App:
         store = await open_store(settings, self.clock)
         stack.push_async_callback(phase, "store", 10.0, store.close)
         self.watchdog.store_ok = True
+        # -- HA: leases (runtime/leases.py); SoleHolder unless the store is shared ----------
+        self.leases = make_leases(
+            store,
+            replica_id=settings.ha.replica_id or default_replica_id(),
+            lease_s=settings.ha.lease_s,
+            keys=lambda: list(self.watching.healths),
+            on_acquired=self._acquired,
+        )
         await self.feed_pump.start_after_tail(store)
         session = make_session(
             ca_file=settings.cloud.ca_file,
@@ -261,10 +274,14 @@ class App:
             stack.callback(self.feed.close)
             stack.push_async_callback(phase, "http", 3.0, http.stop)
             log.info("http.listening", url=http.url)
+        if isinstance(self.leases, LeaseKeeper):  # HA: after the polls stop, hand over
+            stack.push_async_callback(phase, "leases", 2.0, self.leases.release_all)
         self.scheduler.start()
         stack.push_async_callback(phase, "polls", None, self._stop_scheduler)
         self.metrics.set_scheduler_up(True)
         await self._add_targets(settings.targets)
+        if isinstance(self.leases, LeaseKeeper):  # HA: take a share, then keep it
+            await self._start_ha(self.leases, store)
         self._spawn("watchdog", self.watchdog.run(store))
         self._spawn("housekeeping", housekeeping.run(store, self.clock, self._retention))
         sdnotify.ready(status=self._status_line())
@@ -319,6 +336,10 @@ class App:
             unreachable_after=settings.polling.unreachable_after,
             max_backoff_s=settings.polling.max_backoff_s,
             ops=ops,
+            holds=self.leases.holds,
+            fence=self.leases.fence,
+            on_lease_lost=self.leases.lost,
+            not_held_s=settings.ha.lease_s,
         )
         self.scheduler.max_delay_s = delay_cap(ctx)  # no job waits longer, whatever it says
         return ctx
@@ -449,6 +470,70 @@ class App:
             self.scheduler.remove(discovery.key)
         self.metrics.forget_target(name)
 
+    # -- HA: leases and other replicas' commits (PostgreSQL only) -----------------------
+
+    async def _start_ha(self, keeper: LeaseKeeper, store: Store) -> None:
+        """Take a first share before start() returns (polls of targets not yet held are
+        skipped), then keep it, and follow the other replicas' commits."""
+        await keeper.round()
+        peers = PeerCommits(store, wake=self._peer_committed, holds=keeper.holds, adopt=self._adopt)
+        self._spawn("leases", keeper.run(first_delay_s=keeper.period_s))
+        self._spawn("peers", peers.run())
+        self._spawn("listen", store.listen(peers.heard))
+
+    def _peer_committed(self) -> None:
+        if self._parts is not None:
+            self._parts.dispatcher.wake()
+        self.feed_pump.wake()
+
+    async def _acquired(self, names: list[str]) -> None:
+        """A takeover: reload each target's states, known workflows and health from the
+        store (never diff against what this replica saw before another one polled it),
+        resume its unfinished workflows, and poll it now."""
+        store = self.store
+        states = await store.load_all_states()
+        for name in names:
+            target_health = self.watching.healths.get(name)
+            if target_health is None:
+                continue
+            target_health.state = await store.load_health(name) or health.TargetHealth()
+            for key, watch in list(self.watching.watches.items()):
+                if key.target == name:
+                    watch.adopt(states.get(str(key)))
+            cluster = self.watching.discoveries.get(name)
+            jobs = []
+            if cluster is not None:  # its known ids, and holders for unfinished workflows
+                await cluster.restore(store, states)
+                jobs.append(cluster.key)
+            jobs += [str(k) for k in self.watching.watches if k.target == name]
+            for job in jobs:
+                self.scheduler.run_soon(job)  # a cluster's workflows have no job: a no-op
+        # A dead replica's delivery claims lapse with its leases: look at the outbox now.
+        self._peer_committed()
+
+    def _adopt(self, text: str, state: WatchState | None) -> None:
+        """Show a workflow another replica polls as that replica committed it."""
+        key = WatchKey.decode(text)
+        if key is None or key.kind is not KeyKind.WORKFLOW or state is None:
+            return
+        watch = self.watching.watches.get(key) or self.watching.finished.get(key)
+        cluster = self.watching.discoveries.get(key.target)
+        if watch is None:
+            if cluster is None:
+                return  # not a target of this replica's configuration (or long finished)
+            watch = cluster.hold(key.workflow_id, state)  # a holder, no job
+        watch.adopt(state)
+        if state.workflow.phase in TERMINAL_PHASES and key in self.watching.watches:
+            if cluster is not None:  # its holder gives it the final look
+                cluster.drop(key.workflow_id)
+                self.watching.finish(key)
+            else:
+                self.scheduler.remove(text)
+                self._finish(watch)
+
+    def _display(self, name: str) -> str | None:
+        return next((t.display_name for t in self.settings.targets if t.name == name), None)
+
     # -- commits, metrics, self-alerts -----------------------------------------------------
 
     def _committed(self, events: list[Event]) -> None:
@@ -514,6 +599,8 @@ class App:
             reasons.append(f"store cannot commit: {self.store_health.reason}")
         elif not self.watchdog.store_ok:
             reasons.append("store is not reachable")
+        if (lease_problem := self.leases.problem()) is not None:
+            reasons.append(lease_problem)
         healths = list(self.watching.healths.values())
         if healths and all(h.failures > 0 for h in healths):
             kinds = sorted({h.state.last_error_kind or "error" for h in healths})

@@ -211,6 +211,8 @@ class Metrics:
         self._polls.labels(target=target, result=PollOutcome.AUTH.value)
         self._polls.labels(target=target, result=outcome.value).inc()
         self._poll_seconds.labels(target=target).observe(max(0.0, seconds))
+        if outcome is PollOutcome.LEASE_LOST:  # HA: says nothing about the target
+            return
         reached = outcome.reached
         self._target_up.labels(target=target).set(1 if reached else 0)
         if reached:

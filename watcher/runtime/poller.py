@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
 import structlog
 
 from watcher.core import cadence, engine, health, rules
@@ -37,6 +38,7 @@ from watcher.core.errors import (
     ApiError,
     AuthError,
     BadResponseError,
+    LeaseLostError,
     ServerError,
     ThrottledError,
     WatcherError,
@@ -54,7 +56,7 @@ from watcher.core.models import (
 )
 from watcher.core.outcome import PollOutcome
 from watcher.core.policy import Policy, PollPolicy
-from watcher.core.ports import Clock, CloudSource, PlannedDelivery, Priority, Store
+from watcher.core.ports import Clock, CloudSource, Fence, PlannedDelivery, Priority, Store
 from watcher.core.state import WatchState
 from watcher.core.summary import summarize
 from watcher.runtime.registry import WatchKey, resumable
@@ -98,6 +100,17 @@ class WatchContext:
     rand: Callable[[], float] = random.random
     # Run-time silences and acknowledgements (None: none, as in `check`).
     ops: OpsState | None = None
+    # -- HA (runtime/leases.py): replicas split the targets by lease; a target's polls run
+    # only on its holder, every commit carries its fence. Defaults: one process holds all.
+    holds: Callable[[str], bool] = lambda target: True
+    fence: Callable[[str], Fence | None] = lambda target: None
+    on_lease_lost: Callable[[str], None] = lambda target: None
+    not_held_s: float = 30.0  # next look at a target another replica polls
+
+
+# The drivers' own errors: the store failed, not the watcher (psycopg's include the pool's
+# PoolTimeout and PoolClosed, i.e. a PostgreSQL store that cannot be reached).
+_STORE_ERRORS = (sqlite3.Error, psycopg.Error)
 
 
 def classify(exc: BaseException) -> PollOutcome:
@@ -115,7 +128,7 @@ def classify(exc: BaseException) -> PollOutcome:
         return PollOutcome.API
     if isinstance(exc, WatcherError):
         return PollOutcome.TRANSPORT
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, _STORE_ERRORS):
         return PollOutcome.STORE
     return PollOutcome.INTERNAL
 
@@ -126,7 +139,7 @@ def describe_error(exc: BaseException) -> str:
     text = " ".join(str(exc).split())[:300]
     if isinstance(exc, WatcherError):
         return text or type(exc).__name__
-    prefix = "state store" if isinstance(exc, sqlite3.Error) else "internal error"
+    prefix = "state store" if isinstance(exc, _STORE_ERRORS) else "internal error"
     return f"{prefix}: {type(exc).__name__}: {text}" if text else f"{prefix}: {type(exc).__name__}"
 
 
@@ -210,9 +223,14 @@ class TargetHealth:
                 key = str(WatchKey.of_target(self.target.name))
                 if ctx.ops is not None:
                     events = list(ctx.ops.annotate(key, events, now))
-                stored = await ctx.store.commit_poll(key, None, events, ctx.plan(events, now))
+                stored = await ctx.store.commit_poll(
+                    key, None, events, ctx.plan(events, now), fence=ctx.fence(self.target.name)
+                )
                 self._pending.clear()
                 ctx.on_committed(stored)
+        except LeaseLostError:  # HA: the target's new holder keeps its health from now on
+            self._pending.clear()
+            return
         except Exception as exc:  # the poll's own outcome reports it too
             if self.unsaved_error is None:
                 log.error(
@@ -280,6 +298,14 @@ class WorkflowWatch:
     @last_error.setter
     def last_error(self, value: str | None) -> None:
         self.failures.last_error = value
+
+    def adopt(self, state: WatchState | None) -> None:
+        """HA: take the state another replica committed (a takeover, or the view of a
+        target polled elsewhere); what was cached from this replica's own polls goes."""
+        self.state = state
+        self._last_workflow = None
+        self._deadline = None
+        self._deadline_policy = None
 
     def priority(self) -> Priority:
         """Polls of an active workflow wait less for the request budget than idle ones."""
@@ -391,13 +417,19 @@ class WorkflowWatch:
         stored: list[Event] = []
         while len(events) > COMMIT_CHUNK:
             chunk, events = events[:COMMIT_CHUNK], events[COMMIT_CHUNK:]
-            part = await ctx.store.commit_poll(self.key, None, chunk, ctx.plan(chunk, now))
+            part = await ctx.store.commit_poll(
+                self.key, None, chunk, ctx.plan(chunk, now), fence=ctx.fence(self.target.name)
+            )
             stored.extend(part)
             if part:
                 ctx.on_committed(part)
             await asyncio.sleep(0)
         last = await ctx.store.commit_poll(
-            self.key, result.state, events, ctx.plan(events, now) if events else []
+            self.key,
+            result.state,
+            events,
+            ctx.plan(events, now) if events else [],
+            fence=ctx.fence(self.target.name),
         )
         stored.extend(last)
         self.state = result.state
@@ -662,8 +694,8 @@ class ClusterWatch:
                     )
                 watch.cluster_name = self.cluster_name
                 delay = await self._diff(ctx, watch, workflow)
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, LeaseLostError):
+            raise  # HA: another replica holds the target now; the rest is its business
         except Exception as exc:  # see the docstring
             watch.last_error = describe_error(exc)
             errors.append(exc)
@@ -696,6 +728,16 @@ class ClusterWatch:
                 return None  # never diffed and gone: nothing to report
             return await watch.vanished(ctx)
         return await watch.apply(ctx, shown)  # the listing left it out; it is still there
+
+    def hold(self, uid: str, state: WatchState | None) -> WorkflowWatch:
+        """The holder of a workflow of this cluster (made when missing; HA: a workflow
+        another replica polls, shown as it committed it)."""
+        return self.live.get(uid) or self._adopt(uid, state)
+
+    def drop(self, uid: str) -> None:
+        """A workflow another replica finished: only its entry in ``known`` remains."""
+        self.live.pop(uid, None)
+        self.known.add(uid)
 
     def _adopt(self, uid: str, state: WatchState | None) -> WorkflowWatch:
         watch = WorkflowWatch(
@@ -756,11 +798,17 @@ async def run_job(
     Returns the capped delay until the next run, or None when ``body`` says watching is
     over. Cancellation is never swallowed.
     """
+    if not ctx.holds(target):  # HA: another replica polls this target now
+        return cadence.bounded(ctx.not_held_s, delay_cap(ctx))
     started = time.monotonic()
     try:
         delay = await body(ctx)
     except asyncio.CancelledError:
         raise
+    except LeaseLostError:  # HA: not a failure of the target; its new holder polls it
+        ctx.on_lease_lost(target)
+        ctx.on_polled(target, PollOutcome.LEASE_LOST, time.monotonic() - started)
+        return cadence.bounded(ctx.not_held_s, delay_cap(ctx))
     except Exception as exc:  # every failure is a failed poll, see module
         outcome = failures.failed(exc, f"{name}.failed")
         delay = await _failed(ctx, target_health, exc)

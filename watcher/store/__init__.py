@@ -7,6 +7,9 @@ turns the settings into a store, so the daemon does not know which backend it ru
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +18,13 @@ if TYPE_CHECKING:
     from watcher.core.ports import Clock, Store
 
 STORE_FILE = "watcher.sqlite3"
+
+
+def default_replica_id() -> str:
+    """hostname-pid-random: unique per process start, readable in the lease table (a
+    restarted replica is a new holder; its predecessor's leases and claims just expire)."""
+    host = socket.gethostname().split(".")[0] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 async def open_store(settings: Settings, clock: Clock) -> Store:

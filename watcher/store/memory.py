@@ -15,7 +15,7 @@ Every method runs to completion without awaiting, so calls never interleave, lik
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +27,7 @@ from watcher.core.ports import (
     Clock,
     Delivery,
     EventWithDeliveries,
+    Fence,
     OutboxStats,
     PlannedDelivery,
     StoredEvent,
@@ -94,9 +95,12 @@ class MemoryStore:
         state: WatchState | None,
         events: Sequence[Event],
         deliveries: Sequence[PlannedDelivery],
+        *,
+        fence: Fence | None = None,
     ) -> list[Event]:
         """The same rules as the durable stores; everything that can fail (serialising)
         happens before the first change, so a failed commit changes nothing."""
+        del fence  # one process, one writer: nothing to fence
         self._open()
         now = _ts(self._clock.now())
         state_json = await codec.encode_state(state)
@@ -147,9 +151,7 @@ class MemoryStore:
         for delivery in self._deliveries.values():
             if delivery.state == "pending" and delivery.url_key not in heads:
                 heads[delivery.url_key] = delivery
-        due = sorted(
-            (d for d in heads.values() if d.next_attempt_at <= at), key=lambda d: d.id
-        )
+        due = sorted((d for d in heads.values() if d.next_attempt_at <= at), key=lambda d: d.id)
         return [self._full(d) for d in due[:limit]]
 
     def _update(self, delivery_id: int, **changes: Any) -> None:
@@ -362,6 +364,10 @@ class MemoryStore:
 
     async def self_check(self) -> str | None:
         return "the store is closed" if self._closed else None
+
+    async def listen(self, callback: Callable[[str], None]) -> None:
+        """Nothing to listen to: this process is the only writer (see ``Store.listen``)."""
+        del callback
 
     async def close(self) -> None:
         self._closed = True

@@ -11,9 +11,9 @@ documents are ``json``, not ``jsonb``: ``json`` keeps the exact text like SQLite
 ``jsonb`` rejects the escape ``\u0000``, which a cloud error message may well contain; a
 poll that can never commit would stall its workflow.
 
-The tables already carry what the HA work builds on: delivery claims (``claimed_by``,
-``claim_until``) and a per-target lease table (``holder``, ``lease_until``, ``epoch``). This
-store does not use them yet; they stay NULL/empty until replicas share the work.
+The HA work (replicas splitting the targets) uses delivery claims (``claimed_by``,
+``claim_until``), the per-target lease table (``holder``, ``lease_until``, ``epoch``) and,
+from version 4, the ``replicas`` heartbeat table.
 """
 
 from __future__ import annotations
@@ -135,7 +135,26 @@ _V3 = (
     "ALTER TABLE deliveries ADD COLUMN maybe_delivered integer NOT NULL DEFAULT 0",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, _V1), Migration(2, _V2), Migration(3, _V3))
+_V4 = (
+    # Replicas sharing the work (HA): each one's heartbeat, so a replica can compute its fair
+    # share of the targets (ceil(targets / live replicas)). Expiry is by the database clock.
+    """
+    CREATE TABLE replicas (
+        replica_id text PRIMARY KEY,
+        seen_until timestamptz NOT NULL,
+        started_at timestamptz NOT NULL
+    )
+    """,
+    "CREATE INDEX target_leases_holder ON target_leases (holder)",
+    "CREATE INDEX deliveries_claimed ON deliveries (claimed_by) WHERE state = 'pending'",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, _V1),
+    Migration(2, _V2),
+    Migration(3, _V3),
+    Migration(4, _V4),
+)
 
 LATEST_VERSION = MIGRATIONS[-1].version
 

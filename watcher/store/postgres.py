@@ -16,27 +16,37 @@ run on several pooled connections at once. Two consequences are handled here:
 
 Connections run in autocommit; every multi-statement write is an explicit transaction.
 Sessions use ``TimeZone=UTC`` and every datetime returned is aware UTC, as with SQLite.
+
+Replicas (issue 11.2) share one database: the lease methods (``LeaseStore``) split the
+targets, a fenced ``commit_poll`` checks its lease row in the same transaction, deliveries
+are claimed per URL head, and every commit NOTIFYs ``watcher_commits`` with its key, which
+``listen`` relays from a dedicated connection. Every lease and claim expiry is judged by the
+database's ``now()``, never by a replica's clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from watcher.core.acks import Acknowledgement
-from watcher.core.errors import WatcherError
+from watcher.core.errors import LeaseLostError, WatcherError
 from watcher.core.events import Event
 from watcher.core.health import TargetHealth
 from watcher.core.ports import (
     Clock,
     Delivery,
     EventWithDeliveries,
+    Fence,
     OutboxStats,
     PlannedDelivery,
     StoredEvent,
@@ -44,7 +54,7 @@ from watcher.core.ports import (
 )
 from watcher.core.silences import Silence
 from watcher.core.state import WatchState
-from watcher.store import codec, pg_schema
+from watcher.store import codec, default_replica_id, pg_schema
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -57,6 +67,15 @@ CONNECT_TIMEOUT_S = 10
 POOL_TIMEOUT_S = 10.0
 RECONNECT_TIMEOUT_S = 10.0
 PING_TIMEOUT_S = 5.0
+# The channel every commit notifies with its workflow key (LISTEN/NOTIFY, see ``listen``).
+COMMITS_CHANNEL = "watcher_commits"
+# A delivery claim lasts this long unless ``claim_as`` says otherwise (the lease time): a
+# live replica renews its claims (``renew_claims``), a dead one's return to the queue.
+DEFAULT_CLAIM_S = 30.0
+LISTEN_RETRY_S = (0.5, 10.0)  # reconnect backoff of the listener: first, cap
+RELEASE_TIMEOUT_S = 2.0  # giving claims back at close must not hold a shutdown up
+
+log = structlog.get_logger(__name__)
 
 
 class StoreConfigError(WatcherError):
@@ -103,12 +122,23 @@ def _session_kwargs(dsn: str) -> dict[str, Any]:
 class PostgresStore:
     """PostgreSQL-backed ``Store``; create it with ``await PostgresStore.open(dsn)``."""
 
-    def __init__(self, pool: AsyncConnectionPool[Conn], clock: Clock) -> None:
-        """Use ``open``; this only wires an opened pool."""
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Conn],
+        clock: Clock,
+        *,
+        dsn: str | None = None,
+        session: dict[str, Any] | None = None,
+    ) -> None:
+        """Use ``open``; this only wires an opened pool (``dsn``: for ``listen``)."""
         self._pool = pool
         self._clock = clock
+        self._dsn = dsn
+        self._session = session or {}
         self._closed = False
         self._failure: str | None = None  # the latest failed commit since self_check()
+        self.replica_id = default_replica_id()  # who claims deliveries (``claim_as``)
+        self._claim_s = DEFAULT_CLAIM_S
 
     @classmethod
     async def open(
@@ -146,7 +176,7 @@ class PostgresStore:
         except BaseException:
             await pool.close()  # stop its background reconnect workers
             raise
-        return cls(pool, clock or SystemClock())
+        return cls(pool, clock or SystemClock(), dsn=dsn, session=kwargs)
 
     # -- states -------------------------------------------------------------------------
 
@@ -179,12 +209,18 @@ class PostgresStore:
         state: WatchState | None,
         events: Sequence[Event],
         deliveries: Sequence[PlannedDelivery],
+        *,
+        fence: Fence | None = None,
     ) -> list[Event]:
         """Write state, new events and their deliveries in ONE transaction; return new events.
 
         Same rules as ``SqliteStore.commit_poll``: a known dedup key (or one repeated in
         ``events``) is skipped and dropped from every delivery; an empty delivery is not
         created. Serialisation happens before the transaction opens.
+
+        With a ``fence`` the lease row is checked (and share-locked, so a takeover waits
+        for this commit) first: a lost or expired lease raises ``LeaseLostError`` and
+        nothing is written. The commit NOTIFYs ``watcher_commits`` with ``workflow_key``.
         """
         now = _ts(self._clock.now())
         state_json = await codec.encode_state(state)
@@ -201,7 +237,9 @@ class PostgresStore:
             for e in events
         ]
         try:
-            return await self._commit(workflow_key, state_json, events, rows, deliveries, now)
+            return await self._commit(
+                workflow_key, state_json, events, rows, deliveries, now, fence
+            )
         except (psycopg.Error, PoolTimeout) as exc:
             self._failure = _trouble(exc)
             raise
@@ -214,9 +252,12 @@ class PostgresStore:
         rows: list[tuple[Any, ...]],
         deliveries: Sequence[PlannedDelivery],
         now: datetime,
+        fence: Fence | None,
     ) -> list[Event]:
         new: list[Event] = []
         async with self._pool.connection() as conn, conn.transaction():
+            if fence is not None:
+                await _check_fence(conn, fence)
             if rows:
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (pg_schema.APPEND_LOCK,))
             if state_json is not None:
@@ -254,6 +295,10 @@ class PostgresStore:
                         "INSERT INTO delivery_events (delivery_id, dedup_key) VALUES (%s, %s)",
                         [(created[0], k) for k in keys],
                     )
+            if state_json is not None or new:
+                # Delivered at commit (never for a rolled-back one): other replicas wake
+                # their dispatcher and feed, and refresh this workflow's view.
+                await conn.execute("SELECT pg_notify(%s, %s)", (COMMITS_CHANNEL, workflow_key))
         return new
 
     # -- the outbox ---------------------------------------------------------------------
@@ -291,22 +336,46 @@ class PostgresStore:
         ]
 
     async def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
-        """The head (oldest pending delivery) of each URL's queue if it is due, oldest first."""
+        """Claim and return the head (oldest pending delivery) of each URL's queue if it is
+        due and not under another replica's live claim, oldest first.
+
+        Only a queue's HEAD is ever claimable, and only while nobody else's claim on it is
+        live, so a URL has one delivery in flight across all replicas and they go out in
+        creation order. ``FOR UPDATE SKIP LOCKED`` lets concurrent claimers pass each
+        other; the claim conditions sit on the locked row itself, so PostgreSQL re-checks
+        them against a claim committed meanwhile. A claim this replica already holds is
+        returned again (the dispatcher knows it is in flight). The claim is committed
+        before the caller sends: nothing is sent inside a transaction.
+        """
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
+                "WITH heads AS (SELECT url_key, MIN(id) AS head FROM deliveries "
+                "               WHERE state = 'pending' GROUP BY url_key), "
+                "cand AS (SELECT d.id FROM deliveries d JOIN heads h ON d.id = h.head "
+                "         WHERE d.state = 'pending' AND d.next_attempt_at <= %(now)s "
+                "           AND (d.claimed_by IS NULL OR d.claimed_by = %(me)s "
+                "                OR d.claim_until < now()) "
+                "         ORDER BY d.id LIMIT %(limit)s FOR UPDATE OF d SKIP LOCKED) "
+                "UPDATE deliveries d SET claimed_by = %(me)s, "
+                "  claim_until = now() + make_interval(secs => %(claim)s) "
+                "FROM cand WHERE d.id = cand.id RETURNING d.id",
+                {"now": _ts(now), "me": self.replica_id, "limit": limit, "claim": self._claim_s},
+            )
+            ids = sorted(r[0] for r in await cur.fetchall())
+            if not ids:
+                return []
+            cur = await conn.execute(
                 f"SELECT {self._DELIVERY_COLUMNS} FROM deliveries d "  # noqa: S608 - constant columns
-                "JOIN (SELECT url_key, MIN(id) AS head FROM deliveries "
-                "      WHERE state = 'pending' GROUP BY url_key) h ON d.id = h.head "
-                "WHERE d.next_attempt_at <= %s ORDER BY d.id LIMIT %s",
-                (_ts(now), limit),
+                "WHERE d.id = ANY(%s) ORDER BY d.id",
+                (ids,),
             )
             return await self._deliveries(conn, await cur.fetchall())
 
     async def mark_sent(self, delivery_id: int, now: datetime) -> None:
         async with self._pool.connection() as conn:
             await conn.execute(
-                "UPDATE deliveries SET state = 'sent', sent_at = %s, attempts = attempts + 1 "
-                "WHERE id = %s AND state = 'pending'",
+                "UPDATE deliveries SET state = 'sent', sent_at = %s, attempts = attempts + 1, "
+                "claimed_by = NULL, claim_until = NULL WHERE id = %s AND state = 'pending'",
                 (_ts(now), delivery_id),
             )
 
@@ -327,9 +396,17 @@ class PostgresStore:
         async with self._pool.connection() as conn:
             await conn.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, last_error = %s, "
-                "next_attempt_at = %s, maybe_delivered = maybe_delivered + %s "
-                "WHERE id = %s AND state = 'pending'",
-                (_text(error), _ts(next_attempt_at), int(maybe_delivered), delivery_id),
+                "next_attempt_at = %s, maybe_delivered = maybe_delivered + %s, "
+                "claimed_by = NULL, claim_until = NULL WHERE id = %s AND state = 'pending' "
+                # A replica whose claim lapsed must not reschedule another one's send.
+                "AND (claimed_by IS NULL OR claimed_by = %s)",
+                (
+                    _text(error),
+                    _ts(next_attempt_at),
+                    int(maybe_delivered),
+                    delivery_id,
+                    self.replica_id,
+                ),
             )
 
     async def mark_dead(
@@ -340,8 +417,10 @@ class PostgresStore:
             await conn.execute(
                 "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, "
                 "last_error = %s, next_attempt_at = %s, "
-                "maybe_delivered = maybe_delivered + %s WHERE id = %s AND state = 'pending'",
-                (_text(error), _ts(now), int(maybe_delivered), delivery_id),
+                "maybe_delivered = maybe_delivered + %s, claimed_by = NULL, "
+                "claim_until = NULL WHERE id = %s AND state = 'pending' "
+                "AND (claimed_by IS NULL OR claimed_by = %s)",
+                (_text(error), _ts(now), int(maybe_delivered), delivery_id, self.replica_id),
             )
 
     async def rekey_deliveries(self, moves: Mapping[str, str]) -> dict[str, int]:
@@ -609,6 +688,153 @@ class PostgresStore:
                 (key, text, _ts(self._clock.now())),
             )
 
+    # -- leases and replicas (LeaseStore): every expiry by the database clock -------------
+
+    def claim_as(self, replica_id: str, claim_s: float) -> None:
+        """Claim deliveries as ``replica_id`` for ``claim_s`` seconds (renewed while alive)."""
+        self.replica_id = replica_id
+        self._claim_s = float(claim_s)
+
+    async def heartbeat(self, replica_id: str, ttl_s: float) -> None:
+        """Say this replica is alive for ``ttl_s`` more seconds; forget replicas long gone."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO replicas (replica_id, seen_until, started_at) "
+                "VALUES (%(me)s, now() + make_interval(secs => %(ttl)s), now()) "
+                "ON CONFLICT (replica_id) DO UPDATE SET seen_until = excluded.seen_until",
+                {"me": replica_id, "ttl": float(ttl_s)},
+            )
+            await conn.execute("DELETE FROM replicas WHERE seen_until < now() - interval '1 day'")
+
+    async def leave(self, replica_id: str) -> None:
+        """Forget this replica's heartbeat (a clean stop)."""
+        async with self._pool.connection() as conn:
+            await conn.execute("DELETE FROM replicas WHERE replica_id = %s", (replica_id,))
+
+    async def live_replicas(self) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT count(*) FROM replicas WHERE seen_until > now()")
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def renew_leases(
+        self, holder: str, keys: Sequence[str], lease_s: float
+    ) -> dict[str, int]:
+        """Extend ``holder``'s leases on ``keys`` in ONE statement; the ones still held.
+
+        A lease that lapsed but that nobody took is renewed with its epoch: no other
+        replica could have written under it meanwhile (a taker raises the epoch).
+        """
+        if not keys:
+            return {}
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE target_leases SET lease_until = now() + make_interval(secs => %s) "
+                "WHERE holder = %s AND target = ANY(%s) RETURNING target, epoch",
+                (float(lease_s), holder, list(keys)),
+            )
+            rows = await cur.fetchall()
+        return {str(k): int(e) for k, e in rows}
+
+    async def take_leases(
+        self, holder: str, keys: Sequence[str], lease_s: float, limit: int
+    ) -> dict[str, int]:
+        """Take up to ``limit`` of ``keys`` that are free (no row) or expired, raising their
+        epoch; the ones taken, with their new epoch.
+
+        ``ON CONFLICT ... DO UPDATE ... WHERE`` re-checks the expiry on the row as it is
+        when locked, so of two replicas racing for one lease exactly one gets it.
+        """
+        if not keys or limit <= 0:
+            return {}
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "WITH cand AS (SELECT k FROM unnest(%(keys)s::text[]) AS k "
+                "  LEFT JOIN target_leases l ON l.target = k "
+                "  WHERE l.target IS NULL OR l.lease_until < now() "
+                "  ORDER BY k LIMIT %(limit)s) "
+                "INSERT INTO target_leases (target, holder, lease_until, epoch) "
+                "SELECT k, %(me)s, now() + make_interval(secs => %(lease)s), 1 FROM cand "
+                "ON CONFLICT (target) DO UPDATE SET holder = excluded.holder, "
+                "  lease_until = excluded.lease_until, epoch = target_leases.epoch + 1 "
+                "  WHERE target_leases.lease_until < now() "
+                "RETURNING target, epoch",
+                {"keys": list(keys), "limit": limit, "me": holder, "lease": float(lease_s)},
+            )
+            rows = await cur.fetchall()
+        return {str(k): int(e) for k, e in rows}
+
+    async def release_leases(self, holder: str, keys: Sequence[str]) -> None:
+        """Give up ``holder``'s leases on ``keys``: expired at once, the epoch kept (so
+        the next holder's is higher than any this one committed with)."""
+        if not keys:
+            return
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE target_leases SET lease_until = '-infinity' "
+                "WHERE holder = %s AND target = ANY(%s)",
+                (holder, list(keys)),
+            )
+
+    async def renew_claims(self, holder: str, claim_s: float) -> int:
+        """Extend ``holder``'s claims on pending deliveries; how many."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE deliveries SET claim_until = now() + make_interval(secs => %s) "
+                "WHERE claimed_by = %s AND state = 'pending'",
+                (float(claim_s), holder),
+            )
+        return int(cur.rowcount)
+
+    async def lease_rows(self) -> dict[str, tuple[str, int, bool]]:
+        """Every lease row: target -> (holder, epoch, live) (tests, operators)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT target, holder, epoch, lease_until > now() FROM target_leases"
+            )
+            rows = await cur.fetchall()
+        return {str(t): (str(h), int(e), bool(live)) for t, h, e, live in rows}
+
+    # -- LISTEN/NOTIFY --------------------------------------------------------------------
+
+    async def listen(self, callback: Callable[[str], None]) -> None:
+        """Relay every ``watcher_commits`` notification's key to ``callback`` until cancelled.
+
+        Runs on its own connection (a pooled one would be handed to other calls and lose
+        the LISTEN), reconnecting with backoff after an outage. After each (re)connect it
+        calls ``callback("")``: commits made while it was away were not notified to it.
+        """
+        if self._dsn is None:
+            raise RuntimeError("this store was not opened with a DSN; cannot listen")
+        delay = LISTEN_RETRY_S[0]
+        reported = False
+        while not self._closed:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._dsn, **self._session)
+            except psycopg.Error as exc:
+                if not reported:
+                    log.warning("store.listen_failed", error=_trouble(exc))
+                    reported = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LISTEN_RETRY_S[1])
+                continue
+            try:
+                await conn.execute(f"LISTEN {COMMITS_CHANNEL}")
+                if reported:
+                    log.info("store.listen_resumed")
+                reported, delay = False, LISTEN_RETRY_S[0]
+                callback("")
+                async for note in conn.notifies():
+                    callback(note.payload)
+            except psycopg.Error as exc:
+                if not reported:
+                    log.warning("store.listen_failed", error=_trouble(exc))
+                    reported = True
+                await asyncio.sleep(delay)
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.close()
+
     # -- housekeeping -------------------------------------------------------------------
 
     async def prune(self, before: datetime, *, batch: int = 500) -> int:
@@ -671,10 +897,37 @@ class PostgresStore:
         return problem or failure
 
     async def close(self) -> None:
-        """Close the pool (idempotent)."""
+        """Give this replica's delivery claims back, then close the pool (idempotent).
+
+        Closing is the last step of a shutdown, after the outbox drained: whatever this
+        replica still claims it will not send, so another replica may at once instead of
+        after the claim expires. Best effort: a claim left behind still expires.
+        """
         if not self._closed:
             self._closed = True
+            with contextlib.suppress(psycopg.Error, TimeoutError):
+                async with (
+                    asyncio.timeout(RELEASE_TIMEOUT_S),
+                    self._pool.connection(timeout=RELEASE_TIMEOUT_S) as conn,
+                ):
+                    await conn.execute(
+                        "UPDATE deliveries SET claimed_by = NULL, claim_until = NULL "
+                        "WHERE claimed_by = %s AND state = 'pending'",
+                        (self.replica_id,),
+                    )
             await self._pool.close()
+
+
+async def _check_fence(conn: Conn, fence: Fence) -> None:
+    """Raise ``LeaseLostError`` unless ``fence`` still names the live lease; share-lock the
+    row so a takeover (which updates it) waits until this transaction ends."""
+    cur = await conn.execute(
+        "SELECT 1 FROM target_leases WHERE target = %s AND holder = %s AND epoch = %s "
+        "AND lease_until > now() FOR SHARE",
+        (fence.lease_key, fence.holder, fence.epoch),
+    )
+    if await cur.fetchone() is None:
+        raise LeaseLostError(fence.lease_key, fence.holder, fence.epoch)
 
 
 def _trouble(exc: BaseException) -> str:

@@ -6,12 +6,13 @@ and a small key-value table for target health.
 
 Threading decision: the stdlib ``sqlite3`` module is used directly on the event loop thread.
 Every method runs one short transaction (sub-millisecond under WAL with synchronous=NORMAL:
-a commit appends to the WAL without an fsync) and contains no ``await``, so
+a commit appends to the WAL without an fsync) inside one synchronous step, so
 
 - a thread hop per query would cost more than the query itself;
 - methods never interleave: each async method runs to completion once awaited, so
   transactions from the poller and the dispatcher are serialised by the loop itself and
-  a cancellation can never land inside one;
+  a cancellation can never land inside one (``commit_poll`` awaits only the group
+  commit, which runs as one synchronous callback: see ``_flush``);
 - nothing on the hot path may block long: no VACUUM, no unbounded scans (queue heads and
   pruning use indexes and batches), and ``busy_timeout`` bounds the wait if another process
   (the ``events`` CLI, an operator's sqlite3 shell) holds the write lock.
@@ -24,12 +25,13 @@ which sorts lexically in time order, so SQL can compare them directly.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from watcher.core.ports import (
     Clock,
     Delivery,
     EventWithDeliveries,
+    Fence,
     OutboxStats,
     PlannedDelivery,
     StoredEvent,
@@ -67,6 +70,21 @@ def _opt_dt(text: str | None) -> datetime | None:
 
 
 _dumps = codec.dumps
+# Polls per group-commit transaction: a wave of 10,000 changes holds the write lock for
+# short transactions with loop turns between, never for one long one.
+GROUP_COMMIT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingCommit:
+    """One poll's serialised writes, queued for the next group commit."""
+
+    workflow_key: str
+    state_json: str | None
+    events: tuple[Event, ...]
+    rows: list[tuple[Any, ...]]
+    deliveries: tuple[PlannedDelivery, ...]
+    future: asyncio.Future[list[Event]]
 
 
 class SqliteStore:
@@ -79,6 +97,7 @@ class SqliteStore:
         self._clock = clock
         self._identity = _identity(path)
         self._failure: str | None = None  # the latest store failure since self_check()
+        self._pending: list[_PendingCommit] = []  # polls waiting for the group commit
 
     @classmethod
     async def open(
@@ -190,6 +209,8 @@ class SqliteStore:
         state: WatchState | None,
         events: Sequence[Event],
         deliveries: Sequence[PlannedDelivery],
+        *,
+        fence: Fence | None = None,
     ) -> list[Event]:
         """Write state, new events and their deliveries in ONE transaction; return new events.
 
@@ -197,8 +218,14 @@ class SqliteStore:
         skipped and removed from every planned delivery; a delivery left empty is not
         created. Everything is serialised before the transaction opens, so the write lock is
         held only for the inserts themselves.
+
+        Group commit: the polls that commit in the same turn of the event loop share one
+        transaction (up to ``GROUP_COMMIT``), so a wave of changes writes each WAL page
+        once instead of once per poll (see ``_flush``). Each poll's writes stay atomic: the
+        caller gets its result only when the shared transaction committed. A caller
+        cancelled before the flush commits nothing.
         """
-        now = _ts(self._clock.now())
+        del fence  # one process per file (it is locked): nothing to fence
         state_json = await codec.encode_state(state)
         rows = [
             (
@@ -212,41 +239,84 @@ class SqliteStore:
             )
             for e in events
         ]
+        self._connection()  # a closed store fails here, in the caller, not in the flush
+        loop = asyncio.get_running_loop()
+        pending = _PendingCommit(
+            workflow_key, state_json, tuple(events), rows, tuple(deliveries), loop.create_future()
+        )
+        self._pending.append(pending)
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        return await pending.future
+
+    def _flush(self) -> None:
+        """Commit the queued polls, GROUP_COMMIT per transaction (a loop turn between).
+
+        If the shared transaction fails, each poll is retried alone, so one poll's problem
+        (an integrity bug) fails that poll only; a sick store fails them all, as it should.
+        """
+        batch = [p for p in self._pending[:GROUP_COMMIT] if not p.future.done()]
+        del self._pending[:GROUP_COMMIT]
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        if not batch:
+            return
+        now = _ts(self._clock.now())
+        try:
+            with self._write() as conn:
+                results = [self._insert_poll(conn, p, now) for p in batch]
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+                return
+            for p in batch:
+                try:
+                    with self._write() as conn:
+                        result = self._insert_poll(conn, p, now)
+                except Exception as one:
+                    p.future.set_exception(one)
+                else:
+                    p.future.set_result(result)
+            return
+        for p, result in zip(batch, results, strict=True):
+            p.future.set_result(result)
+
+    def _insert_poll(self, conn: sqlite3.Connection, p: _PendingCommit, now: str) -> list[Event]:
+        """One poll's writes inside the open transaction; the events that were new."""
+        if p.state_json is not None:
+            conn.execute(
+                "INSERT INTO states (workflow_key, state, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (workflow_key) DO UPDATE "
+                "SET state = excluded.state, updated_at = excluded.updated_at",
+                (p.workflow_key, p.state_json, now),
+            )
         new: list[Event] = []
-        with self._write() as conn:
-            if state_json is not None:
-                conn.execute(
-                    "INSERT INTO states (workflow_key, state, updated_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (workflow_key) DO UPDATE "
-                    "SET state = excluded.state, updated_at = excluded.updated_at",
-                    (workflow_key, state_json, now),
-                )
-            for event, row in zip(events, rows, strict=True):
-                # ON CONFLICT on the dedup key only: unlike INSERT OR IGNORE it does not
-                # also hide NOT NULL or CHECK violations.
-                cur = conn.execute(
-                    "INSERT INTO events (dedup_key, event_id, kind, severity, workflow_key, "
-                    "observed_at, data) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (dedup_key) DO NOTHING",
-                    row,
-                )
-                if cur.rowcount == 1:
-                    new.append(event)
-            new_keys = {e.dedup_key for e in new}
-            for planned in deliveries:
-                keys = list(dict.fromkeys(k for k in planned.event_keys if k in new_keys))
-                if not keys:
-                    continue
-                cur = conn.execute(
-                    "INSERT INTO deliveries (url_key, workflow_key, event_keys, state, "
-                    "attempts, created_at, next_attempt_at) "
-                    "VALUES (?, ?, ?, 'pending', 0, ?, ?)",
-                    (planned.url_key, workflow_key, _dumps(keys), now, now),
-                )
-                conn.executemany(
-                    "INSERT INTO delivery_events (delivery_id, dedup_key) VALUES (?, ?)",
-                    [(cur.lastrowid, k) for k in keys],
-                )
+        for event, row in zip(p.events, p.rows, strict=True):
+            # ON CONFLICT on the dedup key only: unlike INSERT OR IGNORE it does not
+            # also hide NOT NULL or CHECK violations.
+            cur = conn.execute(
+                "INSERT INTO events (dedup_key, event_id, kind, severity, workflow_key, "
+                "observed_at, data) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (dedup_key) DO NOTHING",
+                row,
+            )
+            if cur.rowcount == 1:
+                new.append(event)
+        new_keys = {e.dedup_key for e in new}
+        for planned in p.deliveries:
+            keys = list(dict.fromkeys(k for k in planned.event_keys if k in new_keys))
+            if not keys:
+                continue
+            cur = conn.execute(
+                "INSERT INTO deliveries (url_key, workflow_key, event_keys, state, "
+                "attempts, created_at, next_attempt_at) "
+                "VALUES (?, ?, ?, 'pending', 0, ?, ?)",
+                (planned.url_key, p.workflow_key, _dumps(keys), now, now),
+            )
+            conn.executemany(
+                "INSERT INTO delivery_events (delivery_id, dedup_key) VALUES (?, ?)",
+                [(cur.lastrowid, k) for k in keys],
+            )
         return new
 
     # -- the outbox ---------------------------------------------------------------------
@@ -716,8 +786,16 @@ class SqliteStore:
         failure, self._failure = self._failure, None
         return problem or failure
 
+    async def listen(self, callback: Callable[[str], None]) -> None:
+        """Nothing to listen to: this process is the only writer (see ``Store.listen``)."""
+        del callback
+
     async def close(self) -> None:
-        """Close the connection (idempotent); the WAL is checkpointed by SQLite on close."""
+        """Close the connection (idempotent); the WAL is checkpointed by SQLite on close.
+
+        Polls still queued for a group commit are committed first (their callers wait)."""
+        while self._pending:
+            self._flush()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
