@@ -37,7 +37,7 @@ from watcher.notify.targets import build_urls
 from watcher.notify.templates import sample_event
 from watcher.runtime.check_progress import CheckProgress
 from watcher.runtime.poller import (
-    ClusterDiscovery,
+    ClusterWatch,
     TargetHealth,
     WatchContext,
     WorkflowWatch,
@@ -170,32 +170,20 @@ async def _check_one(
     newest), the cluster name, and the error that failed the round (None when it did not).
     """
     target_health = TargetHealth(ref, health.TargetHealth())
-    uids: list[str] = []
-    if workflow_id:
-        uids.append(workflow_id)
-    else:
-        discovery = ClusterDiscovery(
-            client=client,
-            target=ref,
-            health=target_health,
-            spawn=lambda uid, _listed: uids.append(uid),  # running ones (first listing)
-        )
-        await discovery.poll(ctx)
-        if discovery.last_error is not None:
-            return [], None, discovery.last_error
-        if not uids:  # none running: the newest, as listed, is what an on-call asks about
-            newest = discovery.listed[:1]
-            return list(newest), await _cluster_name(client, ref), None
-    workflows: list[Workflow] = []
-    cluster_name: str | None = None
-    for uid in uids:
-        watch = WorkflowWatch(client=client, target=ref, workflow_id=uid, health=target_health)
-        await watch.poll(ctx)
-        if watch.state is None:  # failed, or a workflow id the cloud does not know
-            return [], None, watch.last_error or "no answer"
-        workflows.append(watch.state.workflow)
-        cluster_name = watch.cluster_name or None
-    return workflows, cluster_name, None
+    if not workflow_id:  # a cluster: one listing answers for its workflows
+        cluster = ClusterWatch(client=client, target=ref, health=target_health)
+        await cluster.poll(ctx)
+        if cluster.last_error is not None:
+            return [], None, cluster.last_error
+        running = [w.state.workflow for w in cluster.live.values() if w.state is not None]
+        if not running:  # none running: the newest, as listed, is what an on-call asks about
+            return list(cluster.listed[:1]), await _cluster_name(client, ref), None
+        return running, cluster.cluster_name or None, None
+    watch = WorkflowWatch(client=client, target=ref, workflow_id=workflow_id, health=target_health)
+    await watch.poll(ctx)
+    if watch.state is None:  # failed, or a workflow id the cloud does not know
+        return [], None, watch.last_error or "no answer"
+    return [watch.state.workflow], watch.cluster_name or None, None
 
 
 async def _cluster_name(client: CceClient, ref: TargetRef) -> str | None:

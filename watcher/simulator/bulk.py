@@ -2,11 +2,12 @@
 
 Scale runs need tens of thousands of workflows that cost the simulator little: each cluster
 gets ``per_cluster`` workflows sharing it (its upgrade history), all finished except, on
-an ``active_fraction`` of the clusters, the newest one, which is mid-upgrade (its first step
-applied, the rest of its timeline still to play). Finished workflows are marked done
-directly instead of playing their timelines, so a 100,000-workflow tenant builds in seconds.
-With autoplay off, ``Simulator.advance`` moves every active workflow one step together
-(a region-wide wave of changes), which is what the benchmarks time.
+an ``active_fraction`` of the clusters, the newest ``active_per_cluster`` (default one),
+which are mid-upgrade (their first step applied, the rest of their timeline still to play).
+Finished workflows are marked done directly instead of playing their timelines, so a
+100,000-workflow tenant builds in seconds. With autoplay off, ``Simulator.advance`` moves
+every active workflow one step together (a region-wide wave of changes), which is what the
+benchmarks time.
 
 Kept out of state.py on purpose: it only composes SimState's public ``add``, ``move``
 and ``finish``.
@@ -37,10 +38,13 @@ def populate(
     per_cluster: int,
     active_fraction: float,
     scenario: str = "clean_upgrade",
+    active_per_cluster: int = 1,
 ) -> BulkTenant:
     """Add ``clusters`` x ``per_cluster`` workflows to ``sim`` (see the module docstring)."""
     if clusters < 1 or per_cluster < 1 or not 0.0 <= active_fraction <= 1.0:
         raise ValueError("need clusters >= 1, per_cluster >= 1 and 0 <= active_fraction <= 1")
+    if not 1 <= active_per_cluster <= per_cluster:
+        raise ValueError("need 1 <= active_per_cluster <= per_cluster")
     loaded = sim._scenario(scenario)  # the simulator's scenario cache (loads by name once)
     world = sim.world
     tenant = BulkTenant()
@@ -55,7 +59,7 @@ def populate(
                 tenant.clusters.append(home.id)
             else:
                 world.move(wf, home)
-            if upgrading and w == per_cluster - 1:
+            if upgrading and w >= per_cluster - active_per_cluster:
                 tenant.active.append(wf.id)
             else:
                 world.finish(wf)
