@@ -40,8 +40,15 @@ def test_targets_per_kind() -> None:
     assert all(t["kind"] == "cluster" and "workflow_id" not in t for t in clusters)
     workflows = targets(sim, tenant, "workflow")
     assert [t["workflow_id"] for t in workflows] == tenant.active
-    with pytest.raises(ValueError, match="project: not yet"):
-        targets(sim, tenant, "project")
+    (project,) = targets(sim, tenant, "project")
+    assert project == {
+        "kind": "project",
+        "name": "project",
+        "region": sim.account.region,
+        "project_id": sim.account.project_id,
+    }
+    with pytest.raises(ValueError, match="unknown target kind"):
+        targets(sim, tenant, "region")
 
 
 def test_several_upgrades_per_cluster_are_the_newest_ones() -> None:

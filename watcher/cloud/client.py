@@ -255,10 +255,22 @@ class CceClient:
         data = await self._get_json(api, "show_upgrade_task", path, priority=priority)
         return _parse("show_upgrade_task", UpgradeTask.from_api, data)
 
-    async def list_clusters(self, *, api: Api) -> tuple[Cluster, ...]:
-        """ListClusters of the project (no pagination exists)."""
-        data = await self._get_json(api, "list_clusters", self._project_path(api) + "/clusters")
-        return _parse("list_clusters", parse_cluster_list, data)
+    async def list_clusters(
+        self, *, api: Api, priority: Priority = Priority.IDLE
+    ) -> tuple[Cluster, ...]:
+        """ListClusters of the project (no pagination exists), as the API lists them.
+
+        Like ``list_workflows``, a cluster whose uid is no valid path segment is skipped
+        (and logged): none of its calls could ever be made.
+        """
+        path = self._project_path(api) + "/clusters"
+        data = await self._get_json(api, "list_clusters", path, priority=priority)
+        listed = _parse("list_clusters", parse_cluster_list, data)
+        usable = tuple(c for c in listed if _ID.match(c.uid))
+        if len(usable) != len(listed):
+            skipped = [inert(c.uid)[:64] for c in listed if not _ID.match(c.uid)]
+            log.warning("cloud.cluster_uid_unusable", route="list_clusters", uids=skipped)
+        return usable
 
     async def show_cluster(
         self, cluster_id: str, *, api: Api, priority: Priority = Priority.IDLE

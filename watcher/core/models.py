@@ -382,6 +382,9 @@ class Cluster(_Model):
     message: Text = None
     category: Text = None
     flavor: Text = None
+    # metadata.labels: what project targets filter on (``cluster_labels``). Keys and values
+    # are strings in the API; anything else is dropped rather than guessed at.
+    labels: dict[str, str] = {}
 
     @property
     def display_name(self) -> str | None:
@@ -412,10 +415,22 @@ class Cluster(_Model):
             message=status.get("message"),
             category=spec.get("category"),
             flavor=spec.get("flavor"),
+            labels={
+                k: v
+                for k, v in _dict(metadata.get("labels")).items()
+                if isinstance(k, str) and isinstance(v, str)
+            },
         )
 
 
 def parse_cluster_list(raw: Any) -> tuple[Cluster, ...]:
+    """Parse ListClusters. ``items`` must be a list (a body without one is not a cluster
+    list: an empty project answers ``"items": []``); an item that is no object or has no
+    uid cannot be watched and is skipped, the rest are kept."""
     if not isinstance(raw, dict):
         raise ValueError("cluster list body is not a JSON object")
-    return tuple(Cluster.from_api(c) for c in _list(raw.get("items")) if isinstance(c, dict))
+    items = raw.get("items")
+    if not isinstance(items, list):
+        raise ValueError("cluster list body has no items list")
+    clusters = (Cluster.from_api(c) for c in items if isinstance(c, dict))
+    return tuple(c for c in clusters if c.uid)

@@ -57,6 +57,7 @@ from watcher.runtime.poller import (
     WorkflowWatch,
     delay_cap,
 )
+from watcher.runtime.projects import ProjectDiscovery
 from watcher.runtime.registry import KeyKind, Registry, WatchKey
 from watcher.runtime.scheduler import PollScheduler
 from watcher.runtime.selfwatch import SelfAlerts, run_heartbeat, run_self_alerts
@@ -106,6 +107,7 @@ class App:
         self.scheduler.on_lateness = self.metrics.schedule_lateness
         self.reload_settings = reload_settings
         self.watching: Registry[WorkflowWatch, ClusterWatch, TargetHealth] = Registry()
+        self.projects: dict[str, ProjectDiscovery] = {}  # project targets, by name
         self.http: HttpServer | None = None
         self.stopping = asyncio.Event()
         self.reload_requested = asyncio.Event()
@@ -365,6 +367,9 @@ class App:
         for i, target in enumerate(targets):
             first = window * i / total
             ref = target_ref(target)
+            if target.kind == "project":
+                await self._add_project(target, states, first)
+                continue
             if target.kind == "workflow" and target.workflow_id:
                 self._watch(
                     ref,
@@ -377,6 +382,31 @@ class App:
                 )
                 continue
             await self._add_cluster(ref, target.display_name, states, first)
+
+    async def _add_project(
+        self, target: Target, states: Mapping[str, WatchState], first_delay: float
+    ) -> None:
+        """A project target: one ListClusters job; each selected cluster is a cluster target
+        (``_add_cluster``), dropped again by ``_remove_target`` (watcher.runtime.projects)."""
+        ref = target_ref(target)
+        rate = self.settings.polling.requests_per_second
+
+        async def add(cluster: TargetRef, display: str | None) -> None:
+            # A first listing of many clusters: spread their first polls like _add_targets.
+            spread = min(self.parts.ctx.poll.active_s, len(project.clusters) / rate)
+            await self._add_cluster(cluster, display, states, spread)
+
+        project = ProjectDiscovery(
+            client=self.parts.clients.for_target(ref),
+            target=ref,
+            health=await self._health_for(ref),
+            selection=target.to_selection(),
+            add=add,
+            remove=self._remove_target,
+            display_name=target.display_name,
+        )
+        self.projects[ref.name] = project
+        self.scheduler.add(project.key, self._job(project), first_delay=first_delay)
 
     async def _add_cluster(
         self,
@@ -444,7 +474,7 @@ class App:
         self.watching.add(key, watch)
         self.scheduler.add(watch.key, self._job(watch), first_delay=first_delay)
 
-    def _job(self, watch: WorkflowWatch | ClusterWatch) -> Callable[[], Any]:
+    def _job(self, watch: WorkflowWatch | ClusterWatch | ProjectDiscovery) -> Callable[[], Any]:
         async def run() -> float | None:
             delay = await watch.poll(self.parts.ctx)
             self._first_round.add(watch.key)
@@ -462,6 +492,10 @@ class App:
             self.metrics.forget_target(watch.target.name)
 
     def _remove_target(self, name: str) -> None:
+        project = self.projects.pop(name, None)
+        if project is not None:  # its derived cluster targets go with it
+            self.scheduler.remove(project.key)
+            project.remove_all()
         live, discovery = self.watching.remove_target(name)
         for key, watch in live:
             self.scheduler.remove(str(key))
@@ -622,7 +656,7 @@ class App:
         """Each target's health and last error (a failing discovery has no workflow card)."""
         out = []
         for name, target_health in self.watching.healths.items():
-            discovery = self.watching.discoveries.get(name)
+            discovery = self.watching.discoveries.get(name) or self.projects.get(name)
             out.append(
                 {
                     **target_health.view(),
@@ -666,6 +700,8 @@ class App:
                 watch.client = parts.clients.for_target(watch.target)
             for discovery in self.watching.discoveries.values():
                 discovery.client = parts.clients.for_target(discovery.target)
+            for project in self.projects.values():
+                project.client = parts.clients.for_target(project.target)
         self._swap_dispatcher(sender, plan)
         parts.notify = plan
         parts.ops.config_silences = list(plan.silences)
