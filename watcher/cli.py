@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from watcher import config_cli, healthcheck, ops_cli, routes_cli, textsafe
+from watcher import config_cli, healthcheck, ops_cli, routes_cli, state_cli, textsafe
 from watcher.config import Settings, load_settings
 from watcher.core.errors import ConfigError, WatcherError
 from watcher.logs import configure_logging, register_secret, url_secrets
@@ -190,6 +190,7 @@ cli.add_command(healthcheck.healthcheck)
 cli.add_command(ops_cli.silence)
 cli.add_command(ops_cli.ack)
 cli.add_command(routes_cli.routes)
+cli.add_command(state_cli.state)
 
 
 def main() -> None:

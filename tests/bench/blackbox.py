@@ -36,6 +36,7 @@ from tests.e2e.ops_support import DaemonProcess  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LATENESS = "cce_watcher_schedule_lateness_seconds"
+POLLS = b"cce_watcher_polls_total{"
 CHAT_LINE = re.compile(r"^\d\d:\d\d UTC  .+$")
 WORKFLOW = re.compile(r"workflow ([0-9a-f-]{36})")
 
@@ -170,6 +171,7 @@ class Scrape:
     size: int
     seconds: float
     lateness: dict[float, float]  # bucket upper bound -> cumulative count
+    polls: float = 0.0  # cce_watcher_polls_total summed over targets and results
 
     @property
     def kb(self) -> float:
@@ -188,13 +190,16 @@ async def scrape(http: aiohttp.ClientSession, daemon: DaemonProcess, timeout: fl
         return Scrape(0, time.monotonic() - started, {})
     took = time.monotonic() - started
     buckets: dict[float, float] = {}
+    polls = 0.0
     prefix = f'{LATENESS}_bucket{{le="'
     for raw in body.split(b"\n"):
         if raw.startswith(prefix.encode()):
             line = raw.decode()
             le, value = line[len(prefix) :].split('"} ')
             buckets[math.inf if le == "+Inf" else float(le)] = float(value)
-    return Scrape(len(body), took, buckets)
+        elif raw.startswith(POLLS):
+            polls += float(raw.rsplit(b" ", 1)[1])
+    return Scrape(len(body), took, buckets, polls)
 
 
 def lateness_p99_ms(before: Scrape, after: Scrape) -> float:

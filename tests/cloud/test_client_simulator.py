@@ -293,3 +293,50 @@ async def test_size_cap_against_real_answers(sim: Any, session: aiohttp.ClientSe
     t = _target(sim, "cce")
     with pytest.raises(BadResponseError, match="cap"):
         await client.show_workflow(t["cluster_id"], t["workflow_id"], api="cce")
+
+
+async def test_a_listing_parses_into_the_show_calls_workflows_and_keeps_unchanged_objects(
+    sim: Any, session: aiohttp.ClientSession
+) -> None:
+    """ListUpgradeWorkFlows answers with the same Workflow as ShowUpgradeWorkFlow; the same
+    body gives back the very same objects, and after one item changed every other item
+    keeps its object (the poller skips the diff of a workflow by identity)."""
+    from watcher.simulator.bulk import populate
+
+    tenant = populate(sim, clusters=1, per_cluster=5, active_fraction=1.0, active_per_cluster=2)
+    [cid] = tenant.clusters
+    client = make_client(sim, session, make_auth("aksk", sim, session))
+    first = await client.list_workflows(cid, api="cce")
+    assert len(first) == 5
+    for listed in first:
+        assert listed == await client.show_workflow(cid, listed.uid, api="cce")
+    again = await client.list_workflows(cid, api="cce")
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    result = await sim.step(tenant.active[0])  # the upgrading ones move on, history not
+    moved = {c["workflow"] for c in result["changes"]}
+    assert moved and moved <= set(tenant.active)
+    third = await client.list_workflows(cid, api="cce")
+    before = {w.uid: w for w in first}
+    assert {w.uid for w in third if w is not before[w.uid]} == moved
+    assert all(w != before[w.uid] for w in third if w.uid in moved)
+
+
+async def test_a_listing_leaves_out_the_workflows_the_caller_is_done_with(
+    sim: Any, session: aiohttp.ClientSession
+) -> None:
+    """Finished workflows in ``skip`` are neither parsed nor returned (nor kept)."""
+    from watcher.simulator.bulk import populate
+
+    tenant = populate(sim, clusters=1, per_cluster=30, active_fraction=1.0, active_per_cluster=2)
+    [cid] = tenant.clusters
+    client = make_client(sim, session, make_auth("aksk", sim, session))
+    everything = await client.list_workflows(cid, api="cce")
+    done = {w.uid for w in everything} - set(tenant.active)
+    assert len(done) == 28
+    live = await client.list_workflows(cid, api="cce", skip=done)
+    assert sorted(w.uid for w in live) == sorted(tenant.active)
+    before = {w.uid: w for w in everything}
+    assert all(w is before[w.uid] for w in live)  # the same items keep their objects
+    assert await client.list_workflows(cid, api="cce", skip=done) is live
+    # Skipping less than last time cannot reuse that answer: the items come back.
+    assert len(await client.list_workflows(cid, api="cce", skip=set())) == 30

@@ -31,8 +31,15 @@ idle_s = 90
 def test_example_config_loads_with_secret_file(secrets_dir: Path) -> None:
     (secrets_dir / "credentials__secret_key").write_text(SK + "\n")
     settings = load_settings(EXAMPLE, env={}, secrets_dirs=[secrets_dir])
-    assert [t.name for t in settings.targets] == ["prod-sg", "staging-hk"]
-    assert [t.kind for t in settings.targets] == ["workflow", "cluster"]
+    assert [t.name for t in settings.targets] == ["prod-sg", "staging-hk", "prod-fleet-sg"]
+    assert [t.kind for t in settings.targets] == ["workflow", "cluster", "project"]
+    fleet = settings.targets[2]
+    assert (fleet.cluster_id, fleet.include, fleet.exclude) == (
+        None,
+        ("prod-*",),
+        ("prod-*-scratch",),
+    )
+    assert fleet.cluster_labels == {"tier": "production"}
     assert settings.targets[1].project_id == settings.cloud.project_id
     assert settings.credentials.effective_kind == "aksk"
     assert settings.credentials.secret_key is not None

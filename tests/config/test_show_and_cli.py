@@ -164,7 +164,7 @@ def test_cli_validate_example_with_credentials_directory(
     filled = filled.replace("REPLACE-ME", "mailpassword")
     result = CliRunner().invoke(config, ["validate", "--config", str(write_toml(filled))], env=env)
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "config OK: 2 targets, 2 notification URLs"
+    assert result.stdout.strip() == "config OK: 3 targets, 2 notification URLs"
 
 
 def test_cli_validate_problems_exit_2(write_toml: Callable[[str], Path]) -> None:

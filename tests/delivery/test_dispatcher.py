@@ -530,3 +530,52 @@ async def test_a_store_failure_does_not_kill_the_loop(rig: Rig) -> None:
     assert not rig.tasks[0].done()
     rig.stop.set()
     await asyncio.wait_for(rig.tasks[0], 2)
+
+
+class SnapshotReads:
+    """The store, but an outbox read can be held after it took its snapshot: PostgreSQL
+    answers from a snapshot while another connection records a send's outcome."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self.hold_next = False
+        self.reading = asyncio.Event()
+        self.proceed = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def due_deliveries(self, now: object, limit: int = 100) -> object:
+        rows = await self._store.due_deliveries(now, limit=limit)  # type: ignore[arg-type]
+        if self.hold_next:
+            self.hold_next = False
+            self.reading.set()
+            await self.proceed.wait()
+        return rows
+
+
+async def test_a_send_finishing_during_an_outbox_read_is_not_sent_again(rig: Rig) -> None:
+    # Regression: the read returned the head that was just sent (its snapshot predates
+    # mark_sent); the URL was idle again by then, so the message went out twice.
+    store = SnapshotReads(rig.store)
+    rig.sender.held["A"] = asyncio.Event()
+    await rig.commit("A", "a1")
+    await rig.commit("A", "a2")
+    d = Dispatcher(
+        store=store,  # type: ignore[arg-type]
+        sender=rig.sender,
+        render=render,
+        clock=rig.clock,
+        rand=lambda: 0.0,
+    )
+    rig.dispatchers.append(d)
+    rig.tasks.append(asyncio.create_task(d.run(rig.stop)))
+    await wait_until(lambda: rig.sender.calls == [("A", "a1")])
+    store.hold_next = True
+    d.wake()  # a round reads the outbox while a1 is still being sent
+    await store.reading.wait()
+    rig.sender.held["A"].set()  # a1 goes through and is recorded during that read
+    await wait_until(lambda: d.sent == 1)
+    store.proceed.set()
+    await wait_until(lambda: d.sent == 2)
+    assert rig.sender.titles("A", delivered=False) == ["a1", "a2"]

@@ -420,27 +420,33 @@ async def test_a_listed_workflow_with_an_unusable_uid_is_skipped_not_polled_fore
 
 
 @pytest.mark.slow
-async def test_a_workflow_whose_spawn_failed_once_is_watched_on_the_next_listing(
+async def test_a_workflow_whose_first_diff_failed_once_is_watched_on_the_next_listing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.e2e.test_discovery import cluster_target
+    from watcher.runtime.poller import WorkflowWatch
 
     async with running(tmp_path, ["clean_upgrade"], configure=cluster_target) as h:
-        [discovery] = h.daemon.discoveries.values()
-        real_spawn = discovery.spawn
+        [cluster] = h.daemon.discoveries.values()
+        real_apply = WorkflowWatch.apply
         calls = {"n": 0}
 
-        def flaky_spawn(uid: str, listed: Any) -> None:
+        async def flaky_apply(self: WorkflowWatch, ctx: Any, workflow: Any) -> Any:
             calls["n"] += 1
-            if calls["n"] == 1:  # the fault: one spawn fails (cannot be made from outside)
-                raise RuntimeError("injected: spawn failed once")
-            real_spawn(uid, listed)
+            if calls["n"] == 1:  # the fault: one diff fails (cannot be made from outside)
+                raise RuntimeError("injected: first diff failed once")
+            return await real_apply(self, ctx, workflow)
 
-        monkeypatch.setattr(discovery, "spawn", flaky_spawn)
+        monkeypatch.setattr(WorkflowWatch, "apply", flaky_apply)
         for _ in range(3):
             await h.wait_polled()
-        assert discovery.last_error is None
+        assert calls["n"] >= 2
+        assert cluster.last_error is None
         assert h.daemon.watches, "the listed workflow is never watched"
+        [watch] = h.daemon.watches.values()
+        assert watch.state is not None and watch.last_error is None
+        [uid] = cluster.known
+        assert uid == watch.workflow_id  # known only once diffed
 
 
 # -- items 1/3/7: no configured duration can overflow a date --------------------------

@@ -178,3 +178,77 @@ async def test_each_target_is_polled_by_one_replica_and_a_dead_one_is_taken_over
             with psycopg.connect(pg_dsn, autocommit=True) as conn:
                 conn.execute("ALTER TABLE replicas_away RENAME TO replicas")
         await _until(lambda: not lease_reason(b), LEASE_S * 2, "/readyz to recover")
+
+
+async def test_cluster_targets_split_across_replicas_with_one_job_each(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Issue 12.1 under HA: a cluster target is one job on each replica; the replica that
+    does not hold it shows its workflows as holders (no job each), and a takeover carries
+    them on from the stored states."""
+    saved_rate = NotifyEmail.request_rate_per_sec
+    hook = WebhookReceiver()
+    await hook.start()
+    apps: list[App] = []
+    try:
+        async with start_simulator(scenarios=SCENARIOS, autoplay=False) as sim:
+            clock = SimFollowingClock()
+            for name in ("ra", "rb"):
+                raw = base_settings(
+                    sim,
+                    tmp_path / name,
+                    [hook.url],
+                    state={"backend": "postgres", "dsn": pg_dsn, "pool_size": 3},
+                    ha={"lease_s": LEASE_S, "replica_id": name},
+                )
+                raw["targets"] = [  # one cluster target per workflow's cluster
+                    {k: t[k] for k in ("region", "project_id", "cluster_id", "api")}
+                    | {"name": f"cluster-{i}", "kind": "cluster"}
+                    for i, t in enumerate(raw["targets"])
+                ]
+                app = App(settings_from_mapping(raw), clock=clock)
+                apps.append(app)
+                await app.start()
+            a, b = apps
+            ka, kb = _keeper(a), _keeper(b)
+            clusters = sorted(a.discoveries)
+            assert len(clusters) == 4
+            await _until(lambda: len(ka.held) == 2 and len(kb.held) == 2, 15, "a fair split")
+            for t in sim.targets():
+                await sim.step(t["workflow_id"])
+            for _ in range(2):
+                for app in (a, b):
+                    app.poll_all_now()
+                await _until(
+                    lambda: all(_ok_polls(a, c) + _ok_polls(b, c) > 0 for c in clusters),
+                    10,
+                    "polls",
+                )
+            # Every replica shows all four workflows, each with the state its holder
+            # committed, and has one job per cluster, none per workflow.
+            deadline = time.monotonic() + 10
+            while True:
+                stored = await a.store.load_all_states()
+                views = [(k, w.state) for app in (a, b) for k, w in app.watches.items()]
+                same = all(state == stored[k] for k, state in views)
+                if len(stored) == 4 and len(views) == 8 and same:
+                    break
+                assert time.monotonic() < deadline, "the views did not follow"
+                await asyncio.sleep(0.05)
+            for app in (a, b):
+                assert sorted(app.scheduler.job_ids) == sorted(
+                    app.discoveries[c].key for c in clusters
+                )
+            lost = sorted(ka.held)
+            await _crash(a)
+            await _until(lambda: len(kb.held) == 4, LEASE_S * 3, "the takeover")
+            await _until(lambda: all(_ok_polls(b, t) > 0 for t in lost), 5, "takeover polls")
+            await _until(lambda: not b.scheduler.inflight, 10, "takeover polls to end")
+            for key, watch in b.watches.items():
+                assert watch.state == await b.store.load_state(key)
+            assert sorted(b.scheduler.job_ids) == sorted(b.discoveries[c].key for c in clusters)
+    finally:
+        for app in apps:
+            await app.stop(grace_s=1.0)
+        await hook.stop()
+        NotifyEmail.request_rate_per_sec = saved_rate

@@ -25,7 +25,7 @@ from watcher.core.models import Cluster, Workflow
 from watcher.core.outcome import PollOutcome
 from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import Priority, SystemClock
-from watcher.runtime.poller import ClusterDiscovery, TargetHealth, WatchContext, WorkflowWatch
+from watcher.runtime.poller import ClusterWatch, TargetHealth, WatchContext, WorkflowWatch
 from watcher.runtime.registry import WatchKey
 from watcher.store.memory import MemoryStore
 
@@ -48,6 +48,7 @@ class FixtureCloud:
         self.workflows = {w.uid: w for w in workflows}
         self.error: BaseException | None = None
         self.priorities: list[tuple[str, Any]] = []
+        self.skipped: set[str] = set()  # what the last listing was told to leave out
 
     def _call(self, name: str, priority: Any) -> None:
         self.priorities.append((name, priority))
@@ -63,10 +64,11 @@ class FixtureCloud:
         return self.workflows[workflow_id]
 
     async def list_workflows(
-        self, cluster_id: str, *, api: Any, priority: Any = None
+        self, cluster_id: str, *, api: Any, priority: Any = None, skip: Any = frozenset()
     ) -> tuple[Workflow, ...]:
         self._call("list_workflows", priority)
-        return tuple(self.workflows.values())
+        self.skipped = set(skip)
+        return tuple(w for w in self.workflows.values() if w.uid not in skip)
 
     async def show_precheck(self, *args: Any, priority: Any = None, **kwargs: Any) -> Any:
         self._call("show_precheck", priority)
@@ -134,9 +136,7 @@ def _jobs(cloud: FixtureCloud, target_health: TargetHealth) -> dict[str, Any]:
         "workflow": WorkflowWatch(
             client=cloud, target=TARGET, workflow_id="wf-seed", health=target_health
         ),
-        "discovery": ClusterDiscovery(
-            client=cloud, target=TARGET, health=target_health, spawn=lambda uid, wf: None
-        ),
+        "discovery": ClusterWatch(client=cloud, target=TARGET, health=target_health),
     }
 
 
@@ -181,26 +181,24 @@ async def test_discovery_first_listing_skips_ended_workflows_then_watches_new_on
 ) -> None:
     rec = Recorder()
     ctx = make_ctx(store, rec)
-    spawned: list[str] = []
     cloud = FixtureCloud(seed("old", phase="Success"), seed("running"))
-    discovery = ClusterDiscovery(
-        client=cloud,
-        target=TARGET,
-        health=new_health(),
-        spawn=lambda uid, wf: spawned.append(uid),
-    )
-    assert await discovery.poll(ctx) == ctx.poll.discovery_s
-    assert spawned == ["running"]
+    cluster = ClusterWatch(client=cloud, target=TARGET, health=new_health())
+    assert await cluster.poll(ctx) <= ctx.poll.discovery_s
+    assert list(cluster.live) == ["running"]
     cloud.workflows["late"] = seed("late", phase="Success")  # ended between two listings
-    await discovery.poll(ctx)
-    assert spawned == ["running", "late"]
-    again = ClusterDiscovery(client=cloud, target=TARGET, health=new_health(), spawn=print)
-    await again.restore(store)  # the known ids survive a restart under the discovery key
+    await cluster.poll(ctx)
+    assert list(cluster.live) == ["running", "late"]  # late: one last look, then it ends
+    await cluster.poll(ctx)
+    assert list(cluster.live) == ["running"]
+    again = ClusterWatch(client=cloud, target=TARGET, health=new_health())
+    await again.restore(store, await store.load_all_states())  # survives a restart
     assert again.known == {"old", "running", "late"} and again.listed_before
+    assert list(again.live) == ["running"]  # the running one is watched again, no job
 
 
 async def test_priority_reaches_the_client_as_an_argument(store: MemoryStore) -> None:
-    """Active workflows ask the request budget with ACTIVE, discovery with IDLE."""
+    """Active workflows ask the request budget with ACTIVE, idle ones with IDLE; a cluster's
+    one listing asks like its most urgent workflow."""
     rec = Recorder()
     ctx = make_ctx(store, rec)
     cloud = FixtureCloud(seed())
@@ -212,5 +210,10 @@ async def test_priority_reaches_the_client_as_an_argument(store: MemoryStore) ->
     await watch.poll(ctx)
     assert {p for _, p in cloud.priorities} == {Priority.ACTIVE}
     cloud.priorities.clear()
-    await ClusterDiscovery(client=cloud, target=TARGET, health=new_health(), spawn=print).poll(ctx)
-    assert cloud.priorities == [("list_workflows", Priority.IDLE)]
+    cluster = ClusterWatch(client=cloud, target=TARGET, health=new_health())
+    await cluster.poll(ctx)
+    assert cloud.priorities[0] == ("list_workflows", Priority.IDLE)
+    cloud.priorities.clear()
+    cluster.live["wf-seed"].is_active = lambda: True  # type: ignore[method-assign]
+    await cluster.poll(ctx)
+    assert cloud.priorities == [("list_workflows", Priority.ACTIVE)]

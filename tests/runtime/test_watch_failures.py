@@ -19,7 +19,7 @@ from watcher.core.models import Workflow
 from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import SystemClock
 from watcher.runtime.poller import (
-    ClusterDiscovery,
+    ClusterWatch,
     TargetHealth,
     WatchContext,
     WorkflowWatch,
@@ -43,7 +43,7 @@ class RaisingCloud:
         raise self.error
 
     async def list_workflows(
-        self, cluster_id: str, *, api: Any, priority: Any = None
+        self, cluster_id: str, *, api: Any, priority: Any = None, skip: Any = frozenset()
     ) -> tuple[Workflow, ...]:
         if self.error is not None:
             raise self.error
@@ -115,9 +115,7 @@ async def test_discovery_failure_and_recovery_are_logged_once(store: SqliteStore
     cloud = RaisingCloud()
     cloud.error = OverflowError("boom")
     target_health = TargetHealth(TARGET, health.TargetHealth())
-    discovery = ClusterDiscovery(
-        client=cloud, target=TARGET, health=target_health, spawn=lambda uid, wf: None
-    )
+    discovery = ClusterWatch(client=cloud, target=TARGET, health=target_health)
     with capture_logs() as logs:
         for _ in range(3):
             delay = await discovery.poll(ctx)

@@ -40,5 +40,23 @@ def test_targets_per_kind() -> None:
     assert all(t["kind"] == "cluster" and "workflow_id" not in t for t in clusters)
     workflows = targets(sim, tenant, "workflow")
     assert [t["workflow_id"] for t in workflows] == tenant.active
-    with pytest.raises(ValueError, match="project: not yet"):
-        targets(sim, tenant, "project")
+    (project,) = targets(sim, tenant, "project")
+    assert project == {
+        "kind": "project",
+        "name": "project",
+        "region": sim.account.region,
+        "project_id": sim.account.project_id,
+    }
+    with pytest.raises(ValueError, match="unknown target kind"):
+        targets(sim, tenant, "region")
+
+
+def test_several_upgrades_per_cluster_are_the_newest_ones() -> None:
+    sim = Simulator(scenarios=["clean_upgrade"], autoplay=False)
+    tenant = populate(sim, clusters=2, per_cluster=4, active_fraction=1.0, active_per_cluster=2)
+    assert len(tenant.active) == 4
+    for cid in tenant.clusters:
+        phases = [wf.phase for wf in sim.world.clusters[cid].workflows.values()]
+        assert phases == ["Success", "Success", "Running", "Running"]
+    with pytest.raises(ValueError, match="active_per_cluster"):
+        populate(sim, clusters=1, per_cluster=2, active_fraction=1.0, active_per_cluster=3)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import random
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -41,8 +43,10 @@ from watcher.core.models import (
     PreCheckTask,
     UpgradeTask,
     Workflow,
+    item_uid,
+    newest_first,
     parse_cluster_list,
-    parse_workflow_list,
+    workflow_items,
 )
 from watcher.core.ports import Priority
 from watcher.core.regions import normalise_override
@@ -154,6 +158,7 @@ class CceClient:
         self._rand = rand
         self._memo_size = 20_000  # workflows; a few KB each
         self._last_workflows: OrderedDict[str, tuple[bytes, Workflow]] = OrderedDict()
+        self._last_lists: OrderedDict[str, _ListMemo] = OrderedDict()  # by listing path
 
     def __repr__(self) -> str:
         return (
@@ -194,20 +199,37 @@ class CceClient:
         return workflow
 
     async def list_workflows(
-        self, cluster_id: str, *, api: Api, priority: Priority = Priority.IDLE
+        self,
+        cluster_id: str,
+        *,
+        api: Api,
+        priority: Priority = Priority.IDLE,
+        skip: AbstractSet[str] = frozenset(),
     ) -> tuple[Workflow, ...]:
-        """ListUpgradeWorkFlows, newest first."""
+        """ListUpgradeWorkFlows, newest first, without the items whose uid is in ``skip``.
+
+        ``skip`` names workflows the caller is done with (finished ones): their items are
+        neither parsed nor kept, so a cluster's upgrade history costs the caller a set
+        entry per workflow, not a parsed object. The same body gives back the very same
+        objects, and after a change every item that did not change keeps its object (the
+        poller skips the diff of a workflow by identity).
+        """
         path = self._cluster_path(api, cluster_id) + "/operation/upgradeworkflows"
         body = await self._get_body(api, "list_workflows", path, priority=priority)
-        listed = await _decode(body, f"{api}.list_workflows", "list_workflows", parse_workflow_list)
-        # A uid that is no valid path segment can never be shown (check_id refuses it):
-        # watching it would fail every poll of it, forever. Skip it, like an item without
-        # a uid, and say so.
-        usable = tuple(w for w in listed if _ID.match(w.uid))
-        if len(usable) != len(listed):
-            skipped = [inert(w.uid)[:64] for w in listed if not _ID.match(w.uid)]
-            log.warning("cloud.workflow_uid_unusable", route="list_workflows", uids=skipped)
-        return usable
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        memo = self._last_lists.get(path)
+        if memo is not None and memo.digest == digest and memo.skipped == skip:
+            self._last_lists.move_to_end(path)
+            return memo.workflows
+        what = f"{api}.list_workflows"
+        if len(body) > OFFLOAD_BODY:
+            memo = await asyncio.to_thread(_listed, body, what, digest, skip, memo)
+        else:
+            memo = _listed(body, what, digest, skip, memo)
+        self._last_lists[path] = memo
+        if len(self._last_lists) > self._memo_size:
+            self._last_lists.popitem(last=False)
+        return memo.workflows
 
     async def show_precheck(
         self, cluster_id: str, task_id: str, *, api: Api, priority: Priority = Priority.IDLE
@@ -233,10 +255,22 @@ class CceClient:
         data = await self._get_json(api, "show_upgrade_task", path, priority=priority)
         return _parse("show_upgrade_task", UpgradeTask.from_api, data)
 
-    async def list_clusters(self, *, api: Api) -> tuple[Cluster, ...]:
-        """ListClusters of the project (no pagination exists)."""
-        data = await self._get_json(api, "list_clusters", self._project_path(api) + "/clusters")
-        return _parse("list_clusters", parse_cluster_list, data)
+    async def list_clusters(
+        self, *, api: Api, priority: Priority = Priority.IDLE
+    ) -> tuple[Cluster, ...]:
+        """ListClusters of the project (no pagination exists), as the API lists them.
+
+        Like ``list_workflows``, a cluster whose uid is no valid path segment is skipped
+        (and logged): none of its calls could ever be made.
+        """
+        path = self._project_path(api) + "/clusters"
+        data = await self._get_json(api, "list_clusters", path, priority=priority)
+        listed = _parse("list_clusters", parse_cluster_list, data)
+        usable = tuple(c for c in listed if _ID.match(c.uid))
+        if len(usable) != len(listed):
+            skipped = [inert(c.uid)[:64] for c in listed if not _ID.match(c.uid)]
+            log.warning("cloud.cluster_uid_unusable", route="list_clusters", uids=skipped)
+        return usable
 
     async def show_cluster(
         self, cluster_id: str, *, api: Api, priority: Priority = Priority.IDLE
@@ -362,6 +396,58 @@ class CceClient:
             self._on_response(host, route, status, code, seconds)
         except Exception:  # a broken metrics hook must never fail a poll
             log.exception("cloud.metrics_hook_failed", route=route)
+
+
+@dataclass(frozen=True, slots=True)
+class _ListMemo:
+    """The last listing of one cluster: what it gave back, and each item kept as it came
+    (a raw dict compares equal in microseconds; parsing one takes a fraction of a ms)."""
+
+    digest: bytes
+    skipped: frozenset[str]
+    workflows: tuple[Workflow, ...]
+    items: dict[str, tuple[Any, Workflow]]
+
+
+def _listed(
+    body: bytes,
+    what: str,
+    digest: bytes,
+    skip: AbstractSet[str],
+    memo: _ListMemo | None,
+) -> _ListMemo:
+    """Decode a listing: items in ``skip`` are left out unparsed, items equal to the last
+    listing's keep their object, the rest are parsed (pure; run off the loop when large)."""
+    try:
+        items = workflow_items(responses.parse_json_object(body, what))
+    except ValueError as exc:  # BadResponseError is no ValueError: it passes unchanged
+        raise BadResponseError(f"list_workflows: unexpected body ({exc})") from None
+    before = memo.items if memo is not None else {}
+    kept: dict[str, tuple[Any, Workflow]] = {}
+    unusable: list[str] = []
+    for item in items:
+        uid = item_uid(item)
+        if uid is None:
+            continue  # an item without a uid cannot be watched; skip it, keep the rest
+        if uid in skip:
+            continue
+        # A uid that is no valid path segment can never be shown (check_id refuses it):
+        # watching it would fail every poll of it, forever. Skip it, and say so.
+        if not _safe_segment(uid):
+            unusable.append(inert(uid)[:64])
+            continue
+        prior = before.get(uid)
+        if prior is not None and prior[0] == item:
+            kept[uid] = prior
+            continue
+        try:
+            kept[uid] = (item, Workflow.from_api(item))
+        except ValueError:
+            continue
+    if unusable:
+        log.warning("cloud.workflow_uid_unusable", route="list_workflows", uids=unusable)
+    workflows = newest_first(w for _, w in kept.values())
+    return _ListMemo(digest, frozenset(skip), workflows, kept)
 
 
 def _describe(exc: BaseException) -> str:

@@ -65,6 +65,7 @@ def lint(settings: Settings) -> list[Finding]:
     found: list[Finding] = []
     found += _regions(settings)
     found += _ids(settings)
+    found += _projects(settings)
     found += _placeholders(settings)
     found += _email_urls(settings)
     found += _routes(settings)
@@ -119,7 +120,8 @@ def _ids(settings: Settings) -> Iterator[Finding]:
     for index, target in enumerate(settings.targets):
         if (loc := _target_loc(settings, index, "project_id")) is not None:
             checks.append((loc, target.project_id, "project"))
-        checks.append((("targets", index, "cluster_id"), target.cluster_id, "uuid"))
+        if target.cluster_id:
+            checks.append((("targets", index, "cluster_id"), target.cluster_id, "uuid"))
         if target.workflow_id:
             checks.append((("targets", index, "workflow_id"), target.workflow_id, "uuid"))
     for loc, value, shape in checks:
@@ -137,6 +139,47 @@ def _ids(settings: Settings) -> Iterator[Finding]:
                 "expected a UUID such as 5e4a6c1d-0f3b-11ef-9a41-0255ac100022",
                 _id_suggestion(value, shape),
             )
+
+
+def _projects(settings: Settings) -> Iterator[Finding]:
+    """Project targets whose filters cannot select what they seem to: CCE cluster names
+    are lowercase (globs match case-sensitively), and an exclude that covers an include
+    leaves it selecting nothing."""
+    for index, target in enumerate(settings.targets):
+        if target.kind != "project":
+            continue
+        include = target.include or ("*",)
+        for key, patterns in (("include", include), ("exclude", target.exclude)):
+            for pattern in patterns:
+                if pattern != pattern.lower():
+                    yield Finding(
+                        "warning",
+                        ("targets", index, key),
+                        f"{target.name}: {pattern!r} has capitals, but cluster names are"
+                        " lowercase and globs match case-sensitively",
+                        repr(pattern.lower()),
+                    )
+        if "*" in target.exclude or all(p in target.exclude for p in include):
+            yield Finding(
+                "error",
+                ("targets", index, "exclude"),
+                f"{target.name}: exclude removes every cluster include selects",
+            )
+
+
+def _route_may_match(pattern: str, settings: Settings) -> bool:
+    """A route's target glob can match a target: a configured name, or a cluster target a
+    project target derives (``{project}/{cluster}``), whose cluster names are unknown."""
+    for target in settings.targets:
+        if re.fullmatch(_glob(pattern), target.name):
+            return True
+        if target.kind == "project":
+            head, sep, _tail = pattern.partition("/")
+            if sep and re.fullmatch(_glob(head), target.name):
+                return True
+            if re.fullmatch(_glob(pattern), f"{target.name}/x"):  # "proj*", "*"
+                return True
+    return False
 
 
 def _id_suggestion(value: str, shape: str) -> str | None:
@@ -243,7 +286,7 @@ def _routes(settings: Settings) -> Iterator[Finding]:
             )
         if names and route.targets != ("*",):
             for pattern in route.targets:
-                if not any(re.fullmatch(_glob(pattern), n) for n in names):
+                if not _route_may_match(pattern, settings):
                     close = difflib.get_close_matches(pattern, names, n=1)
                     yield Finding(
                         "warning",

@@ -57,6 +57,7 @@ from watcher.core.policy import (
     normalise_leads,
 )
 from watcher.core.ports import DEFAULT_SEND_TIMEOUT_S, MAX_SEND_TIMEOUT_S
+from watcher.core.projects import ClusterSelection
 from watcher.notify import routing
 from watcher.notify.url import NotifyUrl, default_flavor, url_scheme
 
@@ -257,30 +258,81 @@ class CredentialsSettings(_Section):
 # ---------------------------------------------------------------------------------- [[targets]]
 
 
+# Cluster names are 4-128 lowercase letters, digits and hyphens; a glob adds * ? [ ] !.
+_CLUSTER_GLOB = re.compile(r"^[A-Za-z0-9*?\[\]!._-]{1,128}$")
+
+
+def _cluster_globs(value: tuple[str, ...]) -> tuple[str, ...]:
+    for pattern in value:
+        if not _CLUSTER_GLOB.match(pattern):
+            raise ValueError(
+                "a cluster name glob is letters, digits, - . _ and the wildcards * ? [ ]"
+                " (e.g. prod-*)"
+            )
+    return value
+
+
+ClusterGlobs = Annotated[StrList, AfterValidator(_cluster_globs)]
+LabelValue = Annotated[str, StringConstraints(max_length=256)]
+# Kubernetes-style label keys may carry a prefix ("example.com/team") and values may be empty.
+ClusterLabelKey = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$"
+    ),
+]
+
+
 class Target(_Section):
-    """One thing to watch: a workflow, or a cluster whose workflows are discovered."""
+    """One thing to watch: a workflow; a cluster whose workflows are discovered; or a
+    project (one region, one API) whose clusters are discovered, each then watched like a
+    cluster target named ``{name}/{cluster name}``."""
 
     name: Name
-    kind: Literal["workflow", "cluster"]
+    kind: Literal["workflow", "cluster", "project"]
     region: Region
     project_id: CloudId
-    cluster_id: CloudId
+    cluster_id: CloudId | None = None
     workflow_id: CloudId | None = None
     api: Literal["cce", "autopilot"] = "cce"
-    labels: dict[Name, Annotated[str, StringConstraints(max_length=256)]] = Field(
-        default_factory=dict
-    )
+    labels: dict[Name, LabelValue] = Field(default_factory=dict)
     display_name: str | None = Field(default=None, max_length=200)
     runbook_url: RunbookUrl | None = None
+    # kind = "project" only: which clusters of the project are watched (every given
+    # filter must agree; exclude wins over include).
+    include: ClusterGlobs | None = None
+    exclude: ClusterGlobs = ()
+    cluster_labels: dict[ClusterLabelKey, LabelValue] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _workflow_id(self) -> Target:
-        if self.kind == "workflow" and self.workflow_id is None:
-            raise problems((("workflow_id",), 'Field required when kind = "workflow"'))
-        if self.kind == "cluster" and self.workflow_id is not None:
-            raise problems(
+    def _kind_fields(self) -> Target:
+        found: list[tuple[Loc, str]] = []
+        kind = self.kind
+        if kind in ("workflow", "cluster") and self.cluster_id is None:
+            hint = ' (or kind = "project" to watch every cluster)' if kind == "cluster" else ""
+            found.append((("cluster_id",), f'Field required when kind = "{kind}"{hint}'))
+        if kind == "workflow" and self.workflow_id is None:
+            found.append((("workflow_id",), 'Field required when kind = "workflow"'))
+        if kind == "cluster" and self.workflow_id is not None:
+            found.append(
                 (("workflow_id",), 'not allowed when kind = "cluster" (workflows are discovered)')
             )
+        if kind == "project":
+            for key in ("cluster_id", "workflow_id"):
+                if getattr(self, key) is not None:
+                    found.append(
+                        ((key,), 'not allowed when kind = "project" (clusters are discovered)')
+                    )
+            if self.include == ():
+                found.append((("include",), 'selects no cluster; leave it out for ["*"]'))
+        else:
+            for key in ("include", "exclude", "cluster_labels"):
+                if getattr(self, key):
+                    found.append(((key,), 'only used when kind = "project"'))
+        if found:
+            raise problems(*found)
+        if kind == "project" and self.include is None:
+            object.__setattr__(self, "include", ("*",))  # frozen: fill the default once
         return self
 
     @property
@@ -289,19 +341,30 @@ class Target(_Section):
         return self.display_name or self.name
 
     def to_ref(self) -> TargetRef:
-        """The event-side identity of this target (watcher.core.events.TargetRef)."""
+        """The event-side identity of this target (watcher.core.events.TargetRef); a
+        project target has no cluster id (its clusters' derived targets do)."""
         return TargetRef(
             name=self.name,
             region=self.region,
             project_id=self.project_id,
-            cluster_id=self.cluster_id,
+            cluster_id=self.cluster_id or "",
             labels=dict(self.labels),
             api=self.api,
         )
 
+    def to_selection(self) -> ClusterSelection:
+        """The project target's cluster filter (watcher.core.projects)."""
+        return ClusterSelection.of(self.include or ("*",), self.exclude, self.cluster_labels)
+
 
 def default_target_name(raw: Mapping[str, Any]) -> str | None:
-    """Derive a name from the IDs: the first 8 characters of the cluster (and workflow) ID."""
+    """Derive a name from the IDs: the first 8 characters of the cluster (and workflow) ID;
+    for a project target, of the project ID (plus the API when it is Autopilot)."""
+    if raw.get("kind") == "project":
+        project = raw.get("project_id")
+        if not isinstance(project, str) or not project:
+            return None
+        return f"{project[:8]}-autopilot" if raw.get("api") == "autopilot" else project[:8]
     cluster = raw.get("cluster_id")
     if not isinstance(cluster, str) or not cluster:
         return None
@@ -864,7 +927,7 @@ class Settings(BaseSettings):
     def _unique_targets(self) -> Settings:
         found: list[tuple[Loc, str]] = []
         seen: dict[str, int] = {}
-        ids: dict[tuple[str, str | None], int] = {}
+        ids: dict[tuple[Any, ...], int] = {}
         for index, target in enumerate(self.targets):
             if target.name in seen:
                 found.append(
@@ -874,11 +937,22 @@ class Settings(BaseSettings):
                     )
                 )
             seen.setdefault(target.name, index)
-            key = (target.cluster_id, target.workflow_id)
-            if key in ids:
-                found.append(
-                    (("targets", index), f"watches the same cluster/workflow as targets.{ids[key]}")
+            if target.kind == "project":
+                # Two project targets on one project and API may split it by filters; the
+                # very same filters would only watch every cluster twice.
+                key: tuple[Any, ...] = (
+                    "project",
+                    target.region,
+                    target.project_id,
+                    target.api,
+                    target.to_selection(),
                 )
+                what = "the same clusters of the same project"
+            else:
+                key = (target.cluster_id, target.workflow_id)
+                what = "the same cluster/workflow"
+            if key in ids:
+                found.append((("targets", index), f"watches {what} as targets.{ids[key]}"))
             ids.setdefault(key, index)
         if found:
             raise problems(*found)
@@ -894,7 +968,8 @@ class Settings(BaseSettings):
             return []
         return [
             "targets: no targets configured: add at least one [[targets]] table"
-            " with cluster_id (and workflow_id) (env WATCHER_TARGETS as JSON)"
+            ' with cluster_id (and workflow_id), or kind = "project"'
+            " (env WATCHER_TARGETS as JSON)"
         ]
 
 

@@ -10,6 +10,7 @@ pydantic constructors (our own flat shape, used to persist snapshots).
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -206,15 +207,30 @@ class Workflow(_Model):
 
 def parse_workflow_list(raw: Any) -> tuple[Workflow, ...]:
     """Parse ListUpgradeWorkFlows, newest first (the API's item order is unspecified)."""
-    if not isinstance(raw, dict):
-        raise ValueError("workflow list body is not a JSON object")
     items = []
-    for item in _list(raw.get("items")):
+    for item in workflow_items(raw):
         try:
             items.append(Workflow.from_api(item))
         except ValueError:
             continue  # an item without a uid cannot be watched; skip it, keep the rest
-    return tuple(sorted(items, key=_creation_key, reverse=True))
+    return newest_first(items)
+
+
+def workflow_items(raw: Any) -> list[Any]:
+    """The raw items of a ListUpgradeWorkFlows body (unparsed: a caller may skip some)."""
+    if not isinstance(raw, dict):
+        raise ValueError("workflow list body is not a JSON object")
+    return _list(raw.get("items"))
+
+
+def item_uid(item: Any) -> str | None:
+    """A raw list item's ``metadata.uid`` without parsing the item (None: it has none)."""
+    metadata = item.get("metadata") if isinstance(item, dict) else None
+    return _text(metadata.get("uid")) if isinstance(metadata, dict) else None  # as from_api
+
+
+def newest_first(workflows: Iterable[Workflow]) -> tuple[Workflow, ...]:
+    return tuple(sorted(workflows, key=_creation_key, reverse=True))
 
 
 def _creation_key(workflow: Workflow) -> tuple[float, str]:
@@ -366,6 +382,9 @@ class Cluster(_Model):
     message: Text = None
     category: Text = None
     flavor: Text = None
+    # metadata.labels: what project targets filter on (``cluster_labels``). Keys and values
+    # are strings in the API; anything else is dropped rather than guessed at.
+    labels: dict[str, str] = {}
 
     @property
     def display_name(self) -> str | None:
@@ -396,10 +415,22 @@ class Cluster(_Model):
             message=status.get("message"),
             category=spec.get("category"),
             flavor=spec.get("flavor"),
+            labels={
+                k: v
+                for k, v in _dict(metadata.get("labels")).items()
+                if isinstance(k, str) and isinstance(v, str)
+            },
         )
 
 
 def parse_cluster_list(raw: Any) -> tuple[Cluster, ...]:
+    """Parse ListClusters. ``items`` must be a list (a body without one is not a cluster
+    list: an empty project answers ``"items": []``); an item that is no object or has no
+    uid cannot be watched and is skipped, the rest are kept."""
     if not isinstance(raw, dict):
         raise ValueError("cluster list body is not a JSON object")
-    return tuple(Cluster.from_api(c) for c in _list(raw.get("items")) if isinstance(c, dict))
+    items = raw.get("items")
+    if not isinstance(items, list):
+        raise ValueError("cluster list body has no items list")
+    clusters = (Cluster.from_api(c) for c in items if isinstance(c, dict))
+    return tuple(c for c in clusters if c.uid)

@@ -9,6 +9,7 @@ the scheduler.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -116,13 +117,15 @@ class CloudSource(Protocol):
     """What the watcher needs from the CCE client (watcher.cloud.client.CceClient).
 
     ``priority`` reaches the client's request limiter (runtime/budget.py) as an argument.
+    ``list_workflows`` leaves out the items whose uid is in ``skip`` (workflows the caller
+    is done with), unparsed.
     """
 
     async def show_workflow(
         self, cluster_id: str, workflow_id: str, *, api: Api, priority: Priority = ...
     ) -> Workflow: ...
     async def list_workflows(
-        self, cluster_id: str, *, api: Api, priority: Priority = ...
+        self, cluster_id: str, *, api: Api, priority: Priority = ..., skip: AbstractSet[str] = ...
     ) -> tuple[Workflow, ...]: ...
     async def show_precheck(
         self, cluster_id: str, task_id: str, *, api: Api, priority: Priority = ...
@@ -133,6 +136,7 @@ class CloudSource(Protocol):
     async def show_cluster(
         self, cluster_id: str, *, api: Api, priority: Priority = ...
     ) -> Cluster: ...
+    async def list_clusters(self, *, api: Api, priority: Priority = ...) -> tuple[Cluster, ...]: ...
 
 
 class Store(Protocol):

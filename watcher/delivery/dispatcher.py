@@ -112,6 +112,12 @@ class Dispatcher:
         # set after a store error), so the loop knows when to look again without polling.
         self._hold: dict[str, datetime] = {}
         self._round_now: datetime | None = None  # clock time of the last look at the outbox
+        # Sends finished per URL (a counter). A read of the outbox may predate the outcome a
+        # send recorded while the read was under way (PostgreSQL: another connection's
+        # snapshot), so a URL whose send finished during the read is skipped that round:
+        # its stale head would be sent again. ``_finished`` wakes the loop for a fresh read.
+        self._finishes: dict[str, int] = {}
+        self._stale_round = False
         self.sent = 0
         self.failed = 0
         self.dead_lettered = 0
@@ -245,6 +251,8 @@ class Dispatcher:
                         started = []
                     tried.update(started)
                     if not self._inflight:
+                        if self._stale_round:
+                            continue
                         break
                     await asyncio.wait(
                         set(self._inflight.values()), return_when=asyncio.FIRST_COMPLETED
@@ -272,13 +280,18 @@ class Dispatcher:
         # Heads of busy, held or already tried URLs come back too (still pending and due),
         # so ask for enough rows that they cannot crowd out the ones we can start.
         limit = free + len(self._inflight) + len(self._hold) + len(skip_ids or ())
+        finishes = dict(self._finishes)
         due = await self._store.due_deliveries(now, limit=limit)
         started: list[int] = []
+        self._stale_round = False
         for delivery in due:
             if len(started) >= free:
                 break
             url = delivery.url_key
             if self._busy(url) or url in self._paused:
+                continue
+            if self._finishes.get(url, 0) != finishes.get(url, 0):
+                self._stale_round = True  # read before that send's outcome: read again
                 continue
             if skip_ids is not None and delivery.id in skip_ids:
                 continue
@@ -293,6 +306,7 @@ class Dispatcher:
 
     def _finished(self, url_key: str, task: asyncio.Task[None]) -> None:
         self._inflight.pop(url_key, None)
+        self._finishes[url_key] = self._finishes.get(url_key, 0) + 1
         for key, tasks in list(self._also_busy.items()):
             tasks.discard(task)
             if not tasks:

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -52,13 +52,14 @@ from watcher.runtime.metrics import Metrics
 from watcher.runtime.ops import OpsState
 from watcher.runtime.peers import PeerCommits
 from watcher.runtime.poller import (
-    ClusterDiscovery,
+    ClusterWatch,
     TargetHealth,
     WatchContext,
     WorkflowWatch,
     delay_cap,
 )
-from watcher.runtime.registry import KeyKind, Registry, WatchKey, resumable
+from watcher.runtime.projects import ProjectDiscovery
+from watcher.runtime.registry import KeyKind, Registry, WatchKey
 from watcher.runtime.scheduler import PollScheduler
 from watcher.runtime.selfwatch import SelfAlerts, run_heartbeat, run_self_alerts
 from watcher.runtime.watchdog import Watchdog
@@ -109,7 +110,8 @@ class App:
         self._budget_since: dict[str, datetime] = {}  # lane -> start of its exceeded episode
         self._targets_added = False  # /readyz waits for it: no jobs yet is not "on schedule"
         self.reload_settings = reload_settings
-        self.watching: Registry[WorkflowWatch, ClusterDiscovery, TargetHealth] = Registry()
+        self.watching: Registry[WorkflowWatch, ClusterWatch, TargetHealth] = Registry()
+        self.projects: dict[str, ProjectDiscovery] = {}  # project targets, by name
         self.http: HttpServer | None = None
         self.stopping = asyncio.Event()
         self.reload_requested = asyncio.Event()
@@ -157,7 +159,8 @@ class App:
         return {str(k): w for k, w in self.watching.watches.items()}
 
     @property
-    def discoveries(self) -> dict[str, ClusterDiscovery]:
+    def discoveries(self) -> dict[str, ClusterWatch]:
+        """Each cluster target's one polling job, by target name."""
         return self.watching.discoveries
 
     @property
@@ -373,48 +376,88 @@ class App:
         for i, target in enumerate(targets):
             first = window * i / total
             ref = target_ref(target)
-            target_health = await self._health_for(ref)
-            client = self.parts.clients.for_target(target)
+            if target.kind == "project":
+                await self._add_project(target, states, first)
+                continue
             if target.kind == "workflow" and target.workflow_id:
                 self._watch(
                     ref,
                     target.workflow_id,
-                    target_health,
-                    client,
+                    await self._health_for(ref),
+                    self.parts.clients.for_target(target),
                     target.display_name,
                     states,
                     first,
                 )
                 continue
-            discovery = ClusterDiscovery(
-                client=client,
-                target=ref,
-                health=target_health,
-                spawn=self._spawner(ref, target.display_name, states),
-            )
-            await discovery.restore(self.store)
-            self.watching.discoveries[ref.name] = discovery
-            for uid in resumable(states, ref.name):  # resume watches that were running
-                self._watch(ref, uid, target_health, client, target.display_name, states, first)
-            self.scheduler.add(discovery.key, self._job(discovery), first_delay=first)
+            await self._add_cluster(ref, target.display_name, states, first)
 
-    def _spawner(
-        self, ref: TargetRef, display: str | None, states: dict[str, WatchState]
-    ) -> Callable[[str, Any], None]:
-        def spawn(uid: str, _listed: Any) -> None:
-            if WatchKey.workflow(ref.name, uid) in self.watching.watches:
-                return
-            self._watch(
-                ref,
-                uid,
-                self.watching.healths[ref.name],
-                self.parts.clients.for_target(ref),
-                display,
-                states,
-                0.0,
-            )
+    async def _add_project(
+        self, target: Target, states: Mapping[str, WatchState], first_delay: float
+    ) -> None:
+        """A project target: one ListClusters job; each selected cluster is a cluster target
+        (``_add_cluster``), dropped again by ``_remove_target`` (watcher.runtime.projects)."""
+        ref = target_ref(target)
+        rate = self.settings.polling.requests_per_second
 
-        return spawn
+        async def add(cluster: TargetRef, display: str | None) -> None:
+            # A first listing of many clusters: spread their first polls like _add_targets.
+            spread = min(self.parts.ctx.poll.active_s, len(project.clusters) / rate)
+            await self._add_cluster(cluster, display, states, spread)
+
+        project = ProjectDiscovery(
+            client=self.parts.clients.for_target(ref),
+            target=ref,
+            health=await self._health_for(ref),
+            selection=target.to_selection(),
+            add=add,
+            remove=self._remove_target,
+            display_name=target.display_name,
+        )
+        self.projects[ref.name] = project
+        self.scheduler.add(project.key, self._job(project), first_delay=first_delay)
+
+    async def _add_cluster(
+        self,
+        ref: TargetRef,
+        display: str | None,
+        states: Mapping[str, WatchState],
+        first_delay: float,
+    ) -> None:
+        """Poll one cluster: ONE job (``ClusterWatch``) whose one listing per run answers
+        for all of its workflows. A configured cluster target, or a cluster a project
+        target discovered (then ``ref.name`` is "project/cluster"). ``states`` are the
+        stored states (``Store.load_all_states``): the cluster's workflows that had not
+        ended are watched again. Adding a name again replaces it (a changed target).
+        """
+        if ref.name in self.watching.discoveries:
+            self._remove_target(ref.name)
+        cluster = ClusterWatch(
+            client=self.parts.clients.for_target(ref),
+            target=ref,
+            health=await self._health_for(ref),
+            display_name=display,
+            console_template=self.settings.notify.console_url or None,
+        )
+        # Hooks check that the cluster is still the one watched: a job still running when
+        # its target was removed (a reload) must not index workflows again.
+        cluster.on_watch = lambda watch: self._adopted(cluster, watch)
+        cluster.on_applied = lambda watch, delay: self._applied(cluster, watch, delay)
+        self.watching.discoveries[ref.name] = cluster  # first: restore calls the hooks
+        await cluster.restore(self.store, states)
+        self.scheduler.add(cluster.key, self._job(cluster), first_delay=first_delay)
+
+    def _adopted(self, cluster: ClusterWatch, watch: WorkflowWatch) -> None:
+        if self.watching.discoveries.get(cluster.target.name) is cluster:
+            self.watching.add(watch.watch_key, watch)
+
+    def _applied(self, cluster: ClusterWatch, watch: WorkflowWatch, delay: float | None) -> None:
+        """A workflow under a cluster watch was diffed: its gauges; None: it ended."""
+        if self.watching.discoveries.get(cluster.target.name) is not cluster:
+            return
+        self._update_gauges(watch)
+        if delay is None:
+            self.watching.finish(watch.watch_key)
 
     def _watch(
         self,
@@ -423,9 +466,10 @@ class App:
         target_health: TargetHealth,
         client: CloudSource,
         display: str | None,
-        states: dict[str, WatchState],
+        states: Mapping[str, WatchState],
         first_delay: float,
     ) -> None:
+        """An explicit workflow target: a job of its own that shows its one workflow."""
         key = WatchKey.workflow(ref.name, uid)
         watch = WorkflowWatch(
             client=client,
@@ -439,7 +483,7 @@ class App:
         self.watching.add(key, watch)
         self.scheduler.add(watch.key, self._job(watch), first_delay=first_delay)
 
-    def _job(self, watch: WorkflowWatch | ClusterDiscovery) -> Callable[[], Any]:
+    def _job(self, watch: WorkflowWatch | ClusterWatch | ProjectDiscovery) -> Callable[[], Any]:
         async def run() -> float | None:
             delay = await watch.poll(self.parts.ctx)
             if isinstance(watch, WorkflowWatch):
@@ -456,6 +500,10 @@ class App:
             self.metrics.forget_target(watch.target.name)
 
     def _remove_target(self, name: str) -> None:
+        project = self.projects.pop(name, None)
+        if project is not None:  # its derived cluster targets go with it
+            self.scheduler.remove(project.key)
+            project.remove_all()
         live, discovery = self.watching.remove_target(name)
         for key, watch in live:
             self.scheduler.remove(str(key))
@@ -494,17 +542,14 @@ class App:
             for key, watch in list(self.watching.watches.items()):
                 if key.target == name:
                     watch.adopt(states.get(str(key)))
-            discovery = self.watching.discoveries.get(name)
+            cluster = self.watching.discoveries.get(name)
             jobs = []
-            if discovery is not None:
-                await discovery.restore(store)
-                spawn = self._spawner(target_health.target, self._display(name), states)
-                for uid in resumable(states, name):
-                    spawn(uid, None)
-                jobs.append(discovery.key)
+            if cluster is not None:  # its known ids, and holders for unfinished workflows
+                await cluster.restore(store, states)
+                jobs.append(cluster.key)
             jobs += [str(k) for k in self.watching.watches if k.target == name]
             for job in jobs:
-                self.scheduler.run_soon(job)
+                self.scheduler.run_soon(job)  # a cluster's workflows have no job: a no-op
         # A dead replica's delivery claims lapse with its leases: look at the outbox now.
         self._peer_committed()
 
@@ -514,19 +559,19 @@ class App:
         if key is None or key.kind is not KeyKind.WORKFLOW or state is None:
             return
         watch = self.watching.watches.get(key) or self.watching.finished.get(key)
+        cluster = self.watching.discoveries.get(key.target)
         if watch is None:
-            target_health = self.watching.healths.get(key.target)
-            if target_health is None:
-                return  # not a target of this replica's configuration
-            ref = target_health.target
-            client = self.parts.clients.for_target(ref)
-            display = self._display(key.target)
-            self._watch(ref, key.workflow_id, target_health, client, display, {text: state}, 0)
-            watch = self.watching.watches[key]
+            if cluster is None:
+                return  # not a target of this replica's configuration (or long finished)
+            watch = cluster.hold(key.workflow_id, state)  # a holder, no job
         watch.adopt(state)
         if state.workflow.phase in TERMINAL_PHASES and key in self.watching.watches:
-            self.scheduler.remove(text)  # its holder gives it the final poll
-            self._finish(watch)
+            if cluster is not None:  # its holder gives it the final look
+                cluster.drop(key.workflow_id)
+                self.watching.finish(key)
+            else:
+                self.scheduler.remove(text)
+                self._finish(watch)
 
     def _display(self, name: str) -> str | None:
         return next((t.display_name for t in self.settings.targets if t.name == name), None)
@@ -669,7 +714,7 @@ class App:
         """Each target's health and last error (a failing discovery has no workflow card)."""
         out = []
         for name, target_health in self.watching.healths.items():
-            discovery = self.watching.discoveries.get(name)
+            discovery = self.watching.discoveries.get(name) or self.projects.get(name)
             out.append(
                 {
                     **target_health.view(),
@@ -713,6 +758,8 @@ class App:
                 watch.client = parts.clients.for_target(watch.target)
             for discovery in self.watching.discoveries.values():
                 discovery.client = parts.clients.for_target(discovery.target)
+            for project in self.projects.values():
+                project.client = parts.clients.for_target(project.target)
         self._swap_dispatcher(sender, plan)
         parts.notify = plan
         parts.ops.config_silences = list(plan.silences)

@@ -28,6 +28,7 @@ from watcher.core.errors import WatcherError
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import Workflow
 from watcher.core.ports import Store, SystemClock
+from watcher.core.projects import select
 from watcher.core.silences import Silence
 from watcher.core.summary import format_text, needs_attention, summarize
 from watcher.core.wording import plural
@@ -36,7 +37,7 @@ from watcher.notify.targets import build_urls
 from watcher.notify.templates import sample_event
 from watcher.runtime.check_progress import CheckProgress
 from watcher.runtime.poller import (
-    ClusterDiscovery,
+    ClusterWatch,
     TargetHealth,
     WatchContext,
     WorkflowWatch,
@@ -96,20 +97,34 @@ async def _check(
         clients = CloudClients(
             settings, session, on_response=progress.response if progress else None
         )
+        units: list[tuple[Target, TargetRef]] = []
         for target in settings.targets:
-            ref = target_ref(target)
             client = clients.for_target(target)
             try:
                 async with asyncio.timeout_at(deadline):
-                    workflows, cluster_name, error = await _check_one(ctx, client, target)
+                    units += [(target, ref) for ref in await _expand(client, target)]
             except TimeoutError:
                 errors.append(
                     f"{target.name}: no answer within --timeout {timeout_s:g} s"
                     f" ({URL(client.endpoint).host})"
                 )
+            except WatcherError as exc:
+                errors.append(f"{target.name}: {exc}")
+        for target, ref in units:
+            client = clients.for_target(target)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    workflows, cluster_name, error = await _check_one(
+                        ctx, client, ref, target.workflow_id
+                    )
+            except TimeoutError:
+                errors.append(
+                    f"{ref.name}: no answer within --timeout {timeout_s:g} s"
+                    f" ({URL(client.endpoint).host})"
+                )
                 continue
             if error is not None:
-                errors.append(f"{target.name}: {error}")
+                errors.append(f"{ref.name}: {error}")
                 continue
             summaries += [
                 summarize(
@@ -139,40 +154,36 @@ async def _check(
     return code, "\n\n".join(parts)
 
 
+async def _expand(client: CceClient, target: Target) -> list[TargetRef]:
+    """What one target watches: itself, or each selected cluster of a project target."""
+    if target.kind != "project":
+        return [target_ref(target)]
+    listed = await client.list_clusters(api=target.api)
+    found = select(target_ref(target), target.to_selection(), listed)
+    return [d.ref for d in found.values()]
+
+
 async def _check_one(
-    ctx: WatchContext, client: CceClient, target: Target
+    ctx: WatchContext, client: CceClient, ref: TargetRef, workflow_id: str | None
 ) -> tuple[list[Workflow], str | None, str | None]:
     """One round of the target's jobs: its workflows (the running ones, or else the
     newest), the cluster name, and the error that failed the round (None when it did not).
     """
-    ref = target_ref(target)
     target_health = TargetHealth(ref, health.TargetHealth())
-    uids: list[str] = []
-    if target.workflow_id:
-        uids.append(target.workflow_id)
-    else:
-        discovery = ClusterDiscovery(
-            client=client,
-            target=ref,
-            health=target_health,
-            spawn=lambda uid, _listed: uids.append(uid),  # running ones (first listing)
-        )
-        await discovery.poll(ctx)
-        if discovery.last_error is not None:
-            return [], None, discovery.last_error
-        if not uids:  # none running: the newest, as listed, is what an on-call asks about
-            newest = discovery.listed[:1]
-            return list(newest), await _cluster_name(client, ref), None
-    workflows: list[Workflow] = []
-    cluster_name: str | None = None
-    for uid in uids:
-        watch = WorkflowWatch(client=client, target=ref, workflow_id=uid, health=target_health)
-        await watch.poll(ctx)
-        if watch.state is None:  # failed, or a workflow id the cloud does not know
-            return [], None, watch.last_error or "no answer"
-        workflows.append(watch.state.workflow)
-        cluster_name = watch.cluster_name or None
-    return workflows, cluster_name, None
+    if not workflow_id:  # a cluster: one listing answers for its workflows
+        cluster = ClusterWatch(client=client, target=ref, health=target_health)
+        await cluster.poll(ctx)
+        if cluster.last_error is not None:
+            return [], None, cluster.last_error
+        running = [w.state.workflow for w in cluster.live.values() if w.state is not None]
+        if not running:  # none running: the newest, as listed, is what an on-call asks about
+            return list(cluster.listed[:1]), await _cluster_name(client, ref), None
+        return running, cluster.cluster_name or None, None
+    watch = WorkflowWatch(client=client, target=ref, workflow_id=workflow_id, health=target_health)
+    await watch.poll(ctx)
+    if watch.state is None:  # failed, or a workflow id the cloud does not know
+        return [], None, watch.last_error or "no answer"
+    return [watch.state.workflow], watch.cluster_name or None, None
 
 
 async def _cluster_name(client: CceClient, ref: TargetRef) -> str | None:

@@ -26,6 +26,8 @@ from watcher.core.errors import (
     TransportError,
     WatcherError,
 )
+from watcher.core.projects import select
+from watcher.core.wording import plural
 from watcher.runtime.poller import api_of
 from watcher.runtime.wiring import make_auth, target_ref
 
@@ -77,11 +79,15 @@ async def check_target(
             retry=RetryPolicy(attempts=1),
         )
         api = api_of(target_ref(target))
-        if target.workflow_id:
+        if target.kind == "project":
+            clusters = await client.list_clusters(api=api)
+            chosen = select(target_ref(target), target.to_selection(), clusters)
+            detail = f"{plural(len(clusters), 'cluster')}, {len(chosen)} selected"
+        elif target.workflow_id and target.cluster_id:
             workflow = await client.show_workflow(target.cluster_id, target.workflow_id, api=api)
             detail = f"workflow phase {workflow.phase}"
         else:
-            listed = await client.list_workflows(target.cluster_id, api=api)
+            listed = await client.list_workflows(target.cluster_id or "", api=api)
             detail = f"{len(listed)} workflow{'s' if len(listed) != 1 else ''}"
     except ConfigError as exc:
         return TargetResult(target.name, host, "error", time.monotonic() - started, str(exc))

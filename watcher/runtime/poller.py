@@ -1,4 +1,4 @@
-"""The poller: one poll of a workflow, discovery of a cluster's workflows, target health.
+"""The poller: one poll of a workflow, one poll of a cluster's workflows, target health.
 
 One workflow poll is fetch (cloud/client.py) -> parse (cloud/responses.py) -> evaluate (pure
 core/engine.py) -> plan deliveries (pure notify/routing.py, via the ops cache) -> commit
@@ -6,12 +6,15 @@ state, events and deliveries in one transaction (the Store port) -> wake the out
 (delivery/dispatcher.py). Nothing is sent before the commit, so a crash at any point either
 repeats the poll (the events get the same dedup keys and are stored once) or finds it done.
 
-``WorkflowWatch`` and ``ClusterDiscovery`` are both jobs of the scheduler and share ONE
-failure path (``run_job``): any exception out of a poll (a cloud error, an odd value, a
-store that cannot write) is classified into a ``core.outcome.PollOutcome``, counted in the
-metrics, logged once per failure run and once on recovery (``FailureRun``), recorded in
-target health (kept in memory while the store itself fails), shown as ``last_error`` and
-retried on the capped backoff, which honours Retry-After.
+The fetch is one request per polled thing (issue 12): an explicit workflow target's
+``WorkflowWatch`` is a scheduler job that shows its workflow; a cluster target is ONE
+``ClusterWatch`` job that lists the cluster's workflows and diffs each from that one answer
+(``WorkflowWatch.apply``; there the watch only holds state). Both jobs share ONE failure
+path (``run_job``): any exception out of a poll (a cloud error, an odd value, a store that
+cannot write) is classified into a ``core.outcome.PollOutcome``, counted in the metrics,
+logged once per failure run and once on recovery (``FailureRun``), recorded in target
+health (kept in memory while the store itself fails), shown as ``last_error`` and retried on
+the capped backoff, which honours Retry-After.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import random
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -56,7 +59,7 @@ from watcher.core.policy import Policy, PollPolicy
 from watcher.core.ports import Clock, CloudSource, Fence, PlannedDelivery, Priority, Store
 from watcher.core.state import WatchState
 from watcher.core.summary import summarize
-from watcher.runtime.registry import WatchKey
+from watcher.runtime.registry import WatchKey, resumable
 
 if TYPE_CHECKING:
     from watcher.runtime.ops import OpsState
@@ -141,7 +144,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 class FailureRun:
-    """The failure/recovery bookkeeping of one job (a workflow watch, a discovery).
+    """The failure/recovery bookkeeping of one job (a workflow watch, a cluster watch).
 
     Logs a failure when a run of failures starts or changes kind, and the recovery once, so
     a target down for a day leaves two lines, not a traceback every poll. Unexpected errors
@@ -259,7 +262,11 @@ class TargetHealth:
 
 @dataclass
 class WorkflowWatch:
-    """Polls one workflow until it reaches a terminal phase (then one last poll, then stop)."""
+    """One workflow until it reaches a terminal phase (then one last look, then stop).
+
+    A job of its own for an explicit workflow target (``poll``: a show call); a state holder
+    under its cluster's ``ClusterWatch`` otherwise, fed that cluster's listing (``apply``).
+    """
 
     client: CloudSource
     target: TargetRef
@@ -300,7 +307,7 @@ class WorkflowWatch:
         self._deadline = None
         self._deadline_policy = None
 
-    def _priority(self) -> Priority:
+    def priority(self) -> Priority:
         """Polls of an active workflow wait less for the request budget than idle ones."""
         return Priority.ACTIVE if self.is_active() else Priority.IDLE
 
@@ -312,27 +319,42 @@ class WorkflowWatch:
         return self._active
 
     async def poll(self, ctx: WatchContext) -> float | None:
-        """One poll; returns seconds until the next one, or None when watching is over."""
+        """One poll of an explicit workflow target (a show call); returns seconds until the
+        next one, or None when watching is over."""
         structlog.contextvars.bind_contextvars(target=self.target.name, workflow=self.workflow_id)
         delay = await run_job(ctx, self.target.name, self.health, self.failures, "poll", self._poll)
         now = ctx.clock.now()
         self.next_poll_at = now + timedelta(seconds=delay) if delay is not None else None
-        if self.state is not None and len(self.state.workflow.points) > LARGE_WORKFLOW_POINTS:
+        if self.is_large():
             await asyncio.sleep(0)  # the caller summarises it next: a step of its own
         return delay
 
+    def is_large(self) -> bool:
+        return self.state is not None and len(self.state.workflow.points) > LARGE_WORKFLOW_POINTS
+
     async def _poll(self, ctx: WatchContext) -> float | None:
-        api = api_of(self.target)
         try:
             workflow = await self.client.show_workflow(
-                self.target.cluster_id, self.workflow_id, api=api, priority=self._priority()
+                self.target.cluster_id,
+                self.workflow_id,
+                api=api_of(self.target),
+                priority=self.priority(),
             )
         except WorkflowGoneError:
-            return await self._vanished(ctx)
+            delay = await self.vanished(ctx)
+        else:
+            delay = await self.apply(ctx, workflow)
+        await self.health.record(ctx, None)
+        return delay
+
+    async def apply(self, ctx: WatchContext, workflow: Workflow) -> float | None:
+        """Diff one answer about this workflow (its show call, or its item in the cluster's
+        listing) and commit what changed; returns seconds until it needs looking at again,
+        or None when watching is over. Raises what must fail the poll (a store that cannot
+        write); the caller's ``run_job`` classifies it."""
         now = ctx.clock.now()
         if self.state is not None and self._unchanged(workflow, now, ctx):
             self.last_error = None
-            await self.health.record(ctx, None)
             return self._then(
                 cadence.interval_until(self.state, now, ctx.poll, self._deadline), ctx
             )
@@ -359,7 +381,6 @@ class WorkflowWatch:
         self._deadline = await _offload(large, rules.next_deadline, result.state, now, ctx.policy)
         self._deadline_policy = ctx.policy
         self.last_error = None
-        await self.health.record(ctx, None)
         return self._then(cadence.interval_until(result.state, now, ctx.poll, self._deadline), ctx)
 
     def _then(self, delay: float | None, ctx: WatchContext) -> float | None:
@@ -426,14 +447,14 @@ class WorkflowWatch:
         if len(stored) > LOGGED_EVENTS:
             log.info("event.new_more", count=len(stored) - LOGGED_EVENTS)
 
-    async def _vanished(self, ctx: WatchContext) -> float | None:
+    async def vanished(self, ctx: WatchContext) -> float | None:
+        """The cloud answered 404 for this workflow: report it once (None: watching is over)."""
         now = ctx.clock.now()
         if self.state is None:
             # Never seen: most likely a wrong workflow id in the config. Keep trying slowly
             # and say so; it may appear (created after the watcher started).
             self.last_error = "workflow not found (404)"
             log.warning("workflow.not_found")
-            await self.health.record(ctx, None)
             return ctx.poll.idle_s
         if self.state.workflow.phase in TERMINAL_PHASES:
             return None
@@ -441,21 +462,13 @@ class WorkflowWatch:
             self.state, now, target=self.target, cluster_name=self.cluster_name
         )
         await self._commit(ctx, result, now)
-        await self.health.record(ctx, None)
         return None
 
     async def _ensure_cluster_name(self) -> None:
-        if self.cluster_name is not None:
-            return
-        try:
-            cluster = await self.client.show_cluster(
-                self.target.cluster_id, api=api_of(self.target), priority=self._priority()
+        if self.cluster_name is None:
+            self.cluster_name = await cluster_display_name(
+                self.client, self.target, self.priority()
             )
-        except WatcherError as exc:  # a name is cosmetic; other errors fail the poll
-            log.info("cluster.name_unavailable", error=str(exc))
-            self.cluster_name = ""  # do not ask again every poll; messages use the id
-            return
-        self.cluster_name = cluster.display_name or ""  # metadata.alias, else the name
 
     async def _enrich(self, workflow: Workflow) -> engine.Enrichment | None:
         wanted = engine.enrichment_wanted(self.state, workflow)
@@ -463,7 +476,7 @@ class WorkflowWatch:
             return None
         precheck: PreCheckTask | None = None
         upgrade: UpgradeTask | None = None
-        cluster_id, api, priority = self.target.cluster_id, api_of(self.target), self._priority()
+        cluster_id, api, priority = self.target.cluster_id, api_of(self.target), self.priority()
         # Enrichment is a nice-to-have: its failure must not fail the poll or lose events.
         if "precheck" in wanted and (point := workflow.point(TaskType.PRECHECK)) and point.task_id:
             try:
@@ -538,25 +551,56 @@ class WorkflowWatch:
         )
 
 
-Spawner = Callable[[str, Workflow | None], None]
+async def cluster_display_name(client: CloudSource, target: TargetRef, priority: Priority) -> str:
+    """The cluster's name for messages (metadata.alias, else its name); "" when the cloud
+    cannot say, so nobody asks again every poll (messages then use the id)."""
+    try:
+        cluster = await client.show_cluster(
+            target.cluster_id, api=api_of(target), priority=priority
+        )
+    except WatcherError as exc:  # a name is cosmetic; other errors fail the poll
+        log.info("cluster.name_unavailable", error=str(exc))
+        return ""
+    return cluster.display_name or ""
+
+
+def _ignore(*_args: Any) -> None:
+    return None
 
 
 @dataclass
-class ClusterDiscovery:
-    """Lists a cluster target's workflows and starts a WorkflowWatch for each new one.
+class ClusterWatch:
+    """A cluster target: ONE scheduler job, ONE ListUpgradeWorkFlows per run.
 
-    On the very first listing of a cluster, workflows that already ended (Success/Cancel) are
-    remembered without a notification: nobody wants a page about last year's upgrade. Any
-    workflow that appears later is watched, even if it ended between two listings.
+    Every listed workflow is diffed from that one answer by its ``WorkflowWatch``, which is
+    a state holder here, not a job (``WorkflowWatch.apply``). The next run comes at the
+    cadence of the most urgent live workflow, and never later than ``discovery_s`` (how soon
+    a new workflow is noticed). Show calls remain only where the listing cannot answer:
+    enrichment of a change, the cluster's name (once), and a live workflow missing from the
+    listing (one show to tell "vanished" from a listing that left it out).
+
+    On the very first listing of a cluster, workflows that already ended (Success/Cancel)
+    are remembered without a notification: nobody wants a page about last year's upgrade.
+    Any workflow that appears later is watched, even if it ended between two listings. A
+    workflow that ended gets one last diff on the next listing (final timestamps), then
+    costs only its entry in ``known``.
     """
 
     client: CloudSource
     target: TargetRef
     health: TargetHealth
-    spawn: Spawner
+    display_name: str | None = None
+    console_template: str | None = None
+    # A workflow is watched from now on (the app indexes it for the API and status page).
+    on_watch: Callable[[WorkflowWatch], None] = _ignore
+    # After each diff of a workflow (the app's gauges); a None delay: watching it is over.
+    on_applied: Callable[[WorkflowWatch, float | None], None] = _ignore
     known: set[str] = field(default_factory=set)
     listed_before: bool = False
-    listed: tuple[Workflow, ...] = ()  # the latest listing, newest first
+    listed: tuple[Workflow, ...] = ()  # the latest listing, newest first, less the finished
+    live: dict[str, WorkflowWatch] = field(default_factory=dict)  # by workflow id
+    cluster_name: str | None = None
+    next_poll_at: datetime | None = None
     failures: FailureRun = field(default_factory=FailureRun, repr=False)
 
     @property
@@ -571,46 +615,159 @@ class ClusterDiscovery:
     def last_error(self) -> str | None:
         return self.failures.last_error
 
-    async def poll(self, ctx: WatchContext) -> float | None:
+    def priority(self) -> Priority:
+        """The listing answers for every workflow: it waits like the most urgent one."""
+        active = any(w.is_active() for w in self.live.values())
+        return Priority.ACTIVE if active else Priority.IDLE
+
+    async def poll(self, ctx: WatchContext) -> float:
         structlog.contextvars.bind_contextvars(target=self.target.name)
         delay = await run_job(
             ctx, self.target.name, self.health, self.failures, "discovery", self._list
         )
-        assert delay is not None  # a discovery never ends by itself
+        assert delay is not None  # a cluster watch never ends by itself
+        self.next_poll_at = ctx.clock.now() + timedelta(seconds=delay)
+        for watch in self.live.values():
+            watch.next_poll_at = self.next_poll_at
         return delay
 
     async def _list(self, ctx: WatchContext) -> float:
         workflows = await self.client.list_workflows(
-            self.target.cluster_id, api=api_of(self.target), priority=Priority.IDLE
+            self.target.cluster_id,
+            api=api_of(self.target),
+            priority=self.priority(),
+            skip=self.known.difference(self.live),  # finished: not even parsed
         )
         self.listed = workflows
-        await self.health.record(ctx, None)
-        known_before, was_listed = len(self.known), self.listed_before
+        known_before, first = len(self.known), not self.listed_before
+        delays: list[float] = [ctx.poll.discovery_s]
+        errors: list[BaseException] = []
+        listed: set[str] = set()
         for workflow in workflows:
-            if workflow.uid in self.known:
-                continue
-            if self.listed_before or workflow.phase not in TERMINAL_PHASES:
-                log.info("discovery.new_workflow", workflow=workflow.uid, phase=workflow.phase)
-                # Known only once watched: a spawn that raises leaves it for the next listing.
-                self.spawn(workflow.uid, workflow)
-            self.known.add(workflow.uid)
+            uid = workflow.uid
+            listed.add(uid)
+            watch = self.live.get(uid)
+            if watch is None:
+                if uid in self.known:
+                    continue  # it ended: a set entry, nothing more
+                if first and workflow.phase in TERMINAL_PHASES:
+                    self.known.add(uid)  # history at the first look: remembered quietly
+                    continue
+                log.info("discovery.new_workflow", workflow=uid, phase=workflow.phase)
+                watch = self._adopt(uid, None)
+            await self._apply(ctx, watch, workflow, delays, errors)
+        for uid, watch in list(self.live.items()):
+            if uid not in listed:
+                await self._apply(ctx, watch, None, delays, errors)
         self.listed_before = True
-        # Write when a workflow appeared, and once on the first listing: its record is
+        # Write when a workflow was added, and once on the first listing: its record is
         # also the marker that later listings are not the first (see the class docstring).
-        if len(self.known) != known_before or not was_listed:
+        if len(self.known) != known_before or first:
             await ctx.store.save_known_workflows(self.key, self.known)
+        if errors:
+            raise errors[0]  # the cluster's poll fails once, whatever number of workflows
+        # Only now: a failure of every poll after a good listing (a full disk) must still
+        # add up to "unreachable", not be reset by the listing each time.
+        await self.health.record(ctx, None)
         self.failures.last_error = None
-        return ctx.poll.discovery_s
+        return min(delays)
+
+    async def _apply(
+        self,
+        ctx: WatchContext,
+        watch: WorkflowWatch,
+        workflow: Workflow | None,
+        delays: list[float],
+        errors: list[BaseException],
+    ) -> None:
+        """Diff one workflow (None: missing from the listing, asked for by one show call).
+
+        A failure is the workflow's own (its card says why) and the cluster's poll's, once;
+        the other workflows of the listing are still diffed.
+        """
+        uid = watch.workflow_id
+        try:
+            with structlog.contextvars.bound_contextvars(workflow=uid):
+                if self.cluster_name is None:
+                    self.cluster_name = await cluster_display_name(
+                        self.client, self.target, watch.priority()
+                    )
+                watch.cluster_name = self.cluster_name
+                delay = await self._diff(ctx, watch, workflow)
+        except (asyncio.CancelledError, LeaseLostError):
+            raise  # HA: another replica holds the target now; the rest is its business
+        except Exception as exc:  # see the docstring
+            watch.last_error = describe_error(exc)
+            errors.append(exc)
+            return
+        if delay is None:  # it ended (or vanished): its final diff is done
+            del self.live[uid]
+            self.known.add(uid)
+            watch.next_poll_at = None
+        else:
+            self.known.add(uid)  # only once diffed: a failed first diff is retried
+            delays.append(delay)
+        self.on_applied(watch, delay)
+        if watch.is_large():
+            await asyncio.sleep(0)  # the summary of a large workflow is a step of its own
+
+    async def _diff(
+        self, ctx: WatchContext, watch: WorkflowWatch, workflow: Workflow | None
+    ) -> float | None:
+        if workflow is not None:
+            return await watch.apply(ctx, workflow)
+        try:
+            shown = await watch.client.show_workflow(
+                self.target.cluster_id,
+                watch.workflow_id,
+                api=api_of(self.target),
+                priority=watch.priority(),
+            )
+        except WorkflowGoneError:
+            if watch.state is None:
+                return None  # never diffed and gone: nothing to report
+            return await watch.vanished(ctx)
+        return await watch.apply(ctx, shown)  # the listing left it out; it is still there
+
+    def hold(self, uid: str, state: WatchState | None) -> WorkflowWatch:
+        """The holder of a workflow of this cluster (made when missing; HA: a workflow
+        another replica polls, shown as it committed it)."""
+        return self.live.get(uid) or self._adopt(uid, state)
+
+    def drop(self, uid: str) -> None:
+        """A workflow another replica finished: only its entry in ``known`` remains."""
+        self.live.pop(uid, None)
+        self.known.add(uid)
+
+    def _adopt(self, uid: str, state: WatchState | None) -> WorkflowWatch:
+        watch = WorkflowWatch(
+            client=self.client,
+            target=self.target,
+            workflow_id=uid,
+            health=self.health,
+            display_name=self.display_name,
+            state=state,
+            cluster_name=self.cluster_name,
+            console_template=self.console_template,
+        )
+        self.live[uid] = watch
+        self.on_watch(watch)
+        return watch
 
     def view(self) -> dict[str, Any]:
-        """The discovery's part of a target listing (API, status page)."""
+        """The cluster watch's part of a target listing (API, status page)."""
         return {"key": self.key, "last_error": self.last_error}
 
-    async def restore(self, store: Store) -> None:
+    async def restore(self, store: Store, states: Mapping[str, WatchState]) -> None:
+        """After a restart: the known ids, and a holder for each workflow that had not ended."""
         known = await store.load_known_workflows(self.key)
         if known is not None:
             self.known = set(known)
             self.listed_before = True
+        for uid in resumable(states, self.target.name):
+            if uid not in self.live:
+                key = str(WatchKey.workflow(self.target.name, uid))
+                self._adopt(uid, states[key])
 
 
 def delay_cap(ctx: WatchContext) -> float:

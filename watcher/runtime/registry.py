@@ -1,15 +1,16 @@
 """The registry of watches, and the ONE scheme of their store keys.
 
 Why this module exists: a watch is named by a typed ``WatchKey`` (a target name plus a
-workflow id, the target's discovery, or the target itself), never by string prefixes. The
+workflow id, the target's cluster watch, or the target itself), never by string prefixes. The
 store still persists plain string keys (``commit_poll``'s key, ``save_kv``'s key); this
 module owns the one encode/decode between the two, so no other module spells
 ``f"{name}/{uid}"`` or knows that a ``_``-prefixed tail is special (the store keys a
 target's health by its name alone).
 
 ``Registry`` holds what is being watched: the live workflow watches, the recently finished
-ones (still shown by the API and the status page), each cluster target's discovery and each
-target's health. It does no I/O and starts no jobs: the app decides, the registry records.
+ones (still shown by the API and the status page), each cluster target's one polling job
+(its ``ClusterWatch``, under the historical name ``discoveries``) and each target's health.
+It does no I/O and starts no jobs: the app decides, the registry records.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class KeyKind(StrEnum):
     """What a key names; the non-workflow kinds are stored with a reserved tail."""
 
     WORKFLOW = "workflow"
-    DISCOVERY = "_discovery"  # the discovery's known workflow ids (``save_kv``)
+    DISCOVERY = "_discovery"  # a cluster watch: its job id, its known workflow ids (``save_kv``)
     TARGET = "_target"  # the target's own events (health alerts), in ``commit_poll``
 
 
@@ -88,7 +89,7 @@ def resumable(states: Mapping[str, WatchState], target: str) -> Iterator[str]:
 
 
 W = TypeVar("W")  # a workflow watch (poller.WorkflowWatch)
-D = TypeVar("D")  # a cluster discovery (poller.ClusterDiscovery)
+D = TypeVar("D")  # a cluster target's one job (poller.ClusterWatch)
 H = TypeVar("H")  # a target's health (poller.TargetHealth)
 
 

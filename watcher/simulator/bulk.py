@@ -2,13 +2,15 @@
 
 Scale runs need tens of thousands of workflows that cost the simulator little: each cluster
 gets ``per_cluster`` workflows sharing it (its upgrade history), all finished except, on
-an ``active_fraction`` of the clusters, the newest one, which is mid-upgrade (its first step
-applied, the rest of its timeline still to play). Finished workflows are marked done
-directly instead of playing their timelines, so a 100,000-workflow tenant builds in seconds.
-With autoplay off, ``Simulator.advance`` moves every active workflow one step together
-(a region-wide wave of changes), which is what the benchmarks time.
+an ``active_fraction`` of the clusters, the newest ``active_per_cluster`` (default one),
+which are mid-upgrade (their first step applied, the rest of their timeline still to play).
+Finished workflows are marked done directly instead of playing their timelines, so a
+100,000-workflow tenant builds in seconds. With autoplay off, ``Simulator.advance`` moves
+every active workflow one step together (a region-wide wave of changes), which is what the
+benchmarks time.
 
-Kept out of state.py on purpose: it only composes SimState's public ``add``.
+Kept out of state.py on purpose: it only composes SimState's public ``add``, ``move``
+and ``finish``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.core.timeparse import format_go
 from watcher.simulator.server import Simulator
-from watcher.simulator.state import ClusterState, WorkflowState
+from watcher.simulator.state import ClusterState
 
 
 @dataclass
@@ -37,13 +38,15 @@ def populate(
     per_cluster: int,
     active_fraction: float,
     scenario: str = "clean_upgrade",
+    active_per_cluster: int = 1,
 ) -> BulkTenant:
     """Add ``clusters`` x ``per_cluster`` workflows to ``sim`` (see the module docstring)."""
     if clusters < 1 or per_cluster < 1 or not 0.0 <= active_fraction <= 1.0:
         raise ValueError("need clusters >= 1, per_cluster >= 1 and 0 <= active_fraction <= 1")
+    if not 1 <= active_per_cluster <= per_cluster:
+        raise ValueError("need 1 <= active_per_cluster <= per_cluster")
     loaded = sim._scenario(scenario)  # the simulator's scenario cache (loads by name once)
     world = sim.world
-    stamp = format_go(sim.clock.now())
     tenant = BulkTenant()
     active_every = round(1 / active_fraction) if active_fraction > 0 else 0
     for c in range(clusters):
@@ -55,11 +58,11 @@ def populate(
                 home = wf.cluster
                 tenant.clusters.append(home.id)
             else:
-                _rehome(world.clusters, wf, home)
-            if upgrading and w == per_cluster - 1:
+                world.move(wf, home)
+            if upgrading and w >= per_cluster - active_per_cluster:
                 tenant.active.append(wf.id)
             else:
-                _finish(wf, stamp)
+                world.finish(wf)
         tenant.workflows += per_cluster
     if tenant.active:
         first = loaded.steps[0].at if loaded.steps else 0.0
@@ -67,37 +70,22 @@ def populate(
     return tenant
 
 
-def _rehome(registry: dict[str, ClusterState], wf: WorkflowState, home: ClusterState) -> None:
-    """Move a freshly cloned workflow from its own new cluster to ``home``."""
-    registry.pop(wf.cluster.id, None)
-    wf.cluster = home
-    home.workflows[wf.id] = wf
-    if "clusterID" in wf.spec:
-        wf.spec["clusterID"] = home.id
-    home.body = None
-
-
-def _finish(wf: WorkflowState, stamp: str) -> None:
-    """Mark a workflow as a finished, successful upgrade without playing its timeline."""
-    for point in wf.points:
-        point.status = "Success"
-        point.start = point.start or stamp
-        point.end = stamp
-        point.progress = 100.0 if point.task_type == "Cluster" else point.progress
-        point.run_from = point.run_until = None
-    wf.phase = "Success"
-    wf.next_index = len(wf.scenario.steps)
-    wf.body = None
-
-
 def targets(sim: Simulator, tenant: BulkTenant, kind: str) -> list[dict[str, Any]]:
     """Daemon [[targets]] for the tenant.
 
     ``cluster``: one target per cluster (workflows discovered); ``workflow``: one per active
-    workflow. Project targets (a whole project, clusters discovered) do not exist yet; when
-    they do, add ``project`` here: one target with region and project_id.
+    workflow; ``project``: one target for the whole project (clusters discovered too).
     """
     acc = sim.account
+    if kind == "project":
+        return [
+            {
+                "kind": "project",
+                "name": "project",
+                "region": acc.region,
+                "project_id": acc.project_id,
+            }
+        ]
     if kind == "cluster":
         return [
             {
@@ -124,4 +112,4 @@ def targets(sim: Simulator, tenant: BulkTenant, kind: str) -> list[dict[str, Any
                 }
             )
         return out
-    raise ValueError(f"unknown target kind {kind!r} (cluster or workflow; project: not yet)")
+    raise ValueError(f"unknown target kind {kind!r} (project, cluster or workflow)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -52,6 +53,18 @@ class SimulatorControl(Protocol):
 
     def requests(self) -> dict[str, Any]: ...
 
+    async def add_cluster(
+        self,
+        name: str,
+        *,
+        api: str = "cce",
+        labels: dict[str, str] | None = None,
+        alias: str | None = None,
+        workflows: Sequence[dict[str, Any]] = (),
+    ) -> dict[str, Any]: ...
+
+    def delete_cluster(self, cluster_id: str) -> dict[str, Any]: ...
+
 
 MAX_CLONES = 100_000
 
@@ -84,6 +97,8 @@ class ControlRoutes:
             web.post("/_sim/reset", self.reset, name="sim.reset"),
             web.post("/_sim/workflows", self.add_workflows, name="sim.workflows.add"),
             web.get("/_sim/requests", self.requests, name="sim.requests"),
+            web.post("/_sim/clusters", self.add_cluster, name="sim.clusters.add"),
+            web.delete("/_sim/clusters/{cid}", self.delete_cluster, name="sim.clusters.delete"),
         ]
 
     async def state(self, request: web.Request) -> web.Response:
@@ -134,3 +149,30 @@ class ControlRoutes:
 
     async def requests(self, request: web.Request) -> web.Response:
         return json_response(self.sim.requests())
+
+    async def add_cluster(self, request: web.Request) -> web.Response:
+        """``{"name", "api"?, "labels"?, "alias"?, "workflows"?: [{"scenario", "finished"?}]}``"""
+        try:
+            body = await _body(request)
+            workflows = body.get("workflows", [])
+            if not isinstance(workflows, list) or not all(isinstance(w, dict) for w in workflows):
+                raise ValueError("workflows must be a list of objects")
+            added = await self.sim.add_cluster(
+                str(body["name"]),
+                api=str(body.get("api", "cce")),
+                labels=body.get("labels"),
+                alias=body.get("alias"),
+                workflows=workflows,
+            )
+        except ScenarioError as exc:
+            return _bad(str(exc), 404)
+        except (KeyError, TypeError, ValueError) as exc:
+            return _bad(f"expected {{'name': cluster name, ...}}: {exc}")
+        return json_response(added, 201)
+
+    async def delete_cluster(self, request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        try:
+            return json_response({"deleted": self.sim.delete_cluster(cid)})
+        except KeyError:
+            return _bad(f"unknown cluster {cid!r}", 404)

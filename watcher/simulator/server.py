@@ -240,6 +240,54 @@ class Simulator:
         loaded = self._scenario(scenario)
         return [self.world.target(wf) for wf in self.world.add_clones(loaded, count)]
 
+    async def add_cluster(
+        self,
+        name: str,
+        *,
+        api: str = "cce",
+        labels: dict[str, str] | None = None,
+        alias: str | None = None,
+        workflows: Sequence[dict[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """Create a cluster at run time, with workflows cloned from scenarios onto it.
+
+        Each of ``workflows`` is ``{"scenario": name, "finished": bool}``: a finished one
+        is upgrade history (Success, timeline not played), the others play their timeline.
+        """
+        if api not in ("cce", "autopilot"):
+            raise ValueError("api must be cce or autopilot")
+        if labels is not None and not (
+            isinstance(labels, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
+        ):
+            raise ValueError("labels must be an object of strings")
+        wanted = [(self._scenario(str(w["scenario"])), bool(w.get("finished"))) for w in workflows]
+        cluster = self.world.add_cluster(name, api=api, labels=labels, alias=alias)
+        added = []
+        for scenario, finished in wanted:
+            wf = self.world.add(scenario, clone=True)
+            self.world.move(wf, cluster)
+            if finished:
+                self.world.finish(wf)
+            added.append(self.world.target(wf))
+        return {"cluster": self.cluster_view(cluster.id), "targets": added}
+
+    def cluster_view(self, cluster_id: str) -> dict[str, Any]:
+        cluster = self.world.clusters[cluster_id]
+        return {
+            "id": cluster.id,
+            "name": cluster.name,
+            "api": cluster.api,
+            "labels": dict(cluster.labels),
+            "workflows": list(cluster.workflows),
+        }
+
+    def delete_cluster(self, cluster_id: str) -> dict[str, Any]:
+        """Delete a cluster and its workflows (KeyError when there is none)."""
+        view = self.cluster_view(cluster_id)
+        self.world.delete_cluster(cluster_id)
+        return view
+
     async def reset(self) -> None:
         """Back to the start: clock 0, base scenarios only, no faults, AK locks and counters
         cleared. Issued tokens and temporary keys stay valid."""

@@ -86,6 +86,7 @@ class ClusterState:
     alias: str | None = None
     reason: str = ""
     message: str = ""
+    labels: dict[str, str] = field(default_factory=dict)  # metadata.labels
     workflows: dict[str, WorkflowState] = field(default_factory=dict)
     body: bytes | None = None
 
@@ -99,6 +100,7 @@ class ClusterState:
                 "creationTimestamp": self.created,
                 "updateTimestamp": self.updated or self.created,
                 "annotations": {},
+                "labels": dict(self.labels),
                 **({"alias": self.alias} if self.alias else {}),
             },
             "spec": {
@@ -302,6 +304,68 @@ class SimState:
         _update_cluster(wf)
         self._schedule(wf)
         return wf
+
+    def add_cluster(
+        self,
+        name: str,
+        *,
+        api: str = "cce",
+        labels: dict[str, str] | None = None,
+        alias: str | None = None,
+        version: str = "v1.28.3-r0",
+    ) -> ClusterState:
+        """A new, empty cluster (the user created one in the console)."""
+        if any(c.name == name and c.api == api for c in self.clusters.values()):
+            raise ValueError(f"a {api} cluster named {name!r} exists already")
+        self._clones += 1
+        cluster = ClusterState(
+            id=str(uuid.uuid5(_NS, f"cluster/{name}/{self._clones}")),
+            name=name,
+            api=api,
+            version=version,
+            category="CCE",
+            flavor="cce.s1.small",
+            type="VirtualMachine",
+            created=format_go(self.clock.now()),
+            alias=alias,
+            labels=dict(labels or {}),
+        )
+        self.clusters[cluster.id] = cluster
+        return cluster
+
+    def move(self, wf: WorkflowState, cluster: ClusterState) -> None:
+        """Move a freshly added workflow from its own new cluster to ``cluster``."""
+        if self.clusters.get(wf.cluster.id) is wf.cluster and len(wf.cluster.workflows) == 1:
+            del self.clusters[wf.cluster.id]
+        wf.cluster.workflows.pop(wf.id, None)
+        wf.cluster = cluster
+        cluster.workflows[wf.id] = wf
+        if "clusterID" in wf.spec:
+            wf.spec["clusterID"] = cluster.id
+        wf.body = None
+        _update_cluster(wf)
+
+    def finish(self, wf: WorkflowState) -> None:
+        """Mark a workflow as a finished, successful upgrade without playing its timeline
+        (an upgrade history: bulk tenants, clusters created through the control API)."""
+        stamp = format_go(self.clock.now())
+        for point in wf.points:
+            point.status = "Success"
+            point.start = point.start or stamp
+            point.end = stamp
+            point.progress = 100.0 if point.task_type == "Cluster" else point.progress
+            point.run_from = point.run_until = None
+        wf.phase = "Success"
+        wf.next_index = len(wf.scenario.steps)
+        wf.body = None
+        _update_cluster(wf)
+
+    def delete_cluster(self, cluster_id: str) -> ClusterState:
+        """Delete a cluster and its workflows (KeyError when there is none)."""
+        cluster = self.clusters.pop(cluster_id)
+        for wid in cluster.workflows:
+            self.workflows.pop(wid, None)  # their heap entries are skipped from now on
+        return cluster
 
     # -- the timeline ----------------------------------------------------------------
 
