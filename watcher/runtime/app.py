@@ -36,7 +36,7 @@ from watcher.core.errors import ConfigError
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import TERMINAL_PHASES
 from watcher.core.outcome import PollOutcome
-from watcher.core.ports import Clock, CloudSource, Store, SystemClock
+from watcher.core.ports import Clock, CloudSource, Priority, Store, SystemClock
 from watcher.core.state import WatchState
 from watcher.delivery.dispatcher import Dispatcher
 from watcher.http.feed import EventFeed
@@ -615,8 +615,11 @@ class App:
         watch = self.watching.watches.get(key)
         if watch is not None:
             return watch.target.region, watch.is_active()
-        discovery = self.watching.discoveries.get(key.target)
-        return (discovery.target.region if discovery is not None else ""), False
+        cluster = self.watching.discoveries.get(key.target)
+        if cluster is None:
+            return "", False
+        # One listing answers for the whole cluster: active when any live workflow is.
+        return cluster.target.region, cluster.priority() is Priority.ACTIVE
 
     def _stretch(self) -> tuple[float, float]:
         budget = self.scheduler.budget
