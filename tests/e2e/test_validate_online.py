@@ -46,18 +46,24 @@ workflow_id = "{MISSING}"
 
 async def validate_online(path: Path) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "watcher", "config", "validate", "--online", "--config", str(path),
+        sys.executable,
+        "-m",
+        "watcher",
+        "config",
+        "validate",
+        "--online",
+        "--config",
+        str(path),
         env={"PATH": "/usr/bin:/bin", "HOME": str(path.parent)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
 
-RESULT = re.compile(
-    r"^(\S+): (ok|bad credentials|not found|unreachable|error) \((.+?), (\d+) ms\)"
-)
+RESULT = re.compile(r"^(\S+): (ok|bad credentials|not found|unreachable|error) \((.+?), (\d+) ms\)")
 
 
 def results(out: str) -> dict[str, str]:

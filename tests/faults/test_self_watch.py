@@ -212,9 +212,8 @@ async def test_healthz_fails_when_the_scheduler_leaves_a_due_poll_waiting(tmp_pa
     async with running(tmp_path, ["clean_upgrade"], configure=with_http(port)) as h:
         await h.settle()
         h.daemon.overdue_limit_s = 0.5
-        # Stop APScheduler's wake-ups without telling the wrapper: a wedged scheduler.
-        h.daemon.scheduler._scheduler._stop_timer()
-        h.daemon.scheduler._scheduler.wakeup = lambda: None  # type: ignore[method-assign]
+        # Timers that start nothing, without telling the wrapper: a wedged scheduler.
+        h.daemon.scheduler._start_run = lambda job_id: None  # type: ignore[method-assign]
         h.daemon.poll_all_now()
         await asyncio.sleep(1.2)
         status, body = await probe(port, "/healthz")
@@ -268,9 +267,7 @@ async def test_the_heartbeat_beats_while_healthy_and_stops_when_the_store_fails(
         await until(lambda: len(ping_receiver.hits) >= 2, timeout=10)
         assert set(ping_receiver.hits) == {("GET", "/ping/0f1e2d3c-secret-check-uuid")}
         # /metrics carries what the CceWatcherHeartbeatMissing alert reads.
-        ok = h.daemon.registry.get_sample_value(
-            "cce_watcher_heartbeats_total", {"result": "ok"}
-        )
+        ok = h.daemon.registry.get_sample_value("cce_watcher_heartbeats_total", {"result": "ok"})
         assert ok is not None and ok >= 2
         assert h.daemon.registry.get_sample_value(
             "cce_watcher_heartbeat_last_success_timestamp_seconds"
