@@ -212,8 +212,9 @@ async def test_healthz_fails_when_the_scheduler_leaves_a_due_poll_waiting(tmp_pa
     async with running(tmp_path, ["clean_upgrade"], configure=with_http(port)) as h:
         await h.settle()
         h.daemon.overdue_limit_s = 0.5
-        # Timers that start nothing, without telling the wrapper: a wedged scheduler.
-        h.daemon.scheduler._start_run = lambda job_id: None  # type: ignore[method-assign]
+        # Stop APScheduler's wake-ups without telling the wrapper: a wedged scheduler.
+        h.daemon.scheduler._scheduler._stop_timer()
+        h.daemon.scheduler._scheduler.wakeup = lambda: None  # type: ignore[method-assign]
         h.daemon.poll_all_now()
         await asyncio.sleep(1.2)
         status, body = await probe(port, "/healthz")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from watcher.runtime.budget import HostBudget, PollBudget
+from watcher.runtime.budget import STRETCH_TO, HostBudget, PollBudget
 from watcher.runtime.scheduler import PollScheduler
 
 
@@ -91,7 +91,7 @@ async def test_delays_are_stretched_when_demand_exceeds_the_budget() -> None:
     budget = sched.budget
     assert budget is not None
     assert budget.demanded("eu") == pytest.approx(8.0)
-    assert budget.factor("j0") == pytest.approx(4.0)  # idle: 8 / 2
+    assert budget.factor("j0") == pytest.approx(8 / (STRETCH_TO * 2))  # idle: 8 into 1.8
     await asyncio.sleep(1.5)
     assert all(n == 1 for n in runs.values()), runs  # next runs come ~4 s later, not 1 s
     await sched.shutdown(1)

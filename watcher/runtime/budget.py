@@ -42,6 +42,10 @@ IDLE = Priority.IDLE
 IDLE_STRETCH_FIRST = 4.0  # idle intervals stretch up to this before active ones stretch
 MIN_INTERVAL_S = 0.1  # a shorter requested delay (a deadline close by) counts as this
 RECOVER_BELOW = 0.8  # an exceeded episode ends when demand falls below this share of rate
+# Stretched polls fill this share of the budget, not all of it: a run is counted as one
+# request, but a change's enrichment and a first sight's cluster name add a few, and a
+# schedule at 100 % of the rate leaves the limiter a queue that never drains.
+STRETCH_TO = 0.9
 REPORT_AFTER_S = 1.0  # an episode is reported once demand settled (10k jobs being added)
 
 
@@ -299,7 +303,7 @@ class PollBudget:
 
     def _restretch(self, name: str, lane: _Lane) -> None:
         demanded = lane.demanded
-        lane.stretch = stretch_for(lane.demand[True], lane.demand[False], lane.rate)
+        lane.stretch = stretch_for(lane.demand[True], lane.demand[False], STRETCH_TO * lane.rate)
         if not lane.exceeded and demanded > lane.rate:
             lane.exceeded = True
         elif lane.exceeded and demanded < RECOVER_BELOW * lane.rate:

@@ -1,36 +1,15 @@
-"""The poll scheduler: one job per watched thing, adaptive delays, on the loop's own timers.
-
-Each job is an ``async`` callable returning the delay until its next run, or ``None`` to
-stop. Runs of one job never overlap (a run asked for while one is running follows it at
-once), a late run is still run (no misfire dropping), and shutdown is graceful: stop
-starting runs, wait for the running ones with a bound, then cancel the rest.
-
-Each job's next run is one ``loop.call_later`` timer. This replaced APScheduler 3.11
-(issue 12.4): its ``add_job`` cost ~0.3 ms (signature inspection, an O(N) sorted job list)
-so adding 10,000 jobs blocked the loop for seconds, and every run's ``job.modify`` woke it
-through ``call_soon_threadsafe`` (PERF_NOTES.md: ~25 % of a poll's CPU). A timer is O(log N)
-to arm and to cancel, and nothing here needs APScheduler's triggers or job stores.
-
-With a ``PollBudget`` (``use_budget``) the scheduler also keeps demand within the request
-budget (issue 12.2): each run's requested delay is recorded as the job's interval and
-stretched by its lane's factor, and a start beyond the budget waits for its reserved slot
-as a timer, not as a coroutine parked in the limiter. ``job_info`` says which lane (API
-host) a job polls and whether it is active.
-
-Every delay is clamped into ``[0, max_delay_s]`` here (NaN, inf, 1e300: a computation gone
-wrong must neither raise in ``timedelta`` nor park a job for ever), and a job that crashes
-is retried on a jittered exponential backoff up to that cap, not APScheduler's fixed
-interval.
-"""
-
 from __future__ import annotations
 
 import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.core import cadence
 from watcher.runtime.budget import PollBudget
@@ -43,19 +22,28 @@ JobInfo = Callable[[str], tuple[str | None, bool]]
 
 # A job's interval before its first run says otherwise (the app sets the idle interval).
 _FALLBACK_S = 60.0
+# The shortest trigger interval: a shorter delay (a deadline close by, a rerun) moves the
+# next run instead of making the trigger fire that often.
+MIN_TRIGGER_S = 1.0
+SAME_DELAY_S = 0.001  # delays this close are "unchanged": no reschedule
 CRASH_BASE_S = 5.0  # first retry of a crashed job; doubles per crash in a row, up to the cap
-PACE_SLACK_S = 0.05  # a start slot this close is taken at once (no timer for a blink)
+PACE_SLACK_S = 0.05  # a start slot this close is taken at once (no move for a blink)
 
 
 class PollScheduler:
     """Runs adaptive async jobs on the daemon's loop and stops them cleanly."""
 
     def __init__(self, *, lateness_window: int = 4096, max_delay_s: float = 3600.0) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._started = False
-        self._paused = False
-        self._timers: dict[str, asyncio.TimerHandle] = {}  # job id -> its next run
+        self._scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            # Overlap is prevented here (``_running``), not by APScheduler's max_instances=1:
+            # its instance count drops in a done-callback queued AFTER the wake-up that a
+            # run's own reschedule queues, so a run due at once was skipped as "maximum
+            # number of running instances reached" and the job slept a whole interval.
+            job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": None},
+        )
         self._funcs: dict[str, JobFunc] = {}
+        self._interval: dict[str, float] = {}  # job id -> its trigger's interval (seconds)
         self._due: dict[str, float] = {}  # job id -> monotonic time the run was meant for
         self._inflight: set[asyncio.Task[object]] = set()
         self._lateness: list[float] = []
@@ -64,10 +52,13 @@ class PollScheduler:
         self._last_run = time.monotonic()
         self._running: dict[str, float] = {}  # job id -> monotonic start of its current run
         self._rerun: set[str] = set()  # jobs asked to run while running: run again at once
+        self._soon: set[str] = set()  # jobs whose next run was asked for (run_soon)
+        self._overlapped: set[str] = set()  # jobs whose trigger ticked during their run
         self._crashes: dict[str, int] = {}  # job id -> crashes in a row
         self.max_delay_s = max_delay_s
         self.runs = 0
         self.crashes = 0
+        self.reschedules = 0  # APScheduler calls made to move a job (tests, benchmarks)
         self.budget: PollBudget | None = None
         self.job_info: JobInfo = lambda _job_id: ("", False)
         self.first_interval_s = _FALLBACK_S  # a job's interval until its first run says
@@ -83,16 +74,12 @@ class PollScheduler:
                 self._demand(job_id, self.first_interval_s)
 
     def start(self) -> None:
-        """Start inside the running loop; jobs added before start are armed now."""
-        self._loop = asyncio.get_running_loop()
-        self._started = True
-        now = time.monotonic()
-        for job_id, due in list(self._due.items()):
-            self._arm(job_id, max(0.0, due - now))
+        """Start inside the running loop (AsyncIOScheduler needs one)."""
+        self._scheduler.start()
 
     @property
     def running(self) -> bool:
-        return self._started and not self._paused
+        return bool(self._scheduler.running) and self._scheduler.state == STATE_RUNNING
 
     def __contains__(self, job_id: str) -> bool:
         return job_id in self._funcs
@@ -112,24 +99,48 @@ class PollScheduler:
         self._funcs[job_id] = func
         self._never_ran.add(job_id)
         self._demand(job_id, self.first_interval_s)
-        self._arm(job_id, self.bound(first_delay))
+        first_delay = self.bound(first_delay)
+        interval = max(MIN_TRIGGER_S, self.bound(self.first_interval_s))
+        self._interval[job_id] = interval
+        self._due[job_id] = time.monotonic() + first_delay
+        self._scheduler.add_job(
+            self._run,
+            IntervalTrigger(seconds=interval, timezone=UTC),
+            args=[job_id],
+            id=job_id,
+            name=job_id,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=first_delay),
+            replace_existing=True,
+        )
 
     def _arm(self, job_id: str, delay: float) -> None:
-        """Set the job's next run ``delay`` seconds from now (replacing any other)."""
+        """Move the job's next run to ``delay`` seconds from now; the trigger keeps its
+        interval (runs after that one follow it unless a run asks otherwise)."""
         self._due[job_id] = time.monotonic() + delay
-        old = self._timers.pop(job_id, None)
-        if old is not None:
-            old.cancel()
-        if self._loop is not None and self.running:
-            self._timers[job_id] = self._loop.call_later(delay, self._start_run, job_id)
+        job = self._scheduler.get_job(job_id)
+        if job is not None:
+            self.reschedules += 1
+            job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
 
-    def _start_run(self, job_id: str) -> None:
-        self._timers.pop(job_id, None)
-        if not self.running or self._loop is None:
+    def _then(self, job_id: str, delay: float, due: float, overlapped: bool) -> None:
+        """Schedule the run after this one, ``delay`` seconds on: nothing to do when the
+        trigger's interval is that delay already (see the module docstring), unless its
+        tick already passed during this run (``overlapped``: a run longer than it)."""
+        same = abs(delay - self._interval.get(job_id, -1.0)) <= SAME_DELAY_S
+        if same and not overlapped:
+            # The trigger fires one interval after this run's due time: its next due.
+            self._due[job_id] = due + delay
             return
-        task = self._loop.create_task(self._run(job_id), name=f"poll {job_id}")
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+        if same or delay < MIN_TRIGGER_S:
+            self._arm(job_id, delay)
+            return
+        self._interval[job_id] = delay
+        self._due[job_id] = time.monotonic() + delay
+        if self._scheduler.get_job(job_id) is not None:
+            self.reschedules += 1
+            self._scheduler.reschedule_job(
+                job_id, trigger=IntervalTrigger(seconds=delay, timezone=UTC)
+            )
 
     def bound(self, delay: float | None) -> float:
         """A delay clamped into ``[0, max_delay_s]``; never raises."""
@@ -137,29 +148,36 @@ class PollScheduler:
 
     def remove(self, job_id: str) -> None:
         self._funcs.pop(job_id, None)
+        self._interval.pop(job_id, None)
         self._rerun.discard(job_id)
+        self._soon.discard(job_id)
+        self._overlapped.discard(job_id)
         self._crashes.pop(job_id, None)
         self._due.pop(job_id, None)
         self._never_ran.discard(job_id)
         self._paid.discard(job_id)
         if self.budget is not None:
             self.budget.drop_job(job_id)
-        timer = self._timers.pop(job_id, None)
-        if timer is not None:
-            timer.cancel()
+        if self._scheduler.get_job(job_id) is not None:
+            self._scheduler.remove_job(job_id)
 
     def run_soon(self, job_id: str, delay: float = 0.0) -> None:
         """Move a job's next run earlier (a new workflow to look at, a reload)."""
         if job_id in self._funcs:
+            self._soon.add(job_id)
             self._arm(job_id, self.bound(delay))
 
     async def _run(self, job_id: str) -> None:
         func = self._funcs.get(job_id)
-        if func is None:
+        if func is None or self._stopping:
             return
-        if job_id in self._running:  # never two runs of one job: run again when this ends
-            self._rerun.add(job_id)
+        if job_id in self._running:  # never two runs of one job
+            if job_id in self._soon:
+                self._rerun.add(job_id)  # asked for while running: run again when it ends
+            else:
+                self._overlapped.add(job_id)  # the trigger's tick came during a long run
             return
+        self._soon.discard(job_id)
         if self._wait_for_slot(job_id):
             return
         started = time.monotonic()
@@ -168,6 +186,9 @@ class PollScheduler:
         due = self._due.pop(job_id, None)
         if due is not None:
             self._record_lateness(max(0.0, started - due))
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
         structlog.contextvars.clear_contextvars()  # jobs inherit a stale context otherwise
         delay: float | None
         try:
@@ -181,6 +202,8 @@ class PollScheduler:
         else:
             self._crashes.pop(job_id, None)
         finally:
+            if task is not None:
+                self._inflight.discard(task)
             self._running.pop(job_id, None)
             self._never_ran.discard(job_id)
             self.runs += 1
@@ -190,10 +213,13 @@ class PollScheduler:
             self.remove(job_id)
             return
         delay = self.bound(delay) * self._demand(job_id, delay)
+        overlapped = job_id in self._overlapped
+        self._overlapped.discard(job_id)
         if job_id in self._rerun:
             self._rerun.discard(job_id)
-            delay = 0.0
-        self._arm(job_id, delay)
+            self._arm(job_id, 0.0)
+            return
+        self._then(job_id, self.bound(delay), due if due is not None else started, overlapped)
 
     def _demand(self, job_id: str, interval: float) -> float:
         """Record the job's requested interval; the factor its delay is stretched by."""
@@ -300,10 +326,8 @@ class PollScheduler:
         end quietly, not with a traceback each.
         """
         self._stopping = True
-        self._paused = True
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        if self._scheduler.running:
+            self._scheduler.pause()
         pending = [t for t in self._inflight if not t.done()]
         if pending:
             log.info("scheduler.draining", jobs=len(pending), timeout_s=timeout)
@@ -313,4 +337,6 @@ class PollScheduler:
             if still:
                 log.warning("scheduler.cancelled_jobs", jobs=len(still))
                 await asyncio.wait(still, timeout=1.0)
-        self._started = False
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)  # APScheduler defers the state change to the next tick
