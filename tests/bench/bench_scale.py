@@ -116,6 +116,7 @@ class Result:
     metrics_kb: float = math.nan
     scrape_s: float = math.nan
     gap_p99: float | None = None  # simulator-side poll lateness over the window, seconds
+    first_round_s: float | None = None  # after ready: until every target was polled once
     ready_s: float | None = None
     stop_s: float = math.nan
     log_lines: dict[str, int] = field(default_factory=dict)
@@ -198,6 +199,7 @@ async def measure(config: Config, window: float, warmup: float) -> Result:
                 webhook=receiver.url,
                 polling=config.polling,
             )
+            targets = len(cfg["targets"])
             del info  # the target list can be large; the config holds it now
             sim_url = cfg["cloud"]["cce_endpoint"]
             daemon = factory.spawn(cfg)
@@ -206,6 +208,9 @@ async def measure(config: Config, window: float, warmup: float) -> Result:
                     result.ready_s = await bb.wait_ready(http, daemon, warmup)
                     if result.ready_s is None:
                         result.notes.append(f"/readyz not ready after {warmup:.0f} s warm-up")
+                    result.first_round_s = await bb.wait_first_round(
+                        http, daemon, targets, warmup
+                    )
                     before = await bb.scrape(http, daemon, timeout=window)
                     gaps0 = (await bb.poll_gaps(http, sim_url))["count"]
                     cpu0, req0, t0 = (
@@ -248,9 +253,11 @@ async def measure(config: Config, window: float, warmup: float) -> Result:
 
 def detail(r: Result) -> str:
     ready = "never" if r.ready_s is None else f"{r.ready_s:.1f} s"
+    first = "not within the warm-up" if r.first_round_s is None else f"{r.first_round_s:.0f} s"
     out = (
         f"  [{r.config.label}] targets={r.config.kind} polling={r.config.polling or 'defaults'}"
-        f"\n    ready {ready}, stop {r.stop_s:.1f} s, peak rss {r.peak_rss:.0f} MB,"
+        f"\n    ready {ready}, every target polled once {first} later,"
+        f" stop {r.stop_s:.1f} s, peak rss {r.peak_rss:.0f} MB,"
         f" /metrics scrape {r.scrape_s:.2f} s, log lines {r.log_lines}"
     )
     if r.webhook:

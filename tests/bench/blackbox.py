@@ -172,6 +172,7 @@ class Scrape:
     seconds: float
     lateness: dict[float, float]  # bucket upper bound -> cumulative count
     polls: float = 0.0  # cce_watcher_polls_total summed over targets and results
+    polled_targets: int = 0  # distinct targets with at least one poll
 
     @property
     def kb(self) -> float:
@@ -191,6 +192,7 @@ async def scrape(http: aiohttp.ClientSession, daemon: DaemonProcess, timeout: fl
     took = time.monotonic() - started
     buckets: dict[float, float] = {}
     polls = 0.0
+    targets: set[bytes] = set()
     prefix = f'{LATENESS}_bucket{{le="'
     for raw in body.split(b"\n"):
         if raw.startswith(prefix.encode()):
@@ -199,7 +201,29 @@ async def scrape(http: aiohttp.ClientSession, daemon: DaemonProcess, timeout: fl
             buckets[math.inf if le == "+Inf" else float(le)] = float(value)
         elif raw.startswith(POLLS):
             polls += float(raw.rsplit(b" ", 1)[1])
-    return Scrape(len(body), took, buckets, polls)
+            if match := _TARGET_LABEL.search(raw):
+                targets.add(match.group(1))
+    return Scrape(len(body), took, buckets, polls, len(targets))
+
+
+_TARGET_LABEL = re.compile(rb'target="([^"]*)"')
+
+
+async def wait_first_round(
+    http: aiohttp.ClientSession, daemon: DaemonProcess, targets: int, timeout: float
+) -> float | None:
+    """Seconds until every target was polled once (per /metrics), None if not in time.
+
+    /readyz turns ready as soon as every poll is *scheduled* within its interval; with a
+    tight budget the first sight of a thousand clusters still takes a while, and a change
+    made before a workflow was first seen is reported inside its first summary, not as an
+    event of its own. Timing change -> webhook therefore starts after this round."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if (await scrape(http, daemon, timeout=10)).polled_targets >= targets:
+            return time.monotonic() - started
+        await asyncio.sleep(1.0)
+    return None
 
 
 def lateness_p99_ms(before: Scrape, after: Scrape) -> float:

@@ -36,11 +36,13 @@ class PollScheduler:
     def __init__(self, *, lateness_window: int = 4096, max_delay_s: float = 3600.0) -> None:
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
-            # Overlap is prevented here (``_running``), not by APScheduler's max_instances=1:
+            # Overlap is prevented here (``_running``), not by APScheduler's max_instances:
             # its instance count drops in a done-callback queued AFTER the wake-up that a
             # run's own reschedule queues, so a run due at once was skipped as "maximum
-            # number of running instances reached" and the job slept a whole interval.
-            job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": None},
+            # number of running instances reached" and the job slept a whole interval. An
+            # instance that finds its job running returns at once, so the limit is only a
+            # bound; a low one logged a warning per tick of a job slower than its interval.
+            job_defaults={"coalesce": True, "max_instances": 100, "misfire_grace_time": None},
         )
         self._funcs: dict[str, JobFunc] = {}
         self._interval: dict[str, float] = {}  # job id -> its trigger's interval (seconds)
