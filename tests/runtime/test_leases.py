@@ -97,8 +97,9 @@ async def test_a_keeper_that_cannot_reach_the_store_says_so_and_stops_holding(
         a = keeper(s1, "a", lease_s=0.6, on_lost=lost.extend)
         await a.round()
         assert a.problem() is None and len(a.held) == 10
+        # The renewal itself fails (a round renews before anything else).
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute("ALTER TABLE replicas RENAME TO replicas_gone")
+            conn.execute("ALTER TABLE target_leases RENAME TO target_leases_gone")
         await a.round()
         problem = a.problem()
         assert problem is not None and problem.startswith("lease keeper cannot reach the store")
@@ -108,7 +109,7 @@ async def test_a_keeper_that_cannot_reach_the_store_says_so_and_stops_holding(
         await a.round()
         assert a.held == {} and sorted(lost) == KEYS
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute("ALTER TABLE replicas_gone RENAME TO replicas")
+            conn.execute("ALTER TABLE target_leases_gone RENAME TO target_leases")
         await a.round()
         assert a.problem() is None and len(a.held) == 10
 
