@@ -133,7 +133,7 @@ async def _saturate(store: PostgresStore, stop: asyncio.Event, workers: int) -> 
 
     async def one() -> None:
         while not stop.is_set():
-            async with store._pool.connection() as conn:  # noqa: SLF001 - the polls' pool
+            async with store._pool.connection() as conn:  # the polls' pool
                 await conn.execute("SELECT pg_sleep(0.2)")
 
     await asyncio.gather(*(one() for _ in range(workers)))

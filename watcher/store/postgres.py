@@ -20,9 +20,9 @@ Sessions use ``TimeZone=UTC`` and every datetime returned is aware UTC, as with 
 Replicas (issue 11.2) share one database: the lease methods (``LeaseStore``) split the
 targets, a fenced ``commit_poll`` checks its lease row in the same transaction, deliveries
 are claimed per URL head, and every commit NOTIFYs ``watcher_commits`` with its key, which
-``listen`` relays from a dedicated connection. The lease methods have a dedicated connection
-of their own too, so a renewal never waits behind polls for a pooled one. Every lease and claim expiry is judged by the
-database's ``now()``, never by a replica's clock.
+``listen`` relays from a dedicated connection. The lease methods have a dedicated
+connection of their own too, so a renewal never waits behind polls for a pooled one. Every
+lease and claim expiry is judged by the database's ``now()``, never by a replica's clock.
 """
 
 from __future__ import annotations
