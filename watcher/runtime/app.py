@@ -509,8 +509,9 @@ class App:
 
     async def _start_ha(self, keeper: LeaseKeeper, store: Store) -> None:
         """Take a first share before start() returns (polls of targets not yet held are
-        skipped), then keep it, and follow the other replicas' commits."""
-        await keeper.round()
+        skipped; their state loads beside, see ``_acquired``), then keep it, and follow the
+        other replicas' commits."""
+        await keeper.round(wait=False)
         peers = PeerCommits(store, wake=self._peer_committed, holds=keeper.holds, adopt=self._adopt)
         self._spawn("leases", keeper.run(first_delay_s=keeper.period_s))
         self._spawn("peers", peers.run())
