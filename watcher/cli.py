@@ -56,9 +56,7 @@ def run(config_path: Path | None) -> None:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
     settings = config_cli.load_or_exit(config_path, require_targets=True)
     setup_logging(settings)
-    daemon = App(
-        settings, reload_settings=lambda: load_settings(config_path, require_targets=True)
-    )
+    daemon = App(settings, reload_settings=lambda: load_settings(config_path, require_targets=True))
     try:
         asyncio.run(daemon.run_forever())
     except WatcherError as exc:

@@ -101,7 +101,7 @@ def lint_or_exit(settings: Settings) -> None:
 @click.option(
     "--online",
     is_flag=True,
-    help="Also make one signed API call per target and report whether it works.",
+    help="Also make one signed API call per target and, with PostgreSQL, connect to the store.",
 )
 def validate(config_path: Path | None, online: bool) -> None:
     """Check the configuration; exit 2 with one line per problem if it is invalid.
@@ -135,12 +135,19 @@ def validate(config_path: Path | None, online: bool) -> None:
     if not settings.notify.has_destinations:
         click.echo("config warning: no notification URLs: events are stored but not sent", err=True)
     if online:
+        from watcher.core.ports import SystemClock  # noqa: PLC0415
         from watcher.runtime.online import check_targets  # noqa: PLC0415  (aiohttp)
+        from watcher.store import check_store  # noqa: PLC0415  (psycopg)
 
         results = asyncio.run(check_targets(settings))
         for result in results:
             click.echo(result.line())
-        if not all(r.ok for r in results):
+        store_problems = asyncio.run(check_store(settings, SystemClock()))
+        for problem in store_problems:
+            click.echo(f"state store: {problem}")
+        if settings.state.backend == "postgres" and not store_problems:
+            click.echo("state store: PostgreSQL answers and its schema is current")
+        if store_problems or not all(r.ok for r in results):
             raise SystemExit(EXIT_CONFIG)
 
 

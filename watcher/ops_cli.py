@@ -33,7 +33,6 @@ from watcher.store import open_store
 T = TypeVar("T")
 
 
-
 def _with_store(config_path: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
     settings = config_cli.load_local_or_exit(config_path)
     path = Path(settings.state_dir) / STORE_FILE

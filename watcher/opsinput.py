@@ -65,9 +65,7 @@ def _time(data: Mapping[str, Any], name: str) -> datetime | None:
     except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
         moment = None
     if moment is None or not EARLIEST <= moment <= LATEST:
-        raise InputError(
-            f"{name} must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
-        )
+        raise InputError(f"{name} must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
     return moment
 
 

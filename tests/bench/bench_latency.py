@@ -63,8 +63,13 @@ async def session(
         async with start_simulator(scenarios=["clean_upgrade"], autoplay=False) as sim:
             with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
                 factory = DaemonFactory(Path(tmp))
-                config = daemon_config(sim, state_dir=Path(tmp) / "state", port=free_port(),
-                                       notify_urls=[receiver.url], interval_s=active_s)
+                config = daemon_config(
+                    sim,
+                    state_dir=Path(tmp) / "state",
+                    port=free_port(),
+                    notify_urls=[receiver.url],
+                    interval_s=active_s,
+                )
                 config["logging"] = {"level": "warning", "format": "json"}
                 config["polling"]["max_backoff_s"] = max(10.0, 4 * active_s)
                 before = sim.requests()["total"]
@@ -110,12 +115,18 @@ async def run(changes: int, active_s: float, seed: int) -> int:
     budget = active_s + 2
     p50, p99 = quantile(latencies, 0.5), quantile(latencies, 0.99)
     print(f"bench_latency: {len(latencies)} state changes, active interval {active_s:g} s")
-    print(f"  change -> webhook   p50 {p50:.2f} s  p99 {p99:.2f} s  max {max(latencies):.2f} s"
-          f"   budget p99 <= {budget:g} s: {'MET' if p99 <= budget else 'MISSED'}")
-    print(f"  start -> first poll {first_poll:.2f} s   budget < 1.5 s: "
-          f"{'MET' if first_poll < 1.5 else 'MISSED'}")
-    print(f"  idle RSS            {idle_rss:.0f} MB   budget < 80 MB: "
-          f"{'MET' if idle_rss < 80 else 'MISSED'}")
+    print(
+        f"  change -> webhook   p50 {p50:.2f} s  p99 {p99:.2f} s  max {max(latencies):.2f} s"
+        f"   budget p99 <= {budget:g} s: {'MET' if p99 <= budget else 'MISSED'}"
+    )
+    print(
+        f"  start -> first poll {first_poll:.2f} s   budget < 1.5 s: "
+        f"{'MET' if first_poll < 1.5 else 'MISSED'}"
+    )
+    print(
+        f"  idle RSS            {idle_rss:.0f} MB   budget < 80 MB: "
+        f"{'MET' if idle_rss < 80 else 'MISSED'}"
+    )
     return 0
 
 

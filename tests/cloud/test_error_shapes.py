@@ -51,9 +51,13 @@ def test_cce_handler_appends_the_k8s_message_like_the_sdk() -> None:
     body = {"errorCode": "CCE.01400001", "errorMessage": "Invalid request", "message": "bad id"}
     sdk = _sdk(CceExceptionHandler(), 400, body)
     code, message, _ = responses.parse_error_body(json.dumps(body).encode())
-    assert (code, message) == (sdk.error_code, sdk.error_msg) == (
-        "CCE.01400001",
-        "Invalid request, bad id",
+    assert (
+        (code, message)
+        == (sdk.error_code, sdk.error_msg)
+        == (
+            "CCE.01400001",
+            "Invalid request, bad id",
+        )
     )
 
 

@@ -31,13 +31,22 @@ def test_seed_summary(seed_workflow_raw: dict[str, Any]) -> None:
 
 
 def _waiting(expires: datetime) -> Workflow:
-    return Workflow.from_api({
-        "metadata": {"uid": "w"},
-        "status": {"phase": "Running", "pointStatuses": [
-            {"taskType": "PreCheck", "status": "Success", "expireTimeStamp": expires.isoformat()},
-            {"taskType": "Cluster", "status": "Init"},
-        ]},
-    })
+    return Workflow.from_api(
+        {
+            "metadata": {"uid": "w"},
+            "status": {
+                "phase": "Running",
+                "pointStatuses": [
+                    {
+                        "taskType": "PreCheck",
+                        "status": "Success",
+                        "expireTimeStamp": expires.isoformat(),
+                    },
+                    {"taskType": "Cluster", "status": "Init"},
+                ],
+            },
+        }
+    )
 
 
 def test_countdown_and_expired_verdict() -> None:
@@ -50,8 +59,9 @@ def test_countdown_and_expired_verdict() -> None:
     assert "EXPIRED 2m ago" in format_text(past)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(None, "-"), (5, "5s"), (61, "1m 1s"),
-                                               (7380, "2h 3m"), (-120, "-2m")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(None, "-"), (5, "5s"), (61, "1m 1s"), (7380, "2h 3m"), (-120, "-2m")]
+)
 def test_human_duration(seconds: float | None, text: str) -> None:
     assert human_duration(seconds) == text
 

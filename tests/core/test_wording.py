@@ -40,8 +40,15 @@ def test_plural_never_says_1_attempts() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "text"),
-    [("0.00", "0%"), ("45.00", "45%"), ("12.50", "12.5%"), ("100", "100%"), ("x", None),
-     (None, None), ("150", "100%")],
+    [
+        ("0.00", "0%"),
+        ("45.00", "45%"),
+        ("12.50", "12.5%"),
+        ("100", "100%"),
+        ("x", None),
+        (None, None),
+        ("150", "100%"),
+    ],
 )
 def test_percent(raw: str | None, text: str | None) -> None:
     assert percent(raw) == text
@@ -79,13 +86,19 @@ ROLLED_BACK = pt("Rollback", "Success", "rb", start=-15, end=-10)
         # A retry after a successful rollback: the upgrade runs again, it is not "Rolled back".
         (wf("Running", PRE_OK, ROLLED_BACK, pt("Cluster", "Running", "cl2", start=-5)), "Running"),
         (wf("Running", PRE_OK, pt("Cluster", "Running", "cl2", start=-5), ROLLED_BACK), "Running"),
-        (wf("Pending", PRE_OK, ROLLED_BACK, pt("Cluster", "Failed", "cl2", start=-5, end=-1)),
-         "Failed"),
-        (wf("Success", PRE_OK, ROLLED_BACK, pt("Cluster", "Success", "cl2", start=-5, end=-1)),
-         "Succeeded"),
+        (
+            wf("Pending", PRE_OK, ROLLED_BACK, pt("Cluster", "Failed", "cl2", start=-5, end=-1)),
+            "Failed",
+        ),
+        (
+            wf("Success", PRE_OK, ROLLED_BACK, pt("Cluster", "Success", "cl2", start=-5, end=-1)),
+            "Succeeded",
+        ),
         # ... while tasks of the attempt that was rolled back do not undo it.
-        (wf("Running", PRE_OK, pt("Cluster", "Failed", "cl", start=-20, end=-16), ROLLED_BACK),
-         "Rolled back"),
+        (
+            wf("Running", PRE_OK, pt("Cluster", "Failed", "cl", start=-20, end=-16), ROLLED_BACK),
+            "Rolled back",
+        ),
         # No phase in the answer: the tasks say what is going on.
         (wf(None, PRE_OK, pt("Cluster", "Running", "cl", start=-5)), "Running"),
         (wf(None, PRE_OK, pt("Cluster", "Failed", "cl", start=-5, end=-1)), "Failed"),

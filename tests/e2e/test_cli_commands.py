@@ -46,8 +46,9 @@ async def test_events_lists_what_the_daemon_stored_with_delivery_states(tmp_path
     try:
         async with start_simulator(scenarios=["seed"], autoplay=False) as sim:
             acc = sim.account
-            data = demo_settings(sim.url, sim.targets(), acc.access_key, acc.secret_key,
-                                 str(tmp_path / "state"), [])
+            data = demo_settings(
+                sim.url, sim.targets(), acc.access_key, acc.secret_key, str(tmp_path / "state"), []
+            )
             data["notify"] = {"urls": [url]}
             daemon = App(settings_from_mapping(data))
             await daemon.start()
@@ -59,8 +60,9 @@ async def test_events_lists_what_the_daemon_stored_with_delivery_states(tmp_path
                     await asyncio.sleep(0.1)
             finally:
                 await daemon.stop(grace_s=2)
-        config = write_toml(tmp_path / "config.toml",
-                            {"state_dir": tmp_path / "state", "notify": {"urls": [url]}})
+        config = write_toml(
+            tmp_path / "config.toml", {"state_dir": tmp_path / "state", "notify": {"urls": [url]}}
+        )
         code, out, err = await cli("events", "--config", str(config))
         assert code == 0, err
         assert "workflow.detected" in out
@@ -76,8 +78,10 @@ async def test_events_lists_what_the_daemon_stored_with_delivery_states(tmp_path
 
 
 async def test_events_without_a_store_says_so(tmp_path: Path) -> None:
-    config = write_toml(tmp_path / "config.toml",
-                        {"state_dir": tmp_path / "nothing", "notify": {"urls": ["console://"]}})
+    config = write_toml(
+        tmp_path / "config.toml",
+        {"state_dir": tmp_path / "nothing", "notify": {"urls": ["console://"]}},
+    )
     code, _, err = await cli("events", "--config", str(config))
     assert code == 2
     assert "no state store" in err
@@ -89,16 +93,23 @@ async def test_notify_test_reports_each_url_through_the_routes(tmp_path: Path) -
     url, received = hook.url, hook.bodies
     dead = f"json://127.0.0.1:{closed_port()}/hook"
     try:
-        config = write_toml(tmp_path / "config.toml", {
-            "state_dir": tmp_path / "state",
-            "notify": {
-                "urls": [{"url": url, "name": "team-hook", "tags": ["team"]},
-                         {"url": dead, "name": "dead-hook", "tags": ["team"]},
-                         {"url": "console://", "name": "pager", "tags": ["pager"]}],
-                "routes": [{"kinds": ["*"], "tags": ["team"]},
-                           {"kinds": ["*"], "min_severity": "failure", "tags": ["pager"]}],
+        config = write_toml(
+            tmp_path / "config.toml",
+            {
+                "state_dir": tmp_path / "state",
+                "notify": {
+                    "urls": [
+                        {"url": url, "name": "team-hook", "tags": ["team"]},
+                        {"url": dead, "name": "dead-hook", "tags": ["team"]},
+                        {"url": "console://", "name": "pager", "tags": ["pager"]},
+                    ],
+                    "routes": [
+                        {"kinds": ["*"], "tags": ["team"]},
+                        {"kinds": ["*"], "min_severity": "failure", "tags": ["pager"]},
+                    ],
+                },
             },
-        })
+        )
         code, out, err = await cli("notify-test", "--config", str(config))
     finally:
         await hook.stop()

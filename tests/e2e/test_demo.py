@@ -11,8 +11,16 @@ import pytest
 @pytest.mark.slow
 async def test_demo_prints_each_notification_of_a_whole_upgrade() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "watcher", "demo", "--speed", "3", "--timeout", "60",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "watcher",
+        "demo",
+        "--speed",
+        "3",
+        "--timeout",
+        "60",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out_b, err_b = await asyncio.wait_for(proc.communicate(), 90)
     out, err = out_b.decode(), err_b.decode()
@@ -22,8 +30,11 @@ async def test_demo_prints_each_notification_of_a_whole_upgrade() -> None:
     # short Running state can fall between two polls (the engine then reports only the
     # success, from the cloud's timestamps), so only the milestones are asserted.
     assert titles[0].startswith("[INFO]") and "Found upgrade" in titles[0]
-    for milestone in ("Pre-check task succeeded", "Cluster upgrade task succeeded",
-                      "Post-check task succeeded"):
+    for milestone in (
+        "Pre-check task succeeded",
+        "Cluster upgrade task succeeded",
+        "Post-check task succeeded",
+    ):
         assert milestone in out
     assert out.index("Pre-check task succeeded") < out.index("Cluster upgrade task succeeded")
     assert titles[-1].startswith("[SUCCESS]")
@@ -35,8 +46,14 @@ async def test_demo_prints_each_notification_of_a_whole_upgrade() -> None:
 @pytest.mark.slow
 async def test_demo_with_an_unknown_scenario_exits_2() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "watcher", "demo", "--scenario", "no_such_scenario",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "watcher",
+        "demo",
+        "--scenario",
+        "no_such_scenario",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2

@@ -28,9 +28,18 @@ def _get(url: str) -> int:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 async def test_demo_plays_the_scenario_to_its_end(scenario: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "watcher", "demo", "--scenario", scenario,
-        "--speed", "10", "--timeout", "60",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "watcher",
+        "demo",
+        "--scenario",
+        scenario,
+        "--speed",
+        "10",
+        "--timeout",
+        "60",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
     lines: list[str] = []

@@ -16,8 +16,14 @@ def cluster_target(raw: dict[str, Any]) -> None:
     """Replace the harness's workflow targets by one cluster target per cluster."""
     clusters = {(t["cluster_id"], t["api"]) for t in raw["targets"]}
     raw["targets"] = [
-        {"name": f"cluster-{cid[:8]}", "kind": "cluster", "cluster_id": cid, "api": api,
-         "region": raw["targets"][0]["region"], "project_id": raw["targets"][0]["project_id"]}
+        {
+            "name": f"cluster-{cid[:8]}",
+            "kind": "cluster",
+            "cluster_id": cid,
+            "api": api,
+            "region": raw["targets"][0]["region"],
+            "project_id": raw["targets"][0]["project_id"],
+        }
         for cid, api in sorted(clusters)
     ]
 
@@ -29,8 +35,9 @@ async def test_a_cluster_target_discovers_its_workflow_and_reports_it(tmp_path: 
             await h.settle()
             if h.daemon.watches:
                 break
-        assert list(h.daemon.watches) == [f"cluster-{target['cluster_id'][:8]}/"
-                                          f"{target['workflow_id']}"]
+        assert list(h.daemon.watches) == [
+            f"cluster-{target['cluster_id'][:8]}/{target['workflow_id']}"
+        ]
         await h.step()  # PreCheck starts
         await h.settle()
         kinds = [e.event.kind for e in await h.stored()]

@@ -116,8 +116,8 @@ async def test_a_failed_rollback_is_critical_and_says_what_state_the_cluster_is_
             "cluster is RollbackFailed (RollbackFailed: etcd restore from master-backup "
             "failed: snapshot checksum mismatch)"
         ) in last["message"]
-        assert "Next step: The rollback failed and the cluster may not be usable" in (
-            last["message"]
+        assert (
+            "Next step: The rollback failed and the cluster may not be usable" in (last["message"])
         )
         assert str(h.smtp.messages[-1]["Subject"]).startswith("[CRITICAL] Ledger (prod)")
         await _lines_tell_true_time(h)
@@ -183,9 +183,7 @@ async def test_precheck_expiry_lines_show_their_due_times(tmp_path: Path) -> Non
         stored = [s.event for s in await h.stored() if s.event.kind.startswith("precheck.")]
         assert [e.kind for e in stored] == kinds
         expected = [d.replace(microsecond=0) for d in due]
-        assert [e.occurred_at.replace(microsecond=0) for e in stored if e.occurred_at] == (
-            expected
-        )
+        assert [e.occurred_at.replace(microsecond=0) for e in stored if e.occurred_at] == (expected)
         mails = [_plain(m) for m in h.smtp.messages[-3:]]
         for body, moment in zip(mails, expected, strict=True):
             assert f"When:      {moment:%Y-%m-%d %H:%M:%S} UTC" in body

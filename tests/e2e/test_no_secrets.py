@@ -76,10 +76,10 @@ async def test_no_secret_in_logs_or_http(
         f"?+Authorization=Bearer%20{HEADER_TOKEN}&:apikey={PAYLOAD_KEY}",
         f"json://down:{DOWN_PASSWORD}@127.0.0.1:{free_port()}/gone",
     ]
-    async with start_simulator(scenarios=["clean_upgrade"], autoplay=False,
-                               account=ACCOUNT) as sim:
-        config = daemon_config(sim, state_dir=tmp_path / "state", port=free_port(),
-                               token=HTTP_TOKEN, notify_urls=urls)
+    async with start_simulator(scenarios=["clean_upgrade"], autoplay=False, account=ACCOUNT) as sim:
+        config = daemon_config(
+            sim, state_dir=tmp_path / "state", port=free_port(), token=HTTP_TOKEN, notify_urls=urls
+        )
         config["logging"] = {"level": "debug", "format": "json"}
         env = {}
         if kind == "aksk":
@@ -89,32 +89,50 @@ async def test_no_secret_in_logs_or_http(
             config["credentials"] = {"kind": "aksk", "access_key": ACCOUNT.access_key}
             env["CREDENTIALS_DIRECTORY"] = str(creds)
         else:
-            config["credentials"] = {"kind": "password", "username": ACCOUNT.user,
-                                     "password": PASSWORD, "domain": ACCOUNT.domain}
+            config["credentials"] = {
+                "kind": "password",
+                "username": ACCOUNT.user,
+                "password": PASSWORD,
+                "domain": ACCOUNT.domain,
+            }
         daemon = daemons.spawn(config, env=env)
         responses: list[str] = []
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             await wait_healthy(http, daemon)
-            faults = [("status", {"status": 503, "count": 3}), ("garbage", {"count": 2}),
-                      ("throttle", {"count": 1, "retry_after": 1}), ("token_expiry", {})]
+            faults = [
+                ("status", {"status": 503, "count": 3}),
+                ("garbage", {"count": 2}),
+                ("throttle", {"count": 1, "retry_after": 1}),
+                ("token_expiry", {}),
+            ]
             for step in range(6):
                 await sim.step()
                 kind_name, args = faults[step % len(faults)]
                 sim.add_fault(kind_name, **args)  # type: ignore[arg-type]
                 await asyncio.sleep(1.2)
             sim.clear_faults()
+
             async def delivered() -> bool:
                 return flaky_hook.attempts >= 4 and bool(flaky_hook.bodies)  # three 500s, then sent
 
             await eventually(delivered, timeout=20)
-            paths = ["/healthz", "/readyz", "/metrics", "/api/v1/workflows",
-                     "/api/v1/events?limit=1000", "/"]
+            paths = [
+                "/healthz",
+                "/readyz",
+                "/metrics",
+                "/api/v1/workflows",
+                "/api/v1/events?limit=1000",
+                "/",
+            ]
             for path in paths:
                 async with http.get(daemon.url + path, headers=daemon.headers()) as resp:
-                    responses.append(f"{path} {resp.status} {dict(resp.headers)}\n"
-                                     + await resp.text())
-            async with http.get(daemon.url + "/api/v1/events", headers={
-                    "Authorization": "Bearer wrong-token-for-the-401-body"}) as resp:
+                    responses.append(
+                        f"{path} {resp.status} {dict(resp.headers)}\n" + await resp.text()
+                    )
+            async with http.get(
+                daemon.url + "/api/v1/events",
+                headers={"Authorization": "Bearer wrong-token-for-the-401-body"},
+            ) as resp:
                 assert resp.status == 401
                 responses.append(await resp.text())
             stream = daemon.url + f"/api/v1/events/stream?last_event_id=0&token={HTTP_TOKEN}"
@@ -124,8 +142,15 @@ async def test_no_secret_in_logs_or_http(
         cli_env = {"PATH": "/usr/bin:/bin", **env}
         for args in (["events", "--json"], ["config", "show"], ["config", "show", "--json"]):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "watcher", *args, "--config", str(daemon.config_path),
-                env=cli_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                sys.executable,
+                "-m",
+                "watcher",
+                *args,
+                "--config",
+                str(daemon.config_path),
+                env=cli_env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
             )
             out, _ = await proc.communicate()
             assert proc.returncode == 0, out.decode()

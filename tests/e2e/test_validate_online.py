@@ -44,20 +44,26 @@ workflow_id = "{MISSING}"
     return path
 
 
-async def validate_online(path: Path) -> tuple[int, str, str]:
+async def validate_online(path: Path, **env: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "watcher", "config", "validate", "--online", "--config", str(path),
-        env={"PATH": "/usr/bin:/bin", "HOME": str(path.parent)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "watcher",
+        "config",
+        "validate",
+        "--online",
+        "--config",
+        str(path),
+        env={"PATH": "/usr/bin:/bin", "HOME": str(path.parent), **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
 
-RESULT = re.compile(
-    r"^(\S+): (ok|bad credentials|not found|unreachable|error) \((.+?), (\d+) ms\)"
-)
+RESULT = re.compile(r"^(\S+): (ok|bad credentials|not found|unreachable|error) \((.+?), (\d+) ms\)")
 
 
 def results(out: str) -> dict[str, str]:
@@ -99,3 +105,34 @@ async def test_a_closed_port_is_unreachable(tmp_path: Path) -> None:
     code, out, _ = await validate_online(config(tmp_path, f"http://127.0.0.1:{port}", "x" * 20))
     assert code == 2
     assert set(results(out).values()) == {"unreachable 127.0.0.1"}
+
+
+def on_postgres(path: Path) -> Path:
+    """The config without its missing workflow, on the PostgreSQL backend."""
+    text = path.read_text().split('[[targets]]\nname = "gone"')[0]
+    path.write_text(text + '\n[state]\nbackend = "postgres"\n')
+    return path
+
+
+async def test_the_postgres_store_is_checked_too(tmp_path: Path, pg_dsn: str) -> None:
+    async with start_simulator(scenarios=["seed"], autoplay=False) as sim:
+        path = on_postgres(config(tmp_path, sim.url, sim.account.secret_key))
+        code, out, err = await validate_online(path, WATCHER_STATE__DSN=pg_dsn)
+    assert code == 0, out + err
+    assert "state store: PostgreSQL answers and its schema is current" in out
+
+
+async def test_an_unreachable_postgres_store_fails_validation_without_its_password(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dsn = f"postgresql://watcher:PLANTED-PW-4711@127.0.0.1:{port}/watcher?connect_timeout=2"
+    async with start_simulator(scenarios=["seed"], autoplay=False) as sim:
+        path = on_postgres(config(tmp_path, sim.url, sim.account.secret_key))
+        code, out, err = await validate_online(path, WATCHER_STATE__DSN=dsn)
+    assert code == 2, out + err
+    (line,) = [x for x in out.splitlines() if x.startswith("state store:")]
+    assert str(port) in line
+    assert "PLANTED-PW-4711" not in out + err

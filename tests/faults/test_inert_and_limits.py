@@ -330,8 +330,18 @@ PLANTED = {
     "dingtalk": "dingtalk://PLNTDINGSECRET0123456789@PLNTDINGTOKEN0123456789",
 }
 SECRET_MARKERS = (
-    "PLNTSLK", "PLNTHK", "987654321098765432", "PLNTDISCORD", "PLNTTGRAM", "PLNTWECOM",
-    "PLNTFEISHU", "PLNTDING", "PLNTJSONPW", "PLNTJSONPATH", "PLNTJSONBEARER", "PLNTJSONKEY",
+    "PLNTSLK",
+    "PLNTHK",
+    "987654321098765432",
+    "PLNTDISCORD",
+    "PLNTTGRAM",
+    "PLNTWECOM",
+    "PLNTFEISHU",
+    "PLNTDING",
+    "PLNTJSONPW",
+    "PLNTJSONPATH",
+    "PLNTJSONBEARER",
+    "PLNTJSONKEY",
 )
 
 
@@ -363,9 +373,7 @@ async def test_notify_test_with_debug_logs_never_prints_a_planted_token(tmp_path
         config_toml(
             {
                 "notify": {
-                    "urls": [
-                        {"name": name, "url": url} for name, url in PLANTED.items()
-                    ]
+                    "urls": [{"name": name, "url": url} for name, url in PLANTED.items()]
                     + [{"name": "json", "url": json_url}]
                 },
                 "logging": {"level": "debug", "format": "json"},
@@ -386,8 +394,14 @@ async def test_notify_test_with_debug_logs_never_prints_a_planted_token(tmp_path
         # the given URL only, bypassing routes: both must mask what they print.
         for args in ((), ("--notify", extra)):
             proc = await asyncio.create_subprocess_exec(
-                *CLI, "notify-test", "--config", str(config), *args,
-                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                *CLI,
+                "notify-test",
+                "--config",
+                str(config),
+                *args,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             out_b, err_b = await asyncio.wait_for(proc.communicate(), 90)
             runs.append((proc.returncode, out_b.decode(), err_b.decode()))

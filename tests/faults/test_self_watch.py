@@ -268,9 +268,7 @@ async def test_the_heartbeat_beats_while_healthy_and_stops_when_the_store_fails(
         await until(lambda: len(ping_receiver.hits) >= 2, timeout=10)
         assert set(ping_receiver.hits) == {("GET", "/ping/0f1e2d3c-secret-check-uuid")}
         # /metrics carries what the CceWatcherHeartbeatMissing alert reads.
-        ok = h.daemon.registry.get_sample_value(
-            "cce_watcher_heartbeats_total", {"result": "ok"}
-        )
+        ok = h.daemon.registry.get_sample_value("cce_watcher_heartbeats_total", {"result": "ok"})
         assert ok is not None and ok >= 2
         assert h.daemon.registry.get_sample_value(
             "cce_watcher_heartbeat_last_success_timestamp_seconds"

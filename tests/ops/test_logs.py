@@ -104,7 +104,9 @@ def test_urls_in_strings_lose_passwords_and_secret_query_values() -> None:
     for planted in ("p%40ss", "qtok", "Bearer%20hdr", "hdr", "AKEY1", "ptok"):
         assert planted not in text
     (line,) = _json_lines(out)
-    assert line["url"] == "json://user:****@hooks.example.com/x?token=****&mode=a&+Authorization=****"
+    assert (
+        line["url"] == "json://user:****@hooks.example.com/x?token=****&mode=a&+Authorization=****"
+    )
     assert "page=2" in line["detail"]
 
 

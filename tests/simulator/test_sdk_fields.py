@@ -53,11 +53,15 @@ async def test_precheck_items_kind_group_error_codes_and_risk_source() -> None:
         *(i for s in shown.status.node_check_status.node_stage_status for i in s.items_status),
     ]
     sdk_failed = {i.name: i for i in sdk_items if i.phase == "Failed"}
-    assert {i.name for i in ours.failed_items} == set(sdk_failed) == {
-        "NodeOSCheck",
-        "DeprecatedAPICheck",
-        "DeprecatedAPIUsage",
-    }
+    assert (
+        {i.name for i in ours.failed_items}
+        == set(sdk_failed)
+        == {
+            "NodeOSCheck",
+            "DeprecatedAPICheck",
+            "DeprecatedAPIUsage",
+        }
+    )
     for item in ours.failed_items:
         sdk = sdk_failed[str(item.name)]
         assert (item.kind, item.group, list(item.error_codes)) == (

@@ -62,6 +62,8 @@ class Kind(StrEnum):
     AUTH_FAILED = "watcher.auth_failed"
     STORE_FAILED = "watcher.store_failed"
     STORE_RECOVERED = "watcher.store_recovered"
+    BUDGET_EXCEEDED = "watcher.budget_exceeded"
+    BUDGET_RECOVERED = "watcher.budget_recovered"
     TEST = "watcher.test"
 
 

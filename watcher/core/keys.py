@@ -151,6 +151,11 @@ def store_health(what: str, since: datetime) -> str:
     return f"watcher:store:{what}:{stamp(since)}"
 
 
+def budget(what: str, lane: str, since: datetime) -> str:
+    """The request budget's episodes: ``watcher:budget:{exceeded|recovered}:{lane}:{since}``."""
+    return f"watcher:budget:{what}:{esc(lane)}:{stamp(since)}"
+
+
 # ------------------------------------------------------------------------- read
 
 

@@ -1,4 +1,8 @@
-"""The watcher's own store health: when to say ``watcher.store_failed`` and ``store_recovered``.
+"""The watcher's own health: store outages, and request-budget episodes.
+
+When to say ``watcher.store_failed`` and ``store_recovered``, and the events of a demand
+beyond the request budget (``watcher.budget_exceeded`` / ``budget_recovered``; when an
+episode starts and ends is ``runtime.budget.PollBudget``'s call).
 
 Pure: the runtime feeds one observation per check (a one-line problem, or None when the store
 committed fine) and sends the events this returns. One outage gives one failed alert and one
@@ -86,4 +90,43 @@ def store_recovered(since: datetime, now: datetime, host: str = "") -> Event:
         message=f"{_who(host)} can write its state store again (after about {minutes} min)",
         started_at=since,
         ended_at=now,
+    )
+
+
+def budget_exceeded(
+    lane: str, demanded: float, allowed: float, since: datetime, host: str = ""
+) -> Event:
+    where = f" for {lane}" if lane else ""
+    return Event(
+        dedup_key=keys.budget("exceeded", lane, since),
+        kind=str(Kind.BUDGET_EXCEEDED),
+        severity=Severity.WARNING,
+        target=SELF,
+        observed_at=since,
+        message=(
+            f"{_who(host)} needs {demanded:.1f} requests/s{where} but may send {allowed:g}: "
+            "poll intervals are stretched (idle workflows first)"
+        ),
+        started_at=since,
+        details={"lane": lane, "demanded_rps": round(demanded, 3), "allowed_rps": allowed},
+    )
+
+
+def budget_recovered(
+    lane: str, demanded: float, allowed: float, since: datetime, now: datetime, host: str = ""
+) -> Event:
+    where = f" for {lane}" if lane else ""
+    return Event(
+        dedup_key=keys.budget("recovered", lane, since),
+        kind=str(Kind.BUDGET_RECOVERED),
+        severity=Severity.SUCCESS,
+        target=SELF,
+        observed_at=now,
+        message=(
+            f"{_who(host)} is within its request budget{where} again "
+            f"({demanded:.1f} of {allowed:g} requests/s): intervals are no longer stretched"
+        ),
+        started_at=since,
+        ended_at=now,
+        details={"lane": lane, "demanded_rps": round(demanded, 3), "allowed_rps": allowed},
     )

@@ -64,6 +64,7 @@ OnResult = Callable[[str, bool, float], None]
 OnUncertain = Callable[[str], None]
 StuckAfter = float | Callable[[str], float]
 
+
 class Dispatcher:
     """Drain the store's outbox through a ``Sender``; see the module docstring."""
 

@@ -8,7 +8,8 @@ Routes (SPEC.md section 8):
 
 - ``GET /healthz``  200 ``{"status": "ok"}`` / 503 ``{"status": "unhealthy", "reason"}``
 - ``GET /readyz``   200 ``{"status": "ready"}`` / 503 ``{"status": "not ready", "reasons"}``
-- ``GET /metrics``  Prometheus text of the given registry (outbox gauges refreshed first)
+- ``GET /metrics``  Prometheus text of the given registry (outbox gauges refreshed first),
+  rendered off the event loop
 - ``GET /api/v1/workflows``  ``{"workflows": [WorkflowView...], "targets": [...]}``
   (see ``status.py``)
 - ``GET /api/v1/events?after=<seq>&limit=<n>``  ``{"events": [CloudEvent...], "next": seq}``
@@ -303,7 +304,9 @@ async def _metrics(request: web.Request) -> web.Response:
     metrics = ctx.metrics
     if metrics is not None:
         await _refresh_outbox(ctx, metrics)
-    body = generate_latest(ctx.registry)
+    # Rendered in a worker thread: at thousands of series it is CPU for a while, and the
+    # loop must keep polling meanwhile (prometheus-client's metrics are thread-safe).
+    body = await asyncio.to_thread(generate_latest, ctx.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from watcher.core.errors import ConfigError
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import TERMINAL_PHASES
 from watcher.core.outcome import PollOutcome
-from watcher.core.ports import Clock, CloudSource, Store, SystemClock
+from watcher.core.ports import Clock, CloudSource, Priority, Store, SystemClock
 from watcher.core.state import WatchState
 from watcher.delivery.dispatcher import Dispatcher
 from watcher.http.feed import EventFeed
@@ -43,7 +44,7 @@ from watcher.http.server import HttpServer, build_app, start_http
 from watcher.notify.sender import AppriseSender
 from watcher.notify.url import key_moves
 from watcher.runtime import housekeeping, lifecycle, sdnotify
-from watcher.runtime.budget import HostBudget
+from watcher.runtime.budget import HostBudget, PollBudget
 from watcher.runtime.feedpump import FeedPump
 from watcher.runtime.leases import LeaseKeeper, SoleHolder, make_leases
 from watcher.runtime.lifecycle import RootTasks
@@ -105,6 +106,9 @@ class App:
         self.feed_pump = FeedPump(self.feed)
         self.scheduler = PollScheduler()
         self.scheduler.on_lateness = self.metrics.schedule_lateness
+        self.scheduler.job_info = self._job_info
+        self._budget_since: dict[str, datetime] = {}  # lane -> start of its exceeded episode
+        self._targets_added = False  # /readyz waits for it: no jobs yet is not "on schedule"
         self.reload_settings = reload_settings
         self.watching: Registry[WorkflowWatch, ClusterWatch, TargetHealth] = Registry()
         self.projects: dict[str, ProjectDiscovery] = {}  # project targets, by name
@@ -126,7 +130,6 @@ class App:
         self.leases: LeaseKeeper | SoleHolder = SoleHolder()
         self._dispatcher_stop = asyncio.Event()  # stops only the outbox worker
         self._self_alert_wake = asyncio.Event()
-        self._first_round: set[str] = set()
         self._grace_s = 10.0
         self._stack = contextlib.AsyncExitStack()
 
@@ -217,6 +220,10 @@ class App:
         )
         stack.push_async_callback(phase, "session", 1.0, session.close)
         budget = HostBudget(rate=settings.polling.requests_per_second, burst=settings.polling.burst)
+        self.scheduler.use_budget(
+            PollBudget(budget.rate, budget.burst, on_episode=self._budget_episode)
+        )
+        self.metrics.watch_stretch(self._stretch)
         plan = notify_plan(settings, self.extra_urls)
         ops = OpsState(store, self.clock, on_count=self.metrics.set_silences_active)
         ops.config_silences = list(plan.silences)
@@ -283,6 +290,7 @@ class App:
         stack.push_async_callback(phase, "polls", None, self._stop_scheduler)
         self.metrics.set_scheduler_up(True)
         await self._add_targets(settings.targets)
+        self._targets_added = True
         if isinstance(self.leases, LeaseKeeper):  # HA: take a share, then keep it
             await self._start_ha(self.leases, store)
         self._spawn("watchdog", self.watchdog.run(store))
@@ -349,6 +357,7 @@ class App:
         # (at 10,000 targets over 3 replicas: 220 idle runs a second each): taking its lease
         # reschedules it (``_first_polls``).
         ctx.not_held_s = delay_cap(ctx)
+        self.scheduler.first_interval_s = ctx.poll.idle_s  # a job's demand until it first ran
         return ctx
 
     # -- targets -----------------------------------------------------------------------
@@ -482,7 +491,6 @@ class App:
     def _job(self, watch: WorkflowWatch | ClusterWatch | ProjectDiscovery) -> Callable[[], Any]:
         async def run() -> float | None:
             delay = await watch.poll(self.parts.ctx)
-            self._first_round.add(watch.key)
             if isinstance(watch, WorkflowWatch):
                 self._update_gauges(watch)
                 if delay is None:
@@ -636,6 +644,56 @@ class App:
             state=summary["state"],
         )
 
+    # -- the request budget (issue 12.2) ---------------------------------------------------
+
+    def _job_info(self, job_id: str) -> tuple[str | None, bool]:
+        """The scheduler's question about a job: its lane (the API host: one per region;
+        None while another replica holds the target, so it sends nothing) and whether it
+        polls an active workflow."""
+        key = WatchKey.decode(job_id)
+        if key is None:
+            return "", False
+        if self._parts is not None and not self._parts.ctx.holds(key.target):
+            return None, False
+        watch = self.watching.watches.get(key)
+        if watch is not None:
+            return watch.target.region, watch.is_active()
+        cluster = self.watching.discoveries.get(key.target)
+        if cluster is None:
+            return "", False
+        # One listing answers for the whole cluster: active when any live workflow is.
+        return cluster.target.region, cluster.priority() is Priority.ACTIVE
+
+    def _stretch(self) -> tuple[float, float]:
+        budget = self.scheduler.budget
+        stretch = budget.stretch() if budget is not None else None
+        return (stretch.active, stretch.idle) if stretch is not None else (1.0, 1.0)
+
+    def _budget_episode(self, lane: str, exceeded: bool, demanded: float, allowed: float) -> None:
+        """Demand crossed the request budget (or fell back): say it once per episode."""
+        now = self.clock.now()
+        host = socket.gethostname()
+        if exceeded:
+            self._budget_since[lane] = now
+            log.warning(
+                "watcher.budget_exceeded",
+                lane=lane,
+                demanded_rps=round(demanded, 2),
+                allowed_rps=allowed,
+            )
+            self._raise_self_alert(selfhealth.budget_exceeded(lane, demanded, allowed, now, host))
+            return
+        since = self._budget_since.pop(lane, now)
+        log.info(
+            "watcher.budget_recovered",
+            lane=lane,
+            demanded_rps=round(demanded, 2),
+            allowed_rps=allowed,
+        )
+        self._raise_self_alert(
+            selfhealth.budget_recovered(lane, demanded, allowed, since, now, host)
+        )
+
     def _raise_self_alert(self, event: Event) -> None:
         """Hold an alert about the watcher itself; the self-alert task stores or sends it."""
         self.metrics.event_emitted(event.kind, str(event.severity))
@@ -670,8 +728,11 @@ class App:
         return self.watchdog.healthy()
 
     def ready(self) -> tuple[bool, list[str]]:
-        """Readiness: the store commits, some target answers, every job polled once."""
+        """Readiness: the store commits, some target answers, every job polled once or
+        scheduled within its (stretched) interval."""
         reasons = []
+        if not self._targets_added:
+            reasons.append("starting: the targets' poll jobs are not scheduled yet")
         if self.store_health.failing:
             reasons.append(f"store cannot commit: {self.store_health.reason}")
         elif not self.watchdog.store_ok:
@@ -682,9 +743,9 @@ class App:
         if healths and all(h.failures > 0 for h in healths):
             kinds = sorted({h.state.last_error_kind or "error" for h in healths})
             reasons.append(f"every target is failing ({len(healths)} targets; {', '.join(kinds)})")
-        pending = [k for k in self.scheduler.job_ids if k not in self._first_round]
-        if pending:
-            reasons.append(f"first poll pending for {len(pending)} jobs")
+        behind = self.scheduler.behind_schedule()
+        if behind:
+            reasons.append(f"{behind} jobs neither polled once nor scheduled within their interval")
         return not reasons, reasons
 
     def workflows(self) -> list[dict[str, Any]]:
@@ -844,6 +905,8 @@ class App:
         (self._parts.sender if self._parts is not None else first).close()
 
     async def _stop_scheduler(self) -> None:
+        if self._parts is not None:  # polls waiting for the budget have sent nothing: end them
+            self._parts.budget.close()
         await self.scheduler.shutdown(timeout=self._grace_s / 2)
 
     async def _drain(self) -> None:

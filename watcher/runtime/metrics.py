@@ -16,6 +16,12 @@ watched" or "not configured", never "failing", so no alert fires for what nobody
 workflow shows at most ``MAX_TASK_SERIES`` tasks (the first, in the API's order): one with
 thousands of points must not add thousands of series, nor block the loop updating them.
 The ``polls`` counter's ``result`` is a ``core.outcome.PollOutcome`` value.
+
+Bounded at scale (issue 12.3): per-workflow and per-task series exist only for workflows
+that have not ended (a finished one is forgotten at once), and for at most
+``max_workflows`` of them; a workflow beyond the cap is counted once in
+``workflow_series_dropped_total`` instead. Every metric here is thread-safe, so the HTTP
+server renders a scrape in a worker thread while the loop keeps updating them.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from watcher import __version__
+from watcher.core.models import TERMINAL_PHASES
 from watcher.core.outcome import PollOutcome
 
 PREFIX = "cce_watcher_"
@@ -58,15 +65,21 @@ _LATENESS_BUCKETS = (
 _API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
 _UNKNOWN = "unknown"
 MAX_TASK_SERIES = 64
+MAX_WORKFLOW_SERIES = 500  # workflows with per-workflow series; the rest are counted
 
 
 class Metrics:
     """Every metric the daemon exports, registered on one CollectorRegistry."""
 
     def __init__(
-        self, registry: CollectorRegistry, *, wall_clock: Callable[[], float] = time.time
+        self,
+        registry: CollectorRegistry,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        max_workflows: int = MAX_WORKFLOW_SERIES,
     ) -> None:
         self.registry = registry
+        self.max_workflows = max_workflows
         # Unix time for *_timestamp_seconds: Prometheus compares them with its own time().
         self._wall_clock = wall_clock
         p = PREFIX
@@ -106,10 +119,11 @@ class Metrics:
             ["target", "result"],
             registry=registry,
         )
+        # One histogram, not one per target: its 14 series per target were the bulk of a
+        # scrape at thousands of targets (issue 12.3); polls_total keeps the per-target view.
         self._poll_seconds = Histogram(
             f"{p}poll_duration_seconds",
-            "Wall time of one poll (fetch, diff, persist).",
-            ["target"],
+            "Wall time of one poll (fetch, diff, persist), over every target.",
             buckets=_POLL_BUCKETS,
             registry=registry,
         )
@@ -195,11 +209,25 @@ class Metrics:
             "Silences in force now (config file and added at run time).",
             registry=registry,
         )
+        self._dropped = Counter(
+            f"{p}workflow_series_dropped",
+            "Live workflows left without per-workflow series because of the cap "
+            "(each counted once).",
+            registry=registry,
+        )
+        self._stretch = _ReadGauge(
+            f"{p}poll_stretch_factor",
+            "How much poll intervals are stretched to stay within the request budget "
+            "(1 = not at all), by priority (active, idle); the largest over API hosts.",
+            "priority",
+            registry,
+        )
         # Current label values, so a change removes the old series instead of leaving it.
         self._phases: dict[tuple[str, str], str] = {}
         self._states: dict[tuple[str, str], str] = {}
         self._tasks: dict[tuple[str, str], dict[str, str]] = {}
         self._prechecks: set[tuple[str, str]] = set()
+        self._omitted: set[tuple[str, str]] = set()  # live workflows beyond the cap
 
     # -- polling and the cloud API -------------------------------------------------------
 
@@ -210,7 +238,7 @@ class Metrics:
         outcome = PollOutcome(result)  # a stray string fails here, not as a new label value
         self._polls.labels(target=target, result=PollOutcome.AUTH.value)
         self._polls.labels(target=target, result=outcome.value).inc()
-        self._poll_seconds.labels(target=target).observe(max(0.0, seconds))
+        self._poll_seconds.observe(max(0.0, seconds))
         if outcome is PollOutcome.LEASE_LOST:  # HA: says nothing about the target
             return
         reached = outcome.reached
@@ -280,9 +308,19 @@ class Metrics:
 
         Exactly one series per (workflow, phase) and per (workflow, task) exists afterwards;
         series of values that no longer hold are removed. Tasks missing from ``points`` are
-        removed too.
+        removed too. A workflow that ended has no series at all, and beyond
+        ``max_workflows`` a new one gets none (it is counted once instead).
         """
         wf = (target, workflow_id)
+        if phase in TERMINAL_PHASES:
+            self.forget_workflow(target, workflow_id)
+            return
+        if wf not in self._phases and len(self._phases) >= self.max_workflows:
+            if wf not in self._omitted:
+                self._omitted.add(wf)
+                self._dropped.inc()
+            return
+        self._omitted.discard(wf)
         new_phase = phase or _UNKNOWN
         old_phase = self._phases.get(wf)
         if old_phase is not None and old_phase != new_phase:
@@ -319,6 +357,7 @@ class Metrics:
     def forget_workflow(self, target: str, workflow_id: str) -> None:
         """Drop every series of a workflow that is no longer watched."""
         wf = (target, workflow_id)
+        self._omitted.discard(wf)
         phase = self._phases.pop(wf, None)
         if phase is not None:
             _remove(self._phase, target, workflow_id, phase)
@@ -330,6 +369,15 @@ class Metrics:
         if wf in self._prechecks:
             _remove(self._precheck, target, workflow_id)
             self._prechecks.discard(wf)
+
+    def watch_stretch(self, read: Callable[[], tuple[float, float]]) -> None:
+        """Read the (active, idle) stretch factors at each scrape (issue 12.2)."""
+
+        def labelled() -> dict[str, float]:
+            active, idle = read()
+            return {"active": active, "idle": idle}
+
+        self._stretch.read = labelled
 
     def set_scheduler_up(self, up: bool) -> None:
         self._scheduler_up.set(1 if up else 0)
@@ -368,6 +416,28 @@ class _UnsetGauge(Collector):
         family = GaugeMetricFamily(self._name, self._documentation)
         if self._value is not None:
             family.add_metric([], self._value)
+        yield family
+
+
+class _ReadGauge(Collector):
+    """A gauge with one label whose values are read when scraped (none until a reader)."""
+
+    def __init__(
+        self, name: str, documentation: str, label: str, registry: CollectorRegistry
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._label = label
+        self.read: Callable[[], Mapping[str, float]] = dict
+        registry.register(self)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self._name, self._documentation, labels=[self._label])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._name, self._documentation, labels=[self._label])
+        for value, number in self.read().items():
+            family.add_metric([value], number)
         yield family
 
 

@@ -77,9 +77,7 @@ class OpsState:
         ack = self.acks.get(workflow_key)
         return ack if ack is not None and ack.in_force(now) else None
 
-    def planner(
-        self, urls: Sequence[NotifyUrl], routes: Sequence[routing.Route]
-    ) -> Planner:
+    def planner(self, urls: Sequence[NotifyUrl], routes: Sequence[routing.Route]) -> Planner:
         """``routing.plan`` with the silences in force at commit time (never stale config)."""
 
         def plan(events: Sequence[Event], now: datetime) -> list[PlannedDelivery]:

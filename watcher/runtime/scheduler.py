@@ -1,18 +1,3 @@
-"""APScheduler 3.11 behind a small interface: one job per watched thing, adaptive delays.
-
-Each job is an ``async`` callable returning the delay until its next run, or ``None`` to
-stop. The wrapper owns the APScheduler details the rest of the daemon should not know:
-``max_instances=1`` and ``coalesce`` so polls of one target never overlap, no misfire
-dropping (a late poll is still worth running), and the graceful shutdown APScheduler lacks
-(LIBRARIES.md 2.5: its shutdown cancels running coroutine jobs, so we pause, wait for the
-in-flight ones with a bound, and only then shut it down).
-
-Every delay is clamped into ``[0, max_delay_s]`` here (NaN, inf, 1e300: a computation gone
-wrong must neither raise in ``timedelta`` nor park a job for ever), and a job that crashes
-is retried on a jittered exponential backoff up to that cap, not APScheduler's fixed
-interval.
-"""
-
 from __future__ import annotations
 
 import asyncio
@@ -23,18 +8,26 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.core import cadence
+from watcher.runtime.budget import PollBudget
 
 log = structlog.get_logger(__name__)
 
 JobFunc = Callable[[], Awaitable[float | None]]
+# job id -> (lane, active?); lane None: the job sends no request now (HA: not held here).
+JobInfo = Callable[[str], tuple[str | None, bool]]
 
-# A nominal interval for the trigger. Every run sets its own next run time explicitly, so
-# this only matters if a run crashes before it could set it (then _run's backoff applies).
+# A job's interval before its first run says otherwise (the app sets the idle interval).
 _FALLBACK_S = 60.0
+# The shortest trigger interval: a shorter delay (a deadline close by, a rerun) moves the
+# next run instead of making the trigger fire that often.
+MIN_TRIGGER_S = 1.0
+SAME_DELAY_S = 0.001  # delays this close are "unchanged": no reschedule
 CRASH_BASE_S = 5.0  # first retry of a crashed job; doubles per crash in a row, up to the cap
+PACE_SLACK_S = 0.05  # a start slot this close is taken at once (no move for a blink)
 
 
 class PollScheduler:
@@ -46,11 +39,11 @@ class PollScheduler:
             # Overlap is prevented here (``_running``), not by APScheduler's max_instances=1:
             # its instance count drops in a done-callback queued AFTER the wake-up that a
             # run's own reschedule queues, so a run due at once was skipped as "maximum
-            # number of running instances reached" and the job slept a whole fallback
-            # interval (a lost poll, seen as flaky tests under load).
+            # number of running instances reached" and the job slept a whole interval.
             job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": None},
         )
         self._funcs: dict[str, JobFunc] = {}
+        self._interval: dict[str, float] = {}  # job id -> its trigger's interval (seconds)
         self._due: dict[str, float] = {}  # job id -> monotonic time the run was meant for
         self._inflight: set[asyncio.Task[object]] = set()
         self._lateness: list[float] = []
@@ -59,10 +52,26 @@ class PollScheduler:
         self._last_run = time.monotonic()
         self._running: dict[str, float] = {}  # job id -> monotonic start of its current run
         self._rerun: set[str] = set()  # jobs asked to run while running: run again at once
+        self._soon: set[str] = set()  # jobs whose next run was asked for (run_soon)
+        self._overlapped: set[str] = set()  # jobs whose trigger ticked during their run
         self._crashes: dict[str, int] = {}  # job id -> crashes in a row
         self.max_delay_s = max_delay_s
         self.runs = 0
         self.crashes = 0
+        self.reschedules = 0  # APScheduler calls made to move a job (tests, benchmarks)
+        self.budget: PollBudget | None = None
+        self.job_info: JobInfo = lambda _job_id: ("", False)
+        self.first_interval_s = _FALLBACK_S  # a job's interval until its first run says
+        self._never_ran: set[str] = set()
+        self._paid: set[str] = set()  # jobs whose next run holds a reserved start slot
+        self._stopping = False
+
+    def use_budget(self, budget: PollBudget | None) -> None:
+        """Keep demand within ``budget`` (None: no stretch, no pacing; the default)."""
+        self.budget = budget
+        if budget is not None:
+            for job_id in self._funcs:
+                self._demand(job_id, self.first_interval_s)
 
     def start(self) -> None:
         """Start inside the running loop (AsyncIOScheduler needs one)."""
@@ -70,15 +79,16 @@ class PollScheduler:
 
     @property
     def running(self) -> bool:
-        return bool(self._scheduler.running) and self._scheduler.state == 1
+        return bool(self._scheduler.running) and self._scheduler.state == STATE_RUNNING
 
     def __contains__(self, job_id: str) -> bool:
         return job_id in self._funcs
 
     @property
     def inflight(self) -> int:
-        """How many job runs are executing right now."""
-        return sum(1 for task in self._inflight if not task.done())
+        """How many job runs are executing right now (a start that only moved to its
+        budget slot is not one)."""
+        return len(self._running)
 
     @property
     def job_ids(self) -> list[str]:
@@ -87,18 +97,50 @@ class PollScheduler:
     def add(self, job_id: str, func: JobFunc, *, first_delay: float = 0.0) -> None:
         """Add (or replace) a job whose first run is ``first_delay`` seconds from now."""
         self._funcs[job_id] = func
+        self._never_ran.add(job_id)
+        self._demand(job_id, self.first_interval_s)
         first_delay = self.bound(first_delay)
-        when = datetime.now(UTC) + timedelta(seconds=first_delay)
+        interval = max(MIN_TRIGGER_S, self.bound(self.first_interval_s))
+        self._interval[job_id] = interval
         self._due[job_id] = time.monotonic() + first_delay
         self._scheduler.add_job(
             self._run,
-            IntervalTrigger(seconds=_FALLBACK_S, timezone=UTC),
+            IntervalTrigger(seconds=interval, timezone=UTC),
             args=[job_id],
             id=job_id,
             name=job_id,
-            next_run_time=when,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=first_delay),
             replace_existing=True,
         )
+
+    def _arm(self, job_id: str, delay: float) -> None:
+        """Move the job's next run to ``delay`` seconds from now; the trigger keeps its
+        interval (runs after that one follow it unless a run asks otherwise)."""
+        self._due[job_id] = time.monotonic() + delay
+        job = self._scheduler.get_job(job_id)
+        if job is not None:
+            self.reschedules += 1
+            job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+
+    def _then(self, job_id: str, delay: float, due: float, overlapped: bool) -> None:
+        """Schedule the run after this one, ``delay`` seconds on: nothing to do when the
+        trigger's interval is that delay already (see the module docstring), unless its
+        tick already passed during this run (``overlapped``: a run longer than it)."""
+        same = abs(delay - self._interval.get(job_id, -1.0)) <= SAME_DELAY_S
+        if same and not overlapped:
+            # The trigger fires one interval after this run's due time: its next due.
+            self._due[job_id] = due + delay
+            return
+        if same or delay < MIN_TRIGGER_S:
+            self._arm(job_id, delay)
+            return
+        self._interval[job_id] = delay
+        self._due[job_id] = time.monotonic() + delay
+        if self._scheduler.get_job(job_id) is not None:
+            self.reschedules += 1
+            self._scheduler.reschedule_job(
+                job_id, trigger=IntervalTrigger(seconds=delay, timezone=UTC)
+            )
 
     def bound(self, delay: float | None) -> float:
         """A delay clamped into ``[0, max_delay_s]``; never raises."""
@@ -106,26 +148,37 @@ class PollScheduler:
 
     def remove(self, job_id: str) -> None:
         self._funcs.pop(job_id, None)
+        self._interval.pop(job_id, None)
         self._rerun.discard(job_id)
+        self._soon.discard(job_id)
+        self._overlapped.discard(job_id)
         self._crashes.pop(job_id, None)
         self._due.pop(job_id, None)
+        self._never_ran.discard(job_id)
+        self._paid.discard(job_id)
+        if self.budget is not None:
+            self.budget.drop_job(job_id)
         if self._scheduler.get_job(job_id) is not None:
             self._scheduler.remove_job(job_id)
 
     def run_soon(self, job_id: str, delay: float = 0.0) -> None:
         """Move a job's next run earlier (a new workflow to look at, a reload)."""
-        job = self._scheduler.get_job(job_id)
-        if job is not None:
-            delay = self.bound(delay)
-            self._due[job_id] = time.monotonic() + delay
-            job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+        if job_id in self._funcs:
+            self._soon.add(job_id)
+            self._arm(job_id, self.bound(delay))
 
     async def _run(self, job_id: str) -> None:
         func = self._funcs.get(job_id)
-        if func is None:
+        if func is None or self._stopping:
             return
-        if job_id in self._running:  # never two runs of one job: run again when this ends
-            self._rerun.add(job_id)
+        if job_id in self._running:  # never two runs of one job
+            if job_id in self._soon:
+                self._rerun.add(job_id)  # asked for while running: run again when it ends
+            else:
+                self._overlapped.add(job_id)  # the trigger's tick came during a long run
+            return
+        self._soon.discard(job_id)
+        if self._wait_for_slot(job_id):
             return
         started = time.monotonic()
         self._last_run = started
@@ -141,6 +194,8 @@ class PollScheduler:
         try:
             delay = await func()
         except asyncio.CancelledError:
+            if self._stopping:
+                return  # shutdown cancelled it: an ending, not an error to log per job
             raise
         except Exception:
             delay = self._crashed(job_id)
@@ -150,20 +205,71 @@ class PollScheduler:
             if task is not None:
                 self._inflight.discard(task)
             self._running.pop(job_id, None)
+            self._never_ran.discard(job_id)
             self.runs += 1
         if job_id not in self._funcs:
             return  # removed while running
         if delay is None:
             self.remove(job_id)
             return
+        delay = self.bound(delay) * self._demand(job_id, delay)
+        overlapped = job_id in self._overlapped
+        self._overlapped.discard(job_id)
         if job_id in self._rerun:
             self._rerun.discard(job_id)
-            delay = 0.0
-        delay = self.bound(delay)
-        self._due[job_id] = time.monotonic() + delay
-        job = self._scheduler.get_job(job_id)
-        if job is not None:
-            job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+            self._arm(job_id, 0.0)
+            return
+        self._then(job_id, self.bound(delay), due if due is not None else started, overlapped)
+
+    def _demand(self, job_id: str, interval: float) -> float:
+        """Record the job's requested interval; the factor its delay is stretched by."""
+        if self.budget is None:
+            return 1.0
+        try:
+            lane, active = self.job_info(job_id)
+        except Exception:  # a job must never lose its next run to a bookkeeping error
+            log.exception("scheduler.job_info_failed", job=job_id)
+            lane, active = "", False
+        if lane is None:
+            self.budget.drop_job(job_id)
+            return 1.0
+        return self.budget.set_job(job_id, lane, self.bound(interval), active)
+
+    def _wait_for_slot(self, job_id: str) -> bool:
+        """Pace starts to the budget: True when this run moved to its reserved slot."""
+        if self.budget is None or job_id in self._paid:
+            self._paid.discard(job_id)
+            return False
+        try:
+            lane, active = self.job_info(job_id)
+        except Exception:
+            log.exception("scheduler.job_info_failed", job=job_id)
+            return False
+        if lane is None:
+            return False
+        wait = self.budget.reserve(lane, active=active)
+        if wait <= PACE_SLACK_S:
+            return False
+        self._paid.add(job_id)
+        self._arm(job_id, wait)
+        return True
+
+    def behind_schedule(self) -> int:
+        """Jobs that never ran and are not due within their (stretched) interval either:
+        the readiness question of issue 12.2 ("every job polled once, or scheduled within
+        its interval"). Only jobs that never ran are looked at."""
+        now = time.monotonic()
+        behind = 0
+        for job_id in self._never_ran:
+            due = self._due.get(job_id)
+            if due is None or job_id in self._running:
+                continue
+            budget = self.budget
+            factor = budget.factor(job_id) if budget is not None else 1.0
+            interval = self.bound(self.first_interval_s) * factor
+            if abs(due - now) > interval + 1.0:
+                behind += 1
+        return behind
 
     def _crashed(self, job_id: str) -> float:
         """Backoff for a job whose run raised; the traceback is logged on the first crash
@@ -213,7 +319,13 @@ class PollScheduler:
         return time.monotonic() - self._last_run
 
     async def shutdown(self, timeout: float) -> None:
-        """Stop starting jobs, let running ones finish within ``timeout``, then stop."""
+        """Stop starting jobs, let running ones finish within ``timeout``, then stop.
+
+        Polls still waiting for the request budget should be released first (the app
+        closes its ``HostBudget``): they have sent nothing and end at once; cancelled runs
+        end quietly, not with a traceback each.
+        """
+        self._stopping = True
         if self._scheduler.running:
             self._scheduler.pause()
         pending = [t for t in self._inflight if not t.done()]

@@ -117,7 +117,10 @@ class SelfAlerts:
                 held.attempts += 1
                 if failed:
                     delay = full_jitter(
-                        held.attempts, base=self._base, cap=self._cap, rand=random.random()  # noqa: S311
+                        held.attempts,
+                        base=self._base,
+                        cap=self._cap,
+                        rand=random.random(),  # noqa: S311
                     )
                     held.next_at = time.monotonic() + max(1.0, delay)
 
