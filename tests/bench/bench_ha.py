@@ -194,6 +194,25 @@ def lease_counts(dsn: str, replicas: list[DaemonProcess]) -> str:
     return "/".join(map(str, counts)) + (f" (+{other} others)" if other else "")
 
 
+async def balanced(
+    dsn: str, replicas: list[DaemonProcess], keys: int, timeout: float, result: Result
+) -> None:
+    """Wait (bounded) until the leases are split fairly: the first replica up takes every
+    lease and hands the surplus over in rounds, and the window is meant for the steady
+    state, not for that handover."""
+    share = math.ceil(keys / len(replicas))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = [0] * len(replicas)
+        for holder, _ in ha.leases(dsn).values():
+            if (who := ha.owner(holder, replicas)) is not None:
+                counts[replicas.index(who)] += 1
+        if sum(counts) == keys and max(counts) <= share:
+            return
+        await asyncio.sleep(1.0)
+    result.notes.append(f"leases not split fairly after {timeout:.0f} s more")
+
+
 async def takeover(dsn: str, replicas: list[DaemonProcess], lease_s: float, result: Result) -> None:
     held: dict[int, set[str]] = {d.pid: set() for d in replicas}
     for target, (holder, _) in ha.leases(dsn).items():
@@ -273,6 +292,8 @@ async def measure(args: argparse.Namespace) -> Result:
                     result.ready_s = time.monotonic() - started
                     # Settle: leases split and the first round of polls spread out.
                     await asyncio.sleep(max(0.0, args.settle - result.ready_s))
+                    if dsn is not None and lease_s is not None and args.replicas > 1:
+                        await balanced(dsn, replicas, args.workflows, args.warmup, result)
                     if dsn is not None:
                         result.leases.append(f"at the window start: {lease_counts(dsn, replicas)}")
                     before = [await bb.scrape(http, d, timeout=60) for d in replicas]
