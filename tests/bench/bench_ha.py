@@ -21,6 +21,11 @@ The output ends with one line:
     make bench-ha                       # 10,000 workflows, lease_s 30 (~6 min)
     make bench-ha ARGS=--quick          # 1,000 workflows, lease_s 5 (~1 min)
     .venv/bin/python tests/bench/bench_ha.py --lease-s 0 --replicas 1   # no [ha]: one replica
+    .venv/bin/python tests/bench/bench_ha.py --store sqlite   # one replica on SQLite (baseline)
+
+With ``--store sqlite`` the same tenant and polling run on ONE replica with the default
+SQLite store: the single-process figures the HA ones are compared with (issue 11 item 6:
+"beside the SQLite ones"); pg_cpu and takeover do not apply there.
 """
 
 from __future__ import annotations
@@ -151,6 +156,12 @@ def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
 
 
 @contextlib.contextmanager
+def no_database() -> Iterator[tuple[None, None]]:
+    """The SQLite baseline: no server at all."""
+    yield None, None
+
+
+@contextlib.contextmanager
 def database(dsn: str | None) -> Iterator[tuple[pg.Server, str]]:
     """A private cluster (default) or the given server; a private database on it."""
     server = pg.Server(dsn=dsn, origin="--dsn") if dsn else pg.start_private_cluster()
@@ -181,6 +192,25 @@ def lease_counts(dsn: str, replicas: list[DaemonProcess]) -> str:
         else:
             counts[replicas.index(who)] += 1
     return "/".join(map(str, counts)) + (f" (+{other} others)" if other else "")
+
+
+async def balanced(
+    dsn: str, replicas: list[DaemonProcess], keys: int, timeout: float, result: Result
+) -> None:
+    """Wait (bounded) until the leases are split fairly: the first replica up takes every
+    lease and hands the surplus over in rounds, and the window is meant for the steady
+    state, not for that handover."""
+    share = math.ceil(keys / len(replicas))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = [0] * len(replicas)
+        for holder, _ in ha.leases(dsn).values():
+            if (who := ha.owner(holder, replicas)) is not None:
+                counts[replicas.index(who)] += 1
+        if sum(counts) == keys and max(counts) <= share:
+            return
+        await asyncio.sleep(1.0)
+    result.notes.append(f"leases not split fairly after {timeout:.0f} s more")
 
 
 async def takeover(dsn: str, replicas: list[DaemonProcess], lease_s: float, result: Result) -> None:
@@ -222,9 +252,10 @@ async def measure(args: argparse.Namespace) -> Result:
     result = Result(args.replicas, args.workflows)
     hook = ha.KeyHook()
     await hook.start()
+    sqlite = args.store == "sqlite"
     try:
         with (
-            database(args.dsn) as (server, dsn),
+            no_database() if sqlite else database(args.dsn) as (server, dsn),
             bb.bulk_simulator(args.workflows, 1, 1.0, "workflow") as info,
             tempfile.TemporaryDirectory(prefix="bench-ha-") as tmp,
         ):
@@ -242,8 +273,14 @@ async def measure(args: argparse.Namespace) -> Result:
                 for i in range(args.replicas)
             ]
             del info
-            replicas = ha.spawn_replicas(factory, configs, dsn)
-            pg_cpu = PgCpu(server, dsn)
+            if sqlite:  # the baseline: the default store, in the replica's state_dir
+                for cfg in configs:
+                    del cfg["state"]
+                replicas = [factory.spawn(cfg) for cfg in configs]
+            else:
+                assert server is not None and dsn is not None
+                replicas = ha.spawn_replicas(factory, configs, dsn)
+            pg_cpu = PgCpu(server, dsn) if server is not None and dsn is not None else None
             try:
                 async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
                     started = time.monotonic()
@@ -255,15 +292,21 @@ async def measure(args: argparse.Namespace) -> Result:
                     result.ready_s = time.monotonic() - started
                     # Settle: leases split and the first round of polls spread out.
                     await asyncio.sleep(max(0.0, args.settle - result.ready_s))
-                    result.leases.append(f"at the window start: {lease_counts(dsn, replicas)}")
+                    if dsn is not None and lease_s is not None and args.replicas > 1:
+                        await balanced(dsn, replicas, args.workflows, args.warmup, result)
+                    if dsn is not None:
+                        result.leases.append(f"at the window start: {lease_counts(dsn, replicas)}")
                     before = [await bb.scrape(http, d, timeout=60) for d in replicas]
                     cpu0 = [bb.cpu_seconds(d.pid) for d in replicas]
-                    pg0, t0 = pg_cpu.seconds(), time.monotonic()
+                    pg0 = pg_cpu.seconds() if pg_cpu is not None else {}
+                    t0 = time.monotonic()
                     await asyncio.sleep(args.window)
-                    pg1, t1 = pg_cpu.seconds(), time.monotonic()
+                    pg1 = pg_cpu.seconds() if pg_cpu is not None else {}
+                    t1 = time.monotonic()
                     cpu1 = [bb.cpu_seconds(d.pid) for d in replicas]
                     after = [await bb.scrape(http, d, timeout=60) for d in replicas]
-                    result.leases.append(f"at the window end: {lease_counts(dsn, replicas)}")
+                    if dsn is not None:
+                        result.leases.append(f"at the window end: {lease_counts(dsn, replicas)}")
                     for d in replicas:
                         if not d.running():
                             raise RuntimeError("replica exited:\n" + d.log_text()[-2000:])
@@ -275,8 +318,9 @@ async def measure(args: argparse.Namespace) -> Result:
                             1000 * (c1 - c0) / polls if polls else math.nan
                         )
                     result.lateness_ms = bb.lateness_p99_ms(merged(before), merged(after))
-                    result.pg_cpu_pct = 100 * cpu_between(pg0, pg1) / (t1 - t0)
-                    if lease_s is not None and args.replicas > 1:
+                    if pg_cpu is not None:
+                        result.pg_cpu_pct = 100 * cpu_between(pg0, pg1) / (t1 - t0)
+                    if dsn is not None and lease_s is not None and args.replicas > 1:
                         await takeover(dsn, replicas, lease_s, result)
                     else:
                         result.notes.append("one replica or no [ha]: takeover not measured")
@@ -299,7 +343,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, help="seconds after start before measuring")
     parser.add_argument("--pool-size", type=int, default=4, help="[state] pool_size")
     parser.add_argument("--dsn", help="an existing server (admin DSN) instead of a private one")
+    parser.add_argument(
+        "--store",
+        choices=("postgres", "sqlite"),
+        default="postgres",
+        help="sqlite: ONE replica on the default SQLite store, the baseline",
+    )
     args = parser.parse_args(argv)
+    if args.store == "sqlite":
+        args.replicas, args.lease_s = 1, 0.0
     quick = args.quick
     args.workflows = args.workflows or (1_000 if quick else 10_000)
     args.lease_s = args.lease_s if args.lease_s is not None else (5.0 if quick else 30.0)
@@ -308,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.settle = args.settle if args.settle is not None else (10.0 if quick else args.interval)
     args.dsn = args.dsn or os.environ.get(pg.DSN_ENV) or None
     print(
-        f"bench_ha: {args.replicas} replicas, {args.workflows} workflows every"
+        f"bench_ha: {args.replicas} replicas on {args.store}, {args.workflows} workflows every"
         f" {args.interval:g} s, lease_s {args.lease_s:g}, window {args.window:g} s",
         flush=True,
     )

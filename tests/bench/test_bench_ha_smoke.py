@@ -14,7 +14,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parent / "bench_ha.py"
 LINE = re.compile(
     r"^ha: replicas=(\d) workflows=12 cpu/poll=[\d.]+ ms lateness_p99=(\d+|nan) ms"
-    r" pg_cpu=[\d.]+% takeover p50/p99 (\S+)/(\S+) s$"
+    r" pg_cpu=([\d.]+|nan)% takeover p50/p99 (\S+)/(\S+) s$"
 )
 SHORT = ["--workflows", "12", "--interval", "2", "--window", "3", "--warmup", "30"]
 
@@ -48,4 +48,14 @@ def test_two_replicas_measure_a_takeover(pg_server: Any) -> None:
     found = LINE.match(out.strip().splitlines()[-1])
     assert found, out
     assert found.group(1) == "2"
-    assert found.group(3) != "nan", out  # the killed replica's leases were taken over
+    assert found.group(4) != "nan", out  # the killed replica's leases were taken over
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_the_sqlite_baseline_runs_one_replica_without_a_database(pg_server: Any) -> None:
+    out = bench(pg_server, "--store", "sqlite", "--settle", "2")
+    found = LINE.match(out.strip().splitlines()[-1])
+    assert found, out
+    assert found.group(1) == "1" and found.group(3) == "nan", out  # no PostgreSQL CPU
+    assert "replicas on sqlite" in out and "leases held" not in out, out

@@ -252,3 +252,56 @@ async def test_cluster_targets_split_across_replicas_with_one_job_each(
             await app.stop(grace_s=1.0)
         await hook.stop()
         NotifyEmail.request_rate_per_sec = saved_rate
+
+
+def _workflow_series(app: App) -> set[str]:
+    """Targets whose workflow gauges (phase, state, tasks) this replica exports."""
+    names = {"cce_watcher_workflow_phase", "cce_watcher_workflow_state", "cce_watcher_task_status"}
+    return {
+        sample.labels["target"]
+        for family in app.registry.collect()
+        for sample in family.samples
+        if sample.name in names
+    }
+
+
+async def test_only_the_holder_exports_a_workflows_gauges(tmp_path: Path, pg_dsn: str) -> None:
+    """Prometheus sums the replicas: a workflow's gauges must come from its target's holder
+    alone, and a replica that loses the lease drops them (the new holder exports them)."""
+    async with _replicas(tmp_path, pg_dsn) as (sim, (a, b)):
+        targets = sorted(t["name"] for t in sim.targets())
+        ka, kb = _keeper(a), _keeper(b)
+        await _until(lambda: len(ka.held) == 2 and len(kb.held) == 2, 15, "a fair split")
+        for t in sim.targets():
+            await sim.step(t["workflow_id"])
+
+        def exported_by_holders() -> bool:
+            return _workflow_series(a) == set(ka.held) and _workflow_series(b) == set(kb.held)
+
+        for _ in range(3):  # both replicas run every job; the views follow by NOTIFY
+            for app in (a, b):
+                app.poll_all_now()
+            await asyncio.sleep(0.5)
+        await _until(exported_by_holders, 10, "each target's gauges on its holder only")
+        assert sorted(_workflow_series(a) | _workflow_series(b)) == targets
+
+        # A third party takes one of a's leases (a new epoch): a drops its gauges at the
+        # next renewal; once the lease is free again a replica takes it and exports them.
+        moved = sorted(ka.held)[0]
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE target_leases SET holder = 'elsewhere', epoch = epoch + 1, "
+                "lease_until = now() + interval '1 hour' WHERE target = %s",
+                (moved,),
+            )
+        await _until(lambda: moved not in ka.held, LEASE_S * 2, "a to see the lease gone")
+        assert moved not in _workflow_series(a) and moved not in _workflow_series(b)
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE target_leases SET lease_until = '-infinity' WHERE target = %s", (moved,)
+            )
+        await _until(lambda: moved in {*ka.held, *kb.held}, LEASE_S * 3, "the lease retaken")
+        for app in (a, b):
+            app.poll_all_now()
+        await _until(exported_by_holders, 10, "the new holder's gauges")
+        assert sorted(_workflow_series(a) | _workflow_series(b)) == targets

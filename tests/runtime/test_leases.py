@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 
 from tests.core.strategies import TARGET
 from tests.runtime.test_poller import FixtureCloud, Recorder, make_ctx, new_health, seed
@@ -97,8 +98,9 @@ async def test_a_keeper_that_cannot_reach_the_store_says_so_and_stops_holding(
         a = keeper(s1, "a", lease_s=0.6, on_lost=lost.extend)
         await a.round()
         assert a.problem() is None and len(a.held) == 10
+        # The renewal itself fails (a round renews before anything else).
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute("ALTER TABLE replicas RENAME TO replicas_gone")
+            conn.execute("ALTER TABLE target_leases RENAME TO target_leases_gone")
         await a.round()
         problem = a.problem()
         assert problem is not None and problem.startswith("lease keeper cannot reach the store")
@@ -108,7 +110,7 @@ async def test_a_keeper_that_cannot_reach_the_store_says_so_and_stops_holding(
         await a.round()
         assert a.held == {} and sorted(lost) == KEYS
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute("ALTER TABLE replicas_gone RENAME TO replicas")
+            conn.execute("ALTER TABLE target_leases_gone RENAME TO target_leases")
         await a.round()
         assert a.problem() is None and len(a.held) == 10
 
@@ -124,6 +126,50 @@ async def test_a_takeover_the_runtime_cannot_prepare_is_given_back(pg_dsn: str) 
         assert a.held == {}
         rows = await s1.lease_rows()
         assert rows and not any(live for _h, _e, live in rows.values())  # free for others
+
+
+async def _saturate(store: PostgresStore, stop: asyncio.Event, workers: int) -> None:
+    """What a busy replica's polls do to its pool: every connection always in use."""
+
+    async def one() -> None:
+        while not stop.is_set():
+            async with store._pool.connection() as conn:  # the polls' pool
+                await conn.execute("SELECT pg_sleep(0.2)")
+
+    await asyncio.gather(*(one() for _ in range(workers)))
+
+
+async def test_leases_stay_live_while_polls_saturate_every_pool(pg_dsn: str) -> None:
+    """Regression (bench-ha, 1,000 targets, 3 replicas: 0/0/0 live leases): renewals that
+    queued behind polls for a pooled connection came later than the lease time, so every
+    lease lapsed and was retaken, again and again. Here three keepers share 300 keys, each
+    store's pool of 2 is kept busy by 6 "polls", and a renewal that waited its turn there
+    (about 0.6 s a statement) would miss the 1.5 s lease."""
+    keys = [f"k{i:03d}" for i in range(300)]
+    async with stores(pg_dsn, 3) as opened:
+        keepers = [
+            make_leases(s, replica_id=f"r{i}", lease_s=1.5, keys=lambda: keys)
+            for i, s in enumerate(opened)
+        ]
+        assert all(isinstance(k, LeaseKeeper) for k in keepers)
+        stop = asyncio.Event()
+        with capture_logs() as logs:
+            busy = [asyncio.create_task(_saturate(s, stop, workers=6)) for s in opened]
+            await asyncio.sleep(0.3)  # the pools are full before the first round
+            runs = [asyncio.create_task(k.run()) for k in keepers if isinstance(k, LeaseKeeper)]
+            await asyncio.sleep(6.0)  # 12 rounds
+            rows = await opened[0].lease_rows()
+            held = [sorted(k.held) for k in keepers if isinstance(k, LeaseKeeper)]
+            stop.set()
+            for task in runs:
+                task.cancel()
+            await asyncio.gather(*busy, *runs, return_exceptions=True)
+    lapsed = [e for e in logs if e["event"] == "lease.lost" or e["event"] == "lease.store_failed"]
+    assert lapsed == [], lapsed[:3]
+    assert len(rows) == len(keys) and all(live for _h, _e, live in rows.values())
+    # Every key held by exactly one keeper, and the three shares converged.
+    assert sorted(k for share in held for k in share) == keys
+    assert sorted(len(share) for share in held) == [100, 100, 100]
 
 
 async def test_the_sole_holder_holds_everything_without_a_store() -> None:

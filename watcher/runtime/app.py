@@ -207,6 +207,7 @@ class App:
             lease_s=settings.ha.lease_s,
             keys=lambda: list(self.watching.healths),
             on_acquired=self._acquired,
+            on_lost=self._released,
         )
         await self.feed_pump.start_after_tail(store)
         session = make_session(
@@ -352,6 +353,10 @@ class App:
             not_held_s=settings.ha.lease_s,
         )
         self.scheduler.max_delay_s = delay_cap(ctx)  # no job waits longer, whatever it says
+        # HA: the job of a target held elsewhere is parked, not woken every lease_s to look
+        # (at 10,000 targets over 3 replicas: 220 idle runs a second each): taking its lease
+        # reschedules it (``_first_polls``).
+        ctx.not_held_s = delay_cap(ctx)
         self.scheduler.first_interval_s = ctx.poll.idle_s  # a job's demand until it first ran
         return ctx
 
@@ -516,8 +521,9 @@ class App:
 
     async def _start_ha(self, keeper: LeaseKeeper, store: Store) -> None:
         """Take a first share before start() returns (polls of targets not yet held are
-        skipped), then keep it, and follow the other replicas' commits."""
-        await keeper.round()
+        skipped; their state loads beside, see ``_acquired``), then keep it, and follow the
+        other replicas' commits."""
+        await keeper.round(wait=False)
         peers = PeerCommits(store, wake=self._peer_committed, holds=keeper.holds, adopt=self._adopt)
         self._spawn("leases", keeper.run(first_delay_s=keeper.period_s))
         self._spawn("peers", peers.run())
@@ -531,27 +537,62 @@ class App:
     async def _acquired(self, names: list[str]) -> None:
         """A takeover: reload each target's states, known workflows and health from the
         store (never diff against what this replica saw before another one polled it),
-        resume its unfinished workflows, and poll it now."""
+        resume its unfinished workflows, and poll it soon (``_first_polls``).
+
+        The leases are held meanwhile but not yet polled (``LeaseKeeper.holds``)."""
         store = self.store
         states = await store.load_all_states()
+        by_target: dict[str, list[WorkflowWatch]] = {}
+        for key, watch in self.watching.watches.items():  # once, not once per name
+            by_target.setdefault(key.target, []).append(watch)
+        due: list[tuple[str, datetime | None]] = []
         for name in names:
             target_health = self.watching.healths.get(name)
             if target_health is None:
                 continue
             target_health.state = await store.load_health(name) or health.TargetHealth()
-            for key, watch in list(self.watching.watches.items()):
-                if key.target == name:
-                    watch.adopt(states.get(str(key)))
+            for watch in by_target.get(name, ()):
+                watch.adopt(states.get(watch.key))
             cluster = self.watching.discoveries.get(name)
-            jobs = []
             if cluster is not None:  # its known ids, and holders for unfinished workflows
                 await cluster.restore(store, states)
-                jobs.append(cluster.key)
-            jobs += [str(k) for k in self.watching.watches if k.target == name]
-            for job in jobs:
-                self.scheduler.run_soon(job)  # a cluster's workflows have no job: a no-op
+                due.append((cluster.key, cluster.next_poll_at))
+            else:  # a cluster's workflows have no job of their own
+                due += [(w.key, w.next_poll_at) for w in by_target.get(name, ())]
+        self._first_polls(due)
         # A dead replica's delivery claims lapse with its leases: look at the outbox now.
         self._peer_committed()
+
+    def _first_polls(self, jobs: Sequence[tuple[str, datetime | None]]) -> None:
+        """Poll newly held targets over a window the request budget can carry, never at
+        once: 1,000 acquired targets polled together starved the lease renewals.
+
+        A job that never ran keeps its first run (``_add_targets`` spread it), and a job
+        already due sooner than its slot keeps that: only jobs parked while another
+        replica held them (``run_job``'s ``not_held_s``, the longest delay) are moved
+        earlier.
+        """
+        parked = [job for job, next_at in jobs if next_at is not None]
+        if not parked:
+            return
+        rate = self.settings.polling.requests_per_second
+        window = min(self.parts.ctx.poll.active_s, len(parked) / rate)
+        now = self.clock.now()
+        by_job = dict(jobs)
+        for i, job in enumerate(parked):
+            slot = window * i / len(parked)
+            next_at = by_job[job]
+            if next_at is not None and next_at <= now + timedelta(seconds=slot):
+                continue  # due sooner anyway
+            self.scheduler.run_soon(job, slot)
+
+    async def _released(self, names: list[str]) -> None:
+        """A lease lost or given back: the holder exports a workflow's gauges, so this
+        replica drops them (summed over replicas, /metrics must count each once)."""
+        lost = set(names)
+        for key, watch in self.watching.watches.items():
+            if key.target in lost:
+                self.metrics.forget_workflow(key.target, watch.workflow_id)
 
     def _adopt(self, text: str, state: WatchState | None) -> None:
         """Show a workflow another replica polls as that replica committed it."""
@@ -589,6 +630,8 @@ class App:
         self.metrics.poll_finished(target, result, seconds)
 
     def _update_gauges(self, watch: WorkflowWatch) -> None:
+        if not self.leases.holds(watch.target.name):
+            return  # HA: the target's holder exports them (see ``_released``)
         summary = watch.summary(self.clock.now())
         if summary is None:
             return

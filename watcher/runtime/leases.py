@@ -6,10 +6,17 @@ holds it polls it and fences every commit with the lease's epoch, so a replica t
 paused past its lease can never write over its successor. ``LeaseKeeper`` is the root task
 that keeps this replica's share: every ``lease_s / 3`` it beats its heartbeat, renews what
 it holds in one statement, takes free or expired leases up to its fair share
-(ceil(keys / live replicas)) and gives back a surplus gently (a few per round), so a new
-replica gets work without a stampede. A dead replica's leases lapse by the database clock
-and are taken within ``lease_s`` plus one round. ``SoleHolder`` is the single-process
-equivalent (SQLite, memory): it holds every key and does no I/O.
+(ceil(keys / live replicas)) and gives back a surplus gently (half the share per
+round at most), so a new replica gets work without a stampede. A dead replica's leases
+lapse by the database clock and are taken within ``lease_s`` plus one round.
+``SoleHolder`` is the single-process equivalent (SQLite, memory): it holds every key and
+does no I/O.
+
+Renewal must never wait for the polls (at 1,000 targets it did, and every lease lapsed):
+the store runs the keeper's statements on a connection of its own, a round renews before
+anything else, and preparing newly taken keys (``on_acquired``: reloading their state
+from the store) runs beside the rounds, not inside one. A key being prepared is held but
+not yet ``holds``: its polls start once its state is loaded.
 
 The keeper also renews this replica's delivery claims each round, so a send that takes long
 keeps its claim while the replica lives, and a dead replica's claims return to the queue
@@ -19,6 +26,7 @@ after ``lease_s`` (the claim time it gives the store).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import time
@@ -31,7 +39,8 @@ from watcher.core.ports import Fence, LeaseStore, Store
 
 log = structlog.get_logger(__name__)
 
-RELEASE_PER_ROUND = 2  # surplus leases given back per round (gently: no mass handover)
+RELEASE_PER_ROUND = 2  # surplus leases given back per round at least ...
+RELEASE_SHARE = 0.5  # ... or this part of the fair share, so 10,000 keys rebalance in rounds
 SHOWN_KEYS = 10  # keys named in one log line; the rest are counted
 
 OnKeys = Callable[[list[str]], Awaitable[None] | None]
@@ -92,6 +101,8 @@ class LeaseKeeper:
         # start plus lease_s, never later than the database's own expiry.
         self._valid_until = 0.0
         self._problem: str | None = None
+        self._preparing: set[str] = set()  # held, state not loaded yet: not polled
+        self._tasks: set[asyncio.Task[None]] = set()  # on_acquired calls in flight
         self.rounds = 0
 
     @property
@@ -101,8 +112,13 @@ class LeaseKeeper:
     # -- what the runtime asks ---------------------------------------------------------
 
     def holds(self, key: str) -> bool:
-        """True while this replica holds ``key``'s lease (by its own conservative clock)."""
-        return key in self.held and self._monotonic() < self._valid_until
+        """True while this replica holds ``key``'s lease (by its own conservative clock)
+        and the runtime has loaded its state."""
+        return (
+            key in self.held
+            and key not in self._preparing
+            and self._monotonic() < self._valid_until
+        )
 
     def fence(self, key: str) -> Fence:
         """The token a commit of ``key`` carries; epoch 0 (always refused) if not held."""
@@ -110,6 +126,7 @@ class LeaseKeeper:
 
     def lost(self, key: str) -> None:
         """A fenced commit of ``key`` was refused: stop polling it (logged once)."""
+        self._preparing.discard(key)
         if self.held.pop(key, None) is not None:
             log.warning("lease.lost", keys=[key], reason="a commit was fenced off")
 
@@ -123,13 +140,21 @@ class LeaseKeeper:
         """A round every ``lease_s / 3`` until cancelled; a failed round is logged once and
         the held leases are dropped when their local deadline passes."""
         await asyncio.sleep(first_delay_s)
-        while True:
-            await self.round()
-            await asyncio.sleep(self.period_s)
+        try:
+            while True:
+                started = self._monotonic()
+                await self.round(wait=False)
+                # Rounds keep their rhythm: a slow round shortens the pause after it.
+                await asyncio.sleep(max(0.0, self.period_s - (self._monotonic() - started)))
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
 
-    async def round(self) -> None:
-        """One round: heartbeat, renew, count, take or release, renew claims. Never raises
-        (except cancellation); a store failure is kept for ``problem``."""
+    async def round(self, *, wait: bool = True) -> None:
+        """One round: renew, heartbeat, count, take or release, renew claims. Never raises
+        (except cancellation); a store failure is kept for ``problem``. ``wait``: also wait
+        until the keys taken in this round are prepared (``on_acquired``); the rounds of
+        ``run`` do not, so a long preparation never delays a renewal."""
         started = self._monotonic()
         try:
             await self._round(started)
@@ -147,20 +172,32 @@ class LeaseKeeper:
             log.info("lease.store_recovered")
             self._problem = None
         self.rounds += 1
+        if wait:
+            await self.settled()
+
+    async def settled(self) -> None:
+        """Wait until every key taken so far is prepared (or given back)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _round(self, started: float) -> None:
         store, me = self.store, self.replica_id
-        await store.heartbeat(me, self.lease_s)
-        wanted = sorted(set(self._keys()))
-        if self.held:
+        if self.held:  # first: nothing else in the round may make a renewal late
+            lapsed = self._monotonic() >= self._valid_until
             renewed = await store.renew_leases(me, sorted(self.held), self.lease_s)
             gone = sorted(k for k in self.held if k not in renewed)
             self._valid_until = started + self.lease_s
             if gone:
                 await self._drop(gone, "taken by another replica or expired")
             self.held = {k: renewed[k] for k in self.held if k in renewed}
+            if lapsed and self.held:
+                # Our own clock had given them up (a late round): polls of them were
+                # skipped and parked. Nobody took them, so resume them as if just taken.
+                self._prepare(sorted(k for k in self.held if k not in self._preparing))
         else:
             self._valid_until = started + self.lease_s
+        await store.heartbeat(me, self.lease_s)
+        wanted = sorted(set(self._keys()))
         unwanted = sorted(k for k in self.held if k not in set(wanted))
         if unwanted:  # targets removed by a reload
             await self._give_back(unwanted)
@@ -172,22 +209,34 @@ class LeaseKeeper:
             if taken:
                 self.held.update(taken)
                 _log_keys("lease.acquired", taken, share=share, replicas=live)
-                await self._acquired(sorted(taken))
+                self._prepare(sorted(taken))
         elif len(self.held) > share:
-            surplus = sorted(self.held)[share:][: self._release_per_round]
+            per_round = max(self._release_per_round, math.ceil(share * RELEASE_SHARE))
+            surplus = sorted(self.held)[share:][:per_round]
             await self._give_back(surplus)
         await store.renew_claims(me, self.lease_s)
+
+    def _prepare(self, keys: list[str]) -> None:
+        """Have the runtime load ``keys``' state beside the rounds; polled once loaded."""
+        if self._on_acquired is None or not keys:
+            return
+        self._preparing.update(keys)
+        task = asyncio.get_running_loop().create_task(self._acquired(keys))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _acquired(self, keys: list[str]) -> None:
         """Let the runtime reload those targets from the store before polling them; if it
         cannot, give them back (polling from a stale snapshot would repeat old news)."""
-        if self._on_acquired is None:
-            return
+        assert self._on_acquired is not None
         try:
             await _call(self._on_acquired, keys)
         except Exception as exc:
             log.error("lease.takeover_failed", keys=keys[:SHOWN_KEYS], error=type(exc).__name__)
-            await self._give_back(keys)
+            with contextlib.suppress(Exception):  # the lease lapses by itself otherwise
+                await self._give_back([k for k in keys if k in self.held])
+        finally:
+            self._preparing.difference_update(keys)
 
     async def _give_back(self, keys: list[str]) -> None:
         """Stop polling ``keys`` first, then free their leases for another replica."""
@@ -197,6 +246,7 @@ class LeaseKeeper:
     async def _drop(self, keys: list[str], reason: str) -> None:
         for key in keys:
             self.held.pop(key, None)
+        self._preparing.difference_update(keys)
         _log_keys("lease.lost" if reason != "released" else "lease.released", keys, reason=reason)
         if self._on_lost is not None:
             try:
@@ -207,6 +257,8 @@ class LeaseKeeper:
     async def release_all(self) -> None:
         """Shutdown: give every lease back and leave the live replicas, so the others take
         the whole share over at their next round."""
+        for task in list(self._tasks):
+            task.cancel()
         keys = sorted(self.held)
         self.held.clear()
         if keys:

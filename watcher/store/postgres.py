@@ -20,15 +20,16 @@ Sessions use ``TimeZone=UTC`` and every datetime returned is aware UTC, as with 
 Replicas (issue 11.2) share one database: the lease methods (``LeaseStore``) split the
 targets, a fenced ``commit_poll`` checks its lease row in the same transaction, deliveries
 are claimed per URL head, and every commit NOTIFYs ``watcher_commits`` with its key, which
-``listen`` relays from a dedicated connection. Every lease and claim expiry is judged by the
-database's ``now()``, never by a replica's clock.
+``listen`` relays from a dedicated connection. The lease methods have a dedicated
+connection of their own too, so a renewal never waits behind polls for a pooled one. Every
+lease and claim expiry is judged by the database's ``now()``, never by a replica's clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -139,6 +140,9 @@ class PostgresStore:
         self._failure: str | None = None  # the latest failed commit since self_check()
         self.replica_id = default_replica_id()  # who claims deliveries (``claim_as``)
         self._claim_s = DEFAULT_CLAIM_S
+        # The lease keeper's own connection (see ``_lease_connection``), opened lazily.
+        self._lease_conn: Conn | None = None
+        self._lease_lock = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -690,6 +694,33 @@ class PostgresStore:
 
     # -- leases and replicas (LeaseStore): every expiry by the database clock -------------
 
+    @contextlib.asynccontextmanager
+    async def _lease_connection(self) -> AsyncIterator[Conn]:
+        """The lease keeper's dedicated connection, like LISTEN's: never queued behind polls.
+
+        A replica busy polling keeps every pooled connection in use; a renewal waiting its
+        turn there lapsed every lease at 1,000 targets (each retake then fired more polls).
+        One keeper uses it (the lock orders its statements); a broken connection is
+        dropped and the next call reconnects. Without a DSN (a store built around a given
+        pool) the pool serves.
+        """
+        if self._dsn is None:
+            async with self._pool.connection() as pooled:
+                yield pooled
+            return
+        async with self._lease_lock:
+            conn = self._lease_conn
+            if conn is None or conn.closed or conn.broken:
+                conn = await psycopg.AsyncConnection.connect(self._dsn, **self._session)
+                self._lease_conn = conn
+            try:
+                yield conn
+            except psycopg.OperationalError:
+                self._lease_conn = None
+                with contextlib.suppress(psycopg.Error):
+                    await conn.close()
+                raise
+
     def claim_as(self, replica_id: str, claim_s: float) -> None:
         """Claim deliveries as ``replica_id`` for ``claim_s`` seconds (renewed while alive)."""
         self.replica_id = replica_id
@@ -697,7 +728,7 @@ class PostgresStore:
 
     async def heartbeat(self, replica_id: str, ttl_s: float) -> None:
         """Say this replica is alive for ``ttl_s`` more seconds; forget replicas long gone."""
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._lease_connection() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO replicas (replica_id, seen_until, started_at) "
                 "VALUES (%(me)s, now() + make_interval(secs => %(ttl)s), now()) "
@@ -708,11 +739,11 @@ class PostgresStore:
 
     async def leave(self, replica_id: str) -> None:
         """Forget this replica's heartbeat (a clean stop)."""
-        async with self._pool.connection() as conn:
+        async with self._lease_connection() as conn:
             await conn.execute("DELETE FROM replicas WHERE replica_id = %s", (replica_id,))
 
     async def live_replicas(self) -> int:
-        async with self._pool.connection() as conn:
+        async with self._lease_connection() as conn:
             cur = await conn.execute("SELECT count(*) FROM replicas WHERE seen_until > now()")
             row = await cur.fetchone()
         return int(row[0]) if row else 0
@@ -727,7 +758,7 @@ class PostgresStore:
         """
         if not keys:
             return {}
-        async with self._pool.connection() as conn:
+        async with self._lease_connection() as conn:
             cur = await conn.execute(
                 "UPDATE target_leases SET lease_until = now() + make_interval(secs => %s) "
                 "WHERE holder = %s AND target = ANY(%s) RETURNING target, epoch",
@@ -747,7 +778,7 @@ class PostgresStore:
         """
         if not keys or limit <= 0:
             return {}
-        async with self._pool.connection() as conn:
+        async with self._lease_connection() as conn:
             cur = await conn.execute(
                 "WITH cand AS (SELECT k FROM unnest(%(keys)s::text[]) AS k "
                 "  LEFT JOIN target_leases l ON l.target = k "
@@ -769,7 +800,7 @@ class PostgresStore:
         the next holder's is higher than any this one committed with)."""
         if not keys:
             return
-        async with self._pool.connection() as conn:
+        async with self._lease_connection() as conn:
             await conn.execute(
                 "UPDATE target_leases SET lease_until = '-infinity' "
                 "WHERE holder = %s AND target = ANY(%s)",
@@ -778,7 +809,7 @@ class PostgresStore:
 
     async def renew_claims(self, holder: str, claim_s: float) -> int:
         """Extend ``holder``'s claims on pending deliveries; how many."""
-        async with self._pool.connection() as conn:
+        async with self._lease_connection() as conn:
             cur = await conn.execute(
                 "UPDATE deliveries SET claim_until = now() + make_interval(secs => %s) "
                 "WHERE claimed_by = %s AND state = 'pending'",
@@ -915,6 +946,10 @@ class PostgresStore:
                         "WHERE claimed_by = %s AND state = 'pending'",
                         (self.replica_id,),
                     )
+            if self._lease_conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    await self._lease_conn.close()
+                self._lease_conn = None
             await self._pool.close()
 
 
