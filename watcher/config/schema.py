@@ -731,7 +731,8 @@ class HaSettings(_Section):
     holding its lease; a dead replica's targets are taken over within ``lease_s``. Without
     ``[state] backend = "postgres"`` there is one process and this table is not used."""
 
-    # How long a lease lasts unless renewed (every lease_s / 3): the takeover time.
+    # The takeover time: a lease row is renewed every lease_s / 3 and valid for two of those
+    # rounds, so a dead replica's targets are taken within lease_s (runtime/leases.py).
     lease_s: float = Field(default=30.0, ge=3, le=3600)
     # This replica's name in the lease table; default hostname-pid-random (unique per start).
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)

@@ -7,8 +7,11 @@ paused past its lease can never write over its successor. ``LeaseKeeper`` is the
 that keeps this replica's share: every ``lease_s / 3`` it beats its heartbeat, renews what
 it holds in one statement, takes free or expired leases up to its fair share
 (ceil(keys / live replicas)) and gives back a surplus gently (half the share per
-round at most), so a new replica gets work without a stampede. A dead replica's leases
-lapse by the database clock and are taken within ``lease_s`` plus one round.
+round at most), so a new replica gets work without a stampede. ``lease_s`` is the takeover
+bound: a lease row is valid for two rounds (``validity_s`` = 2/3 of ``lease_s``; one missed
+renewal is survived), so a dead replica's leases lapse by the database clock at most
+``validity_s`` after its last renewal and a survivor's next round, at most ``lease_s / 3``
+later, takes them: within ``lease_s`` of the death.
 ``SoleHolder`` is the single-process equivalent (SQLite, memory): it holds every key and
 does no I/O.
 
@@ -20,7 +23,7 @@ not yet ``holds``: its polls start once its state is loaded.
 
 The keeper also renews this replica's delivery claims each round, so a send that takes long
 keeps its claim while the replica lives, and a dead replica's claims return to the queue
-after ``lease_s`` (the claim time it gives the store).
+after ``validity_s`` (the claim time it gives the store).
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ class SoleHolder:
         return None
 
 
+def validity(lease_s: float) -> float:
+    """A lease row's validity for a takeover bound of ``lease_s`` (two rounds)."""
+    return lease_s * 2 / 3
+
+
 class LeaseKeeper:
     """This replica's leases in a ``LeaseStore``; see the module docstring."""
 
@@ -98,7 +106,7 @@ class LeaseKeeper:
         self._monotonic = monotonic
         self.held: dict[str, int] = {}  # key -> epoch it was taken with
         # Local deadline of every held lease (monotonic): the last successful renewal's
-        # start plus lease_s, never later than the database's own expiry.
+        # start plus validity_s, never later than the database's own expiry.
         self._valid_until = 0.0
         self._problem: str | None = None
         self._preparing: set[str] = set()  # held, state not loaded yet: not polled
@@ -108,6 +116,11 @@ class LeaseKeeper:
     @property
     def period_s(self) -> float:
         return self.lease_s / 3
+
+    @property
+    def validity_s(self) -> float:
+        """How long a renewed lease row stays valid: two rounds (see the module)."""
+        return validity(self.lease_s)
 
     # -- what the runtime asks ---------------------------------------------------------
 
@@ -184,9 +197,9 @@ class LeaseKeeper:
         store, me = self.store, self.replica_id
         if self.held:  # first: nothing else in the round may make a renewal late
             lapsed = self._monotonic() >= self._valid_until
-            renewed = await store.renew_leases(me, sorted(self.held), self.lease_s)
+            renewed = await store.renew_leases(me, sorted(self.held), self.validity_s)
             gone = sorted(k for k in self.held if k not in renewed)
-            self._valid_until = started + self.lease_s
+            self._valid_until = started + self.validity_s
             if gone:
                 await self._drop(gone, "taken by another replica or expired")
             self.held = {k: renewed[k] for k in self.held if k in renewed}
@@ -195,8 +208,8 @@ class LeaseKeeper:
                 # skipped and parked. Nobody took them, so resume them as if just taken.
                 self._prepare(sorted(k for k in self.held if k not in self._preparing))
         else:
-            self._valid_until = started + self.lease_s
-        await store.heartbeat(me, self.lease_s)
+            self._valid_until = started + self.validity_s
+        await store.heartbeat(me, self.validity_s)
         wanted = sorted(set(self._keys()))
         unwanted = sorted(k for k in self.held if k not in set(wanted))
         if unwanted:  # targets removed by a reload
@@ -205,7 +218,7 @@ class LeaseKeeper:
         share = math.ceil(len(wanted) / live)
         if len(self.held) < share:
             free = [k for k in wanted if k not in self.held]
-            taken = await store.take_leases(me, free, self.lease_s, share - len(self.held))
+            taken = await store.take_leases(me, free, self.validity_s, share - len(self.held))
             if taken:
                 self.held.update(taken)
                 _log_keys("lease.acquired", taken, share=share, replicas=live)
@@ -214,7 +227,7 @@ class LeaseKeeper:
             per_round = max(self._release_per_round, math.ceil(share * RELEASE_SHARE))
             surplus = sorted(self.held)[share:][:per_round]
             await self._give_back(surplus)
-        await store.renew_claims(me, self.lease_s)
+        await store.renew_claims(me, self.validity_s)
 
     def _prepare(self, keys: list[str]) -> None:
         """Have the runtime load ``keys``' state beside the rounds; polled once loaded."""
@@ -277,10 +290,10 @@ def make_leases(
     on_lost: OnKeys | None = None,
 ) -> LeaseKeeper | SoleHolder:
     """A keeper on a store that has leases (PostgreSQL), else the sole holder. The store's
-    delivery claims are made in this replica's name for ``lease_s`` (renewed each round)."""
+    delivery claims are made in this replica's name for ``validity(lease_s)`` (renewed each round)."""
     if not isinstance(store, LeaseStore):
         return SoleHolder()
-    store.claim_as(replica_id, lease_s)
+    store.claim_as(replica_id, validity(lease_s))
     return LeaseKeeper(
         store,
         replica_id=replica_id,
