@@ -290,7 +290,8 @@ def make_leases(
     on_lost: OnKeys | None = None,
 ) -> LeaseKeeper | SoleHolder:
     """A keeper on a store that has leases (PostgreSQL), else the sole holder. The store's
-    delivery claims are made in this replica's name for ``validity(lease_s)`` (renewed each round)."""
+    delivery claims are made in this replica's name for ``validity(lease_s)`` (renewed each
+    round)."""
     if not isinstance(store, LeaseStore):
         return SoleHolder()
     store.claim_as(replica_id, validity(lease_s))
