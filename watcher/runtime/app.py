@@ -68,6 +68,7 @@ from watcher.store import STORE_FILE as STORE_FILE  # noqa: PLC0414 - re-exporte
 from watcher.store import default_replica_id, open_store
 
 log = structlog.get_logger(__name__)
+FIRST_SHARE_WAIT_S = 5.0  # HA start: how long start() waits for its first leases' state
 
 
 @dataclass
@@ -524,6 +525,10 @@ class App:
         skipped; their state loads beside, see ``_acquired``), then keep it, and follow the
         other replicas' commits."""
         await keeper.round(wait=False)
+        # The first share is pollable when start() returns, as on SQLite (a caller that
+        # polls at once must not find its targets still loading), but a slow preparation
+        # of thousands of targets never holds up the start for long: it goes on beside.
+        await keeper.settled(timeout_s=FIRST_SHARE_WAIT_S)
         peers = PeerCommits(store, wake=self._peer_committed, holds=keeper.holds, adopt=self._adopt)
         self._spawn("leases", keeper.run(first_delay_s=keeper.period_s))
         self._spawn("peers", peers.run())

@@ -188,10 +188,17 @@ class LeaseKeeper:
         if wait:
             await self.settled()
 
-    async def settled(self) -> None:
-        """Wait until every key taken so far is prepared (or given back)."""
+    async def settled(self, timeout_s: float | None = None) -> bool:
+        """Wait until every key taken so far is prepared (or given back); False when
+        ``timeout_s`` passed first (the preparations go on: nothing is cancelled)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            await asyncio.wait(list(self._tasks), timeout=remaining)
+        return True
 
     async def _round(self, started: float) -> None:
         store, me = self.store, self.replica_id
