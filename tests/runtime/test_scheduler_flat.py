@@ -11,7 +11,8 @@ import time
 from watcher.runtime.scheduler import PollScheduler
 
 
-async def test_an_unchanged_delay_costs_no_reschedule_and_keeps_the_cadence() -> None:
+async def _starts(delay: float, runs: int) -> tuple[PollScheduler, list[float]]:
+    """A job asking for ``delay`` every run, on a trigger set to 1 s, until ``runs`` starts."""
     sched = PollScheduler()
     sched.first_interval_s = 1.0
     sched.start()
@@ -19,31 +20,24 @@ async def test_an_unchanged_delay_costs_no_reschedule_and_keeps_the_cadence() ->
 
     async def job() -> float:
         starts.append(time.monotonic())
-        return 1.0
+        return delay
 
     sched.add("j", job)
-    while len(starts) < 4:
+    while len(starts) < runs:
         await asyncio.sleep(0.05)
     await sched.shutdown(1)
+    return sched, starts
+
+
+async def test_an_unchanged_delay_costs_no_reschedule_and_keeps_the_cadence() -> None:
+    sched, starts = await _starts(1.0, 4)
     assert sched.reschedules == 0
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(0.9 <= g <= 2.5 for g in gaps), gaps  # loose: a busy machine
 
 
 async def test_a_changed_delay_reschedules_once_then_rides_the_new_interval() -> None:
-    sched = PollScheduler()
-    sched.first_interval_s = 1.0
-    sched.start()
-    starts: list[float] = []
-
-    async def job() -> float:
-        starts.append(time.monotonic())
-        return 1.2
-
-    sched.add("j", job)
-    while len(starts) < 4:
-        await asyncio.sleep(0.05)
-    await sched.shutdown(1)
+    sched, starts = await _starts(1.2, 4)
     assert sched.reschedules == 1
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(1.1 <= g <= 2.7 for g in gaps), gaps
