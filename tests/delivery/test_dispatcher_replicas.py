@@ -2,6 +2,11 @@
 
 Each URL must still receive its messages once each, in creation order, with at most one
 send in flight for it across both replicas, including while sends fail and are retried.
+
+Both replicas must take part, and that must not depend on scheduling luck (one replica can
+drain 30 fast sends before the other's first read): each replica's first send waits until
+the other replica has started one. With ``concurrency=2`` a replica claims at most two of
+the three URL heads, so the other always finds one to claim and no replica waits forever.
 """
 
 from __future__ import annotations
@@ -28,6 +33,18 @@ class JitteredSender(ScriptedSender):
         return await super().send(url_key, title=title, body=body, severity=severity)
 
 
+class ReplicaSender:
+    """One replica's view of the shared sender: its first send waits for the other's."""
+
+    def __init__(self, shared: JitteredSender, mine: asyncio.Event, other: asyncio.Event) -> None:
+        self._shared, self._mine, self._other = shared, mine, other
+
+    async def send(self, url_key: str, *, title: str, body: str, severity: Severity) -> SendResult:
+        self._mine.set()
+        await asyncio.wait_for(self._other.wait(), timeout=10)
+        return await self._shared.send(url_key, title=title, body=body, severity=severity)
+
+
 async def test_two_replicas_deliver_each_url_once_and_in_order(pg_dsn: str) -> None:
     clock = SystemClock()
     stores = [await PostgresStore.open(pg_dsn, clock=clock, pool_size=2) for _ in range(2)]
@@ -43,17 +60,19 @@ async def test_two_replicas_deliver_each_url_once_and_in_order(pg_dsn: str) -> N
                 f"wf-{i}", None, [make_event(key)], [PlannedDelivery(url, (key,))]
             )
             expected[url].append(key)
+        started = (asyncio.Event(), asyncio.Event())
         dispatchers = [
             Dispatcher(
                 store=store,
-                sender=sender,
+                sender=ReplicaSender(sender, started[i], started[1 - i]),
                 render=render,
                 clock=clock,
                 retry_base_s=0.01,
                 retry_cap_s=0.05,
                 poll_interval_s=0.02,
+                concurrency=2,
             )
-            for store in stores
+            for i, store in enumerate(stores)
         ]
         runs = [asyncio.create_task(d.run(stop)) for d in dispatchers]
         deadline = time.monotonic() + 30
