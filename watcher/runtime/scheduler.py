@@ -96,6 +96,10 @@ class PollScheduler:
     def job_ids(self) -> list[str]:
         return list(self._funcs)
 
+    def interval(self, job_id: str) -> float | None:
+        """Seconds between the job's runs as its trigger keeps them now (after any stretch)."""
+        return self._interval.get(job_id)
+
     def add(self, job_id: str, func: JobFunc, *, first_delay: float = 0.0) -> None:
         """Add (or replace) a job whose first run is ``first_delay`` seconds from now."""
         self._funcs[job_id] = func
