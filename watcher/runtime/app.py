@@ -419,9 +419,24 @@ class App:
             add=add,
             remove=self._remove_target,
             display_name=target.display_name,
+            covered_by=self._configured_cluster_target,
         )
         self.projects[ref.name] = project
         self.scheduler.add(project.key, self._job(project), first_delay=first_delay)
+
+    def _configured_cluster_target(self, cluster: TargetRef) -> str | None:
+        """The configured cluster target watching this cluster, if any (it wins over a
+        project target's derived one: see watcher.runtime.projects)."""
+        return next(
+            (
+                t.name
+                for t in self.settings.targets
+                if t.kind == "cluster"
+                and (t.region, t.project_id, t.cluster_id, t.api)
+                == (cluster.region, cluster.project_id, cluster.cluster_id, cluster.api)
+            ),
+            None,
+        )
 
     async def _add_cluster(
         self,
