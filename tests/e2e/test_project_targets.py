@@ -105,6 +105,8 @@ async def test_a_cluster_created_later_is_watched_and_a_deleted_one_dropped(
         for message in h.webhook.bodies:  # named by the cluster, linked to its console page
             assert str(message["title"]).startswith("[INFO] team-a: ")
             assert f"/cluster/{cid}/upgrade" in str(message["message"])
+        # The name came with the project's listing: no ShowCluster call for it.
+        assert "cce.clusters.show" not in h.sim.requests()["routes"]
 
         # /api/v1/workflows lists the project target and its cluster.
         assert daemon.http is not None

@@ -43,8 +43,9 @@ from watcher.runtime.registry import WatchKey
 
 log = structlog.get_logger(__name__)
 
-# add(derived cluster target, display name): start watching it (may raise: retried next run)
-AddCluster = Callable[[TargetRef, str | None], Awaitable[None]]
+# add(derived cluster target, display name, cluster name from the listing): start watching
+# it (may raise: retried next run). The listed name spares the cluster's show call for it.
+AddCluster = Callable[[TargetRef, str | None, str], Awaitable[None]]
 RemoveCluster = Callable[[str], None]  # remove(derived target name)
 # covered_by(cluster): the name of a configured target that already watches it, or None
 CoveredBy = Callable[[TargetRef], str | None]
@@ -122,7 +123,8 @@ class ProjectDiscovery:
                 del self.clusters[name]
                 self.remove(name)
             log.info("project.cluster_found", cluster=name, cluster_id=found.ref.cluster_id)
-            await self.add(found.ref, self._display(found.cluster.display_name))
+            name_listed = found.cluster.display_name or ""
+            await self.add(found.ref, self._display(name_listed or None), name_listed)
             # Recorded once added: an add that raised is tried again on the next listing.
             self.clusters[name] = found.ref
 
