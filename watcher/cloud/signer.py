@@ -72,7 +72,8 @@ def string_to_sign(canonical: str, sdk_date: str) -> str:
 
 
 def signature(secret_key: str, to_sign: str) -> str:
-    return hmac.new(secret_key.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
+    # hmac.digest is the one-shot C path: about half the cost of hmac.new(...).hexdigest().
+    return hmac.digest(secret_key.encode(), to_sign.encode(), "sha256").hex()
 
 
 def authorization(
@@ -146,16 +147,18 @@ def sign(
     out = dict(headers)
     if security_token:
         out["X-Security-Token"] = security_token
-    if not any(k.lower() == "x-sdk-date" for k in out):
-        out[DATE_HEADER] = sdk_date(now or datetime.now(UTC))
-    if not any(k.lower() == "host" for k in out):
+    lowered = {k.lower(): k for k in out}  # one pass over the names, not one per lookup
+    date_name = lowered.get("x-sdk-date", DATE_HEADER)
+    if date_name not in out:
+        out[date_name] = sdk_date(now or datetime.now(UTC))
+    date = out[date_name]
+    if "host" not in lowered:
         out["Host"] = host
     if body:
         out["Authorization"] = authorization(method, path, query, out, body, access_key, secret_key)
         return out
     # A poller signs the same bodyless request every few seconds; only the date differs.
-    date = next(v for k, v in out.items() if k.lower() == "x-sdk-date")
-    others = tuple(sorted((k, v) for k, v in out.items() if k.lower() != "x-sdk-date"))
+    others = tuple(sorted((k, v) for k, v in out.items() if k != date_name))
     before, after, names = _canonical_template(method, path, tuple(query), others)
     sig = signature(secret_key, string_to_sign(before + date + after, date))
     out["Authorization"] = (
