@@ -406,10 +406,10 @@ class App:
         ref = target_ref(target)
         rate = self.settings.polling.requests_per_second
 
-        async def add(cluster: TargetRef, display: str | None) -> None:
+        async def add(cluster: TargetRef, display: str | None, cluster_name: str) -> None:
             # A first listing of many clusters: spread their first polls like _add_targets.
             spread = min(self.parts.ctx.poll.active_s, len(project.clusters) / rate)
-            await self._add_cluster(cluster, display, states, spread)
+            await self._add_cluster(cluster, display, states, spread, cluster_name=cluster_name)
 
         project = ProjectDiscovery(
             client=self.parts.clients.for_target(ref),
@@ -419,9 +419,24 @@ class App:
             add=add,
             remove=self._remove_target,
             display_name=target.display_name,
+            covered_by=self._configured_cluster_target,
         )
         self.projects[ref.name] = project
         self.scheduler.add(project.key, self._job(project), first_delay=first_delay)
+
+    def _configured_cluster_target(self, cluster: TargetRef) -> str | None:
+        """The configured cluster target watching this cluster, if any (it wins over a
+        project target's derived one: see watcher.runtime.projects)."""
+        return next(
+            (
+                t.name
+                for t in self.settings.targets
+                if t.kind == "cluster"
+                and (t.region, t.project_id, t.cluster_id, t.api)
+                == (cluster.region, cluster.project_id, cluster.cluster_id, cluster.api)
+            ),
+            None,
+        )
 
     async def _add_cluster(
         self,
@@ -429,12 +444,15 @@ class App:
         display: str | None,
         states: Mapping[str, WatchState],
         first_delay: float,
+        *,
+        cluster_name: str | None = None,
     ) -> None:
         """Poll one cluster: ONE job (``ClusterWatch``) whose one listing per run answers
         for all of its workflows. A configured cluster target, or a cluster a project
         target discovered (then ``ref.name`` is "project/cluster"). ``states`` are the
         stored states (``Store.load_all_states``): the cluster's workflows that had not
         ended are watched again. Adding a name again replaces it (a changed target).
+        ``cluster_name``: the name a project's listing gave (no show call for it then).
         """
         if ref.name in self.watching.discoveries:
             self._remove_target(ref.name)
@@ -444,6 +462,7 @@ class App:
             health=await self._health_for(ref),
             display_name=display,
             console_template=self.settings.notify.console_url or None,
+            cluster_name=cluster_name,
         )
         # Hooks check that the cluster is still the one watched: a job still running when
         # its target was removed (a reload) must not index workflows again.
