@@ -147,19 +147,20 @@ def sign(
     out = dict(headers)
     if security_token:
         out["X-Security-Token"] = security_token
-    lowered = {k.lower(): k for k in out}  # one pass over the names, not one per lookup
-    date_name = lowered.get("x-sdk-date", DATE_HEADER)
-    if date_name not in out:
-        out[date_name] = sdk_date(now or datetime.now(UTC))
-    date = out[date_name]
+    lowered = {k.lower() for k in out}  # one pass over the names, not one per lookup
     if "host" not in lowered:
         out["Host"] = host
-    if body:
+    if body or "x-sdk-date" in lowered:  # a body, or a caller's own date: the general path
+        if "x-sdk-date" not in lowered:
+            out[DATE_HEADER] = sdk_date(now or datetime.now(UTC))
         out["Authorization"] = authorization(method, path, query, out, body, access_key, secret_key)
         return out
     # A poller signs the same bodyless request every few seconds; only the date differs.
-    others = tuple(sorted((k, v) for k, v in out.items() if k != date_name))
-    before, after, names = _canonical_template(method, path, tuple(query), others)
+    # The template's key is the headers as given (no sort: a caller's order is stable).
+    before, after, names = _canonical_template(
+        method, path, tuple(query), tuple(out.items())
+    )
+    date = out[DATE_HEADER] = sdk_date(now or datetime.now(UTC))
     sig = signature(secret_key, string_to_sign(before + date + after, date))
     out["Authorization"] = (
         f"{ALGORITHM} Access={access_key}, SignedHeaders={names}, Signature={sig}"
