@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -36,13 +37,13 @@ from watcher.core.errors import ConfigError
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import TERMINAL_PHASES
 from watcher.core.outcome import PollOutcome
-from watcher.core.ports import Clock, CloudSource, Priority, Store, SystemClock
+from watcher.core.ports import Clock, CloudSource, Priority, Store, SystemClock, UrlKeys
 from watcher.core.state import WatchState
 from watcher.delivery.dispatcher import Dispatcher
 from watcher.http.feed import EventFeed
 from watcher.http.server import HttpServer, build_app, start_http
 from watcher.notify.sender import AppriseSender
-from watcher.notify.url import key_moves
+from watcher.notify.url import follow_keys, url_fingerprints
 from watcher.runtime import housekeeping, lifecycle, sdnotify
 from watcher.runtime.budget import HostBudget, PollBudget
 from watcher.runtime.feedpump import FeedPump
@@ -226,6 +227,7 @@ class App:
         )
         self.metrics.watch_stretch(self._stretch)
         plan = notify_plan(settings, self.extra_urls)
+        await self._follow_url_keys(store, plan)
         ops = OpsState(store, self.clock, on_count=self.metrics.set_silences_active)
         ops.config_silences = list(plan.silences)
         await ops.refresh()
@@ -815,7 +817,14 @@ class App:
                 log.error("reload.rejected", problem=problem)
             sdnotify.ready(status="reload rejected; running the previous configuration")
             return
-        if not await self._rekey_deliveries(parts, plan):
+        try:
+            await self._follow_url_keys(parts.store, plan, parts.dispatcher)
+        except Exception as exc:
+            log.error(
+                "reload.rejected",
+                problem="pending deliveries could not be moved to the URLs' new keys",
+                error=type(exc).__name__,
+            )
             sender.close()
             sdnotify.ready(status="reload rejected; running the previous configuration")
             return
@@ -845,33 +854,36 @@ class App:
         log.info("reload.applied", targets=len(new.targets), added=len(added), urls=len(plan.urls))
         sdnotify.ready(status=self._status_line())
 
-    async def _rekey_deliveries(self, parts: _Parts, plan: NotifyPlan) -> bool:
-        """Move pending deliveries of URLs whose key changed (named, renamed, reordered)
-        to their new key, before the new sender takes over; False if the store failed.
-
-        Deliveries are stored by URL key; left under the old key they would fail with
-        "unknown notification URL key" until max_age dead-letters them.
+    async def _follow_url_keys(
+        self, store: Store, plan: NotifyPlan, dispatcher: Dispatcher | None = None
+    ) -> None:
+        """Move pending deliveries of URLs whose key changed (named, renamed, reordered,
+        removed: ``watcher.notify.url.follow_keys``) before a sender with the new keys
+        takes over: at start, against the keys the store recorded before the restart, and
+        at a reload (``dispatcher``: the running one, paused on those keys meanwhile).
+        Left under their old key, deliveries would go to whichever URL has that key now.
+        A store failure raises: the start fails, a reload is rejected.
         """
-        moves = key_moves(parts.notify.urls, plan.urls)
-        if not moves:
-            return True
-        dispatcher = parts.dispatcher
-        try:
-            with dispatcher.paused({*moves, *moves.values()}):
-                moved = await parts.store.rekey_deliveries(moves)
-        except Exception as exc:
-            log.error(
-                "reload.rejected",
-                problem="pending deliveries could not be moved to the renamed URLs' keys",
-                error=type(exc).__name__,
-            )
-            return False
-        dispatcher.rekey(moves)
+        recorded = await store.load_url_keys()
+        salt = recorded.salt if recorded is not None else secrets.token_hex(16)
+        current = url_fingerprints(plan.urls, salt)
+        moves, record = follow_keys(recorded.fingerprints if recorded else current, current)
+        keys = {*moves, *moves.values()}
+        with dispatcher.paused(keys) if dispatcher is not None else contextlib.nullcontext():
+            moved = await store.rekey_deliveries(moves, UrlKeys(salt, record))
+        if dispatcher is not None:
+            dispatcher.rekey(moves)
         for old_key, count in sorted(moved.items()):
-            log.info(
-                "reload.deliveries_rekeyed", old_key=old_key, new_key=moves[old_key], moved=count
-            )
-        return True
+            new_key = moves[old_key]
+            if new_key.startswith("gone-"):  # the URL was removed: nowhere to send them
+                log.warning(
+                    "notify.url_removed_with_pending",
+                    url_key=old_key,
+                    pending=count,
+                    outcome="dead-lettered after delivery.max_age unless the URL returns",
+                )
+            else:
+                log.info("notify.deliveries_rekeyed", old_key=old_key, new_key=new_key, moved=count)
 
     def _swap_dispatcher(self, sender: AppriseSender, plan: NotifyPlan) -> None:
         """Give the running outbox worker the new sender, templates and retry limits.
