@@ -355,6 +355,9 @@ async def test_a_head_waiting_for_retry_holds_back_its_url_only(backend: Backend
     await store.mark_failed(head_a.id, T0, "HTTP 503", T0 + timedelta(seconds=30))
 
     assert [d.url_key for d in await store.due_deliveries(T0)] == ["B"]
+    # A new process learns when to look again (a1 and b0 are due now: not retries).
+    assert (await store.outbox_stats(T0)).next_retry_at == T0 + timedelta(seconds=30)
+    assert (await store.outbox_stats(T0 + timedelta(seconds=30))).next_retry_at is None
     (retry, _) = await store.due_deliveries(T0 + timedelta(seconds=30))
     assert (retry.id, retry.attempts, retry.last_error) == (head_a.id, 1, "HTTP 503")
     assert retry.next_attempt_at == T0 + timedelta(seconds=30)

@@ -116,6 +116,7 @@ class OutboxStats:
     pending: int = 0
     dead: int = 0
     oldest_pending_age_s: float = 0.0  # 0 when nothing is pending
+    next_retry_at: datetime | None = None  # the earliest pending retry later than ``now``
 
 
 class Priority(IntEnum):

@@ -241,8 +241,11 @@ class MemoryStore:
         pending = [d for d in self._deliveries.values() if d.state == "pending"]
         dead = sum(1 for d in self._deliveries.values() if d.state == "dead")
         oldest = min((d.created_at for d in pending), default=None)
+        retry = min((d.next_attempt_at for d in pending if d.next_attempt_at > now), default=None)
         age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
-        return OutboxStats(pending=len(pending), dead=dead, oldest_pending_age_s=age)
+        return OutboxStats(
+            pending=len(pending), dead=dead, oldest_pending_age_s=age, next_retry_at=retry
+        )
 
     # -- the event feed -----------------------------------------------------------------
 

@@ -489,13 +489,17 @@ class PostgresStore:
             cur = await conn.execute(
                 "SELECT COUNT(*) FILTER (WHERE state = 'pending'), "
                 "COUNT(*) FILTER (WHERE state = 'dead'), "
-                "MIN(created_at) FILTER (WHERE state = 'pending') "
-                "FROM deliveries WHERE state IN ('pending', 'dead')"
+                "MIN(created_at) FILTER (WHERE state = 'pending'), "
+                "MIN(next_attempt_at) FILTER (WHERE state = 'pending' AND next_attempt_at > %s) "
+                "FROM deliveries WHERE state IN ('pending', 'dead')",
+                (_ts(now),),
             )
             row = await cur.fetchone()
-        pending, dead, oldest = row if row is not None else (0, 0, None)
+        pending, dead, oldest, retry = row if row is not None else (0, 0, None, None)
         age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
-        return OutboxStats(pending=int(pending), dead=int(dead), oldest_pending_age_s=age)
+        return OutboxStats(
+            pending=int(pending), dead=int(dead), oldest_pending_age_s=age, next_retry_at=retry
+        )
 
     # -- the event feed -----------------------------------------------------------------
 

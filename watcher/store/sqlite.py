@@ -489,14 +489,21 @@ class SqliteStore:
     async def outbox_stats(self, now: datetime) -> OutboxStats:
         """Pending and dead counts, and the oldest pending delivery's age (0 when none)."""
         with self._read() as conn:
-            pending, oldest = conn.execute(
-                "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE state = 'pending'"
+            pending, oldest, retry = conn.execute(
+                "SELECT COUNT(*), MIN(created_at), MIN(CASE WHEN next_attempt_at > ? "
+                "THEN next_attempt_at END) FROM deliveries WHERE state = 'pending'",
+                (_ts(now),),
             ).fetchone()
             (dead,) = conn.execute(
                 "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'"
             ).fetchone()
         age = 0.0 if oldest is None else max(0.0, (now - _dt(oldest)).total_seconds())
-        return OutboxStats(pending=int(pending), dead=int(dead), oldest_pending_age_s=age)
+        return OutboxStats(
+            pending=int(pending),
+            dead=int(dead),
+            oldest_pending_age_s=age,
+            next_retry_at=None if retry is None else _dt(retry),
+        )
 
     # -- the event feed -----------------------------------------------------------------
 
