@@ -99,3 +99,4 @@ class SerialWorker:
             if job is None:
                 return
             job()
+            del job  # what the call referenced is not kept alive while the thread idles
