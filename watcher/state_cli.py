@@ -9,7 +9,9 @@ works between any two stores and follows their schemas and migrations:
   delivery gets a fresh attempt count; sent and dead deliveries are history and stay behind:
   their events are copied, so nothing is announced again);
 * every workflow's watch state, so the first poll after the move diffs against it;
-* silences (with new ids) and acknowledgements (ended ones stay ended).
+* silences (with new ids) and acknowledgements (ended ones stay ended);
+* the record of which URL each delivery key stood for (``Store.load_url_keys``), so the
+  first start on the new store moves the copied queues if the URL list changed meanwhile.
 
 Target health and cluster discovery's known-workflow sets are not copied: they are rebuilt
 by the first polls (a first listing keeps finished workflows quiet).
@@ -96,6 +98,8 @@ async def copy_store(src: Store, dst: Store) -> Copied:
         if ack.ended_at is not None:
             await dst.end_ack(ack.workflow_key, ack.ended_at)
         done.acks += 1
+    if (url_keys := await src.load_url_keys()) is not None:
+        await dst.rekey_deliveries({}, url_keys)
     return done
 
 

@@ -412,7 +412,8 @@ def report(
 ) -> None:
     print(
         f"bench_poll: {args.workflows} workflows, {args.runs} runs of {args.rounds} round(s) "
-        f"(changed: 1 round, every workflow one step), python {platform.python_version()}, "
+        f"(changed: 1 round, every workflow one step), loop {args.loop}, "
+        f"python {platform.python_version()}, load {os.getloadavg()[0]:.2f}, "
         f"nproc {os.cpu_count()}, {platform.machine()}"
     )
     header = (
@@ -480,6 +481,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="PHASE",
         help=f"cProfile one phase ({UNCHANGED!r} or {CHANGED!r}); figures then include it",
     )
+    p.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="ours on this event loop (uvloop: to compare; `pip install uvloop` first)",
+    )
     p.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the simulator child
     args = p.parse_args(argv)
     if args.quick:
@@ -487,6 +494,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if not 1 <= args.runs <= 7:  # each changed round uses one of the scenario's 9 steps
         p.error("--runs must be 1..7")
     return args
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop measured no gain over asyncio's loop (docs: "Poll benchmark"), so the daemon
+    does not use it; ``--loop uvloop`` repeats that comparison."""
+    if name == "uvloop":
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        return factory
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -500,8 +518,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with (
         serve_child(Path(__file__).resolve(), [str(args.workflows)]) as info,
         tempfile.TemporaryDirectory() as tmp,
+        asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner,
     ):
-        runs, rows, extra = asyncio.run(bench_ours(info, args, Path(tmp)))
+        runs, rows, extra = runner.run(bench_ours(info, args, Path(tmp)))
     report(runs, rows, extra, args)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.core.strategies import at, pt, wf
-from watcher.core import keys
+from watcher.core import events, keys
 from watcher.core.state import Track, WatchState
 
 EXPIRY = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
@@ -102,3 +103,10 @@ def test_highest_repeat_per_prefix() -> None:
     assert keys.max_k(fired, prefix) == 4
     assert keys.k_index(fired)[prefix] == 4
     assert keys.max_k([], prefix) == 0
+
+
+@given(st.text())
+def test_event_id_is_the_uuid5_of_the_dedup_key(dedup_key: str) -> None:
+    # Stored event ids must never change: the fast path is the RFC 4122 name-based UUID.
+    expected = str(uuid.uuid5(events._EVENT_NAMESPACE, dedup_key))
+    assert events.event_id(dedup_key) == expected

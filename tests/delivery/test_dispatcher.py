@@ -423,6 +423,20 @@ async def test_wake_picks_up_a_new_delivery_without_waiting_for_the_poll(rig: Ri
     await wait_until(lambda: d.sent == 1, timeout=2.0)
 
 
+async def test_a_retry_stored_before_a_restart_is_sent_when_due_not_at_the_next_poll(
+    rig: Rig,
+) -> None:
+    """A new process knows no retry times: it asks the store for the earliest one."""
+    await rig.commit("A", "a1")
+    (head,) = await rig.store.due_deliveries(T0)
+    await rig.store.mark_failed(head.id, T0, "HTTP 503", T0 + timedelta(seconds=0.2))
+    d = rig.start(poll_interval_s=3600)
+    await asyncio.sleep(0.05)
+    assert d.sent == 0  # not due yet
+    rig.clock.advance(0.2)  # the retry is due; the loop sleeps until then, not an hour
+    await wait_until(lambda: d.sent == 1, timeout=2.0)
+
+
 async def test_drain_sends_what_is_due_without_a_running_loop(rig: Rig) -> None:
     d = rig.dispatcher()
     await rig.commit("A", "a1")

@@ -105,6 +105,8 @@ async def test_a_cluster_created_later_is_watched_and_a_deleted_one_dropped(
         for message in h.webhook.bodies:  # named by the cluster, linked to its console page
             assert str(message["title"]).startswith("[INFO] team-a: ")
             assert f"/cluster/{cid}/upgrade" in str(message["message"])
+        # The name came with the project's listing: no ShowCluster call for it.
+        assert "cce.clusters.show" not in h.sim.requests()["routes"]
 
         # /api/v1/workflows lists the project target and its cluster.
         assert daemon.http is not None
@@ -184,3 +186,42 @@ async def test_each_clusters_first_listing_stays_behind_it_across_a_restart(
         # Not a first listing any more: the new workflow is news, the old one is not.
         assert events == [f"workflow.detected {wf.id}"]
         assert known == {old["workflow_id"], wf.id}
+
+
+async def test_a_cluster_with_a_configured_target_of_its_own_is_not_watched_twice(
+    tmp_path: Path,
+) -> None:
+    async with start_simulator(scenarios=["clean_upgrade"], autoplay=False) as sim:
+        made = await sim.add_cluster("team-a", workflows=[{"scenario": "clean_upgrade"}])
+        raw = base_settings(sim, tmp_path / "state", ["console://"])
+        project_target(raw)
+        fleet = raw["targets"][0]
+        direct = {
+            "name": "team-a-direct",
+            "kind": "cluster",
+            "region": fleet["region"],
+            "project_id": fleet["project_id"],
+            "cluster_id": made["cluster"]["id"],
+        }
+        raw["targets"].append(direct)
+        raw["http"] = {"enabled": False}
+        raw["polling"] = {**raw["polling"], "discovery_s": 0.2}
+        daemon = App(settings_from_mapping(raw))
+        await daemon.start()
+        try:
+            await asyncio.sleep(1.5)  # a few discovery rounds
+            project = daemon.projects["fleet"]
+            assert project.covered == {"fleet/team-a": "team-a-direct"}
+            assert project.clusters == {}
+            assert set(daemon.discoveries) == {"team-a-direct"}
+            events = await daemon.store.recent_events(limit=50)
+            assert events, "the running upgrade was announced"
+            assert {e.event.target.name for e in events} == {"team-a-direct"}
+            # Without the configured target the project watches the cluster itself.
+            raw["targets"] = [fleet]
+            await daemon.reload(settings_from_mapping(raw))
+            await asyncio.sleep(1.5)
+            assert project.covered == {}
+            assert set(daemon.discoveries) == {"fleet/team-a"}
+        finally:
+            await daemon.stop(grace_s=2)

@@ -57,13 +57,15 @@ class Recorder:
     def __init__(self) -> None:
         self.watched: dict[str, TargetRef] = {}
         self.displays: dict[str, str | None] = {}
+        self.cluster_names: dict[str, str] = {}
         self.added: list[str] = []
         self.removed: list[str] = []
 
-    async def add(self, ref: TargetRef, display: str | None) -> None:
+    async def add(self, ref: TargetRef, display: str | None, cluster_name: str) -> None:
         assert ref.name not in self.watched
         self.watched[ref.name] = ref
         self.displays[ref.name] = display
+        self.cluster_names[ref.name] = cluster_name
         self.added.append(ref.name)
 
     def remove(self, name: str) -> None:
@@ -142,6 +144,7 @@ async def test_filters_select_a_subset_of_fifty_clusters(
             api="cce",
         )
         assert recorder.displays[name] == f"Fleet: {cluster.name}"
+        assert recorder.cluster_names[name] == cluster.name  # no show call needed for it
     assert outcomes == [PollOutcome.OK]
     await project.poll(_ctx(store, outcomes))  # nothing changed: nothing added twice
     assert len(recorder.added) == len(expected) and recorder.removed == []
@@ -157,6 +160,7 @@ async def test_the_autopilot_api_lists_its_own_clusters(
     assert recorder.added == ["fleet/pilot-00"]
     assert recorder.watched["fleet/pilot-00"].api == "autopilot"
     assert recorder.displays["fleet/pilot-00"] is None
+    assert recorder.cluster_names["fleet/pilot-00"] == "pilot-00"
 
 
 async def test_clusters_come_and_go_with_the_listing_and_their_labels(
@@ -229,11 +233,11 @@ async def test_an_add_that_fails_is_tried_again_on_the_next_listing(
     recorder = Recorder()
     calls: list[str] = []
 
-    async def flaky(ref: TargetRef, display: str | None) -> None:
+    async def flaky(ref: TargetRef, display: str | None, cluster_name: str) -> None:
         calls.append(ref.name)
         if len(calls) == 2:
             raise RuntimeError("store hiccup")
-        await recorder.add(ref, display)
+        await recorder.add(ref, display, cluster_name)
 
     project = _project(sim, session, ClusterSelection.of(include=["web-0[0-2]"]), recorder)
     project.add = flaky

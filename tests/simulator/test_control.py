@@ -103,6 +103,16 @@ async def test_slow_fault_delays(sim: Simulator, client: Client) -> None:
     assert time.monotonic() - started >= 0.3
 
 
+async def test_clearing_faults_ends_slow_answers_under_way(sim: Simulator, client: Client) -> None:
+    sim.add_fault("slow", delay=600)
+    call = asyncio.create_task(client.call("GET", _show(sim)))
+    await asyncio.sleep(0.2)
+    assert not call.done()  # held by the slow fault
+    assert sim.clear_faults() == 1
+    reply = await asyncio.wait_for(call, timeout=30)  # long before the 600 s delay
+    assert reply.status == 200
+
+
 async def test_bad_fault_requests(client: Client) -> None:
     assert (await client.control("POST", "/_sim/faults", {"kind": "meteor"})).status == 400
     bad_field = await client.control("POST", "/_sim/faults", {"kind": "status", "x": 1})

@@ -13,10 +13,12 @@ from click.testing import CliRunner
 from tests.store.factories import T0, FakeClock, make_event, make_state
 from watcher.cli import cli
 from watcher.core.acks import Acknowledgement
-from watcher.core.ports import PlannedDelivery
+from watcher.core.ports import PlannedDelivery, UrlKeys
 from watcher.core.silences import Silence
 from watcher.store.postgres import PostgresStore
 from watcher.store.sqlite import SqliteStore
+
+URL_KEYS = UrlKeys(salt="5a17", fingerprints={"chat": "f1", "mail": "f2"})
 
 
 async def _source(path: Path) -> None:
@@ -50,6 +52,7 @@ async def _source(path: Path) -> None:
         await store.set_ack(Acknowledgement("wf-1", "alice", "on it", T0, T0 + timedelta(hours=4)))
         await store.set_ack(Acknowledgement("wf-2", "bob", "", T0, T0 + timedelta(hours=4)))
         await store.end_ack("wf-2", T0 + timedelta(minutes=5))
+        await store.rekey_deliveries({}, URL_KEYS)
     finally:
         await store.close()
 
@@ -107,6 +110,7 @@ async def _check_destination(dsn: str, want_states: dict[str, Any], want_events:
         acks = {a.workflow_key: a for a in await dst.list_acks()}
         assert acks["wf-1"].by == "alice" and acks["wf-1"].ended_at is None
         assert acks["wf-2"].ended_at == T0 + timedelta(minutes=5)
+        assert await dst.load_url_keys() == URL_KEYS
     finally:
         await dst.close()
 

@@ -25,7 +25,7 @@ from watcher.core.acks import Acknowledgement
 from watcher.core.errors import LeaseLostError
 from watcher.core.events import Severity
 from watcher.core.health import TargetHealth
-from watcher.core.ports import Fence, OutboxStats, PlannedDelivery, Store
+from watcher.core.ports import Fence, OutboxStats, PlannedDelivery, Store, UrlKeys
 from watcher.core.silences import Silence
 from watcher.store.memory import MemoryStore
 from watcher.store.postgres import PostgresStore
@@ -331,6 +331,21 @@ async def test_rekey_moves_pending_deliveries_in_creation_order(backend: Backend
     assert await store.rekey_deliveries({}) == {}
 
 
+async def test_rekey_records_what_the_url_keys_stand_for(backend: Backend) -> None:
+    """The key -> URL fingerprint record is written with the moves (and survives a
+    restart: ``test_everything_survives_close_and_reopen``)."""
+    store = backend.store
+    assert await store.load_url_keys() is None  # before the first start
+    await store.commit_poll("wf", None, [make_event("a0")], [plan("A", "a0")])
+    first = UrlKeys(salt="s4lt", fingerprints={"A": "fa", "B": "fb"})
+    assert await store.rekey_deliveries({}, first) == {}
+    assert await store.load_url_keys() == first
+    swapped = UrlKeys(salt="s4lt", fingerprints={"A": "fb", "B": "fa"})
+    assert await store.rekey_deliveries({"A": "B"}, swapped) == {"A": 1}
+    assert await store.load_url_keys() == swapped
+    assert [d.url_key for d in await store.due_deliveries(T0)] == ["B"]
+
+
 async def test_a_head_waiting_for_retry_holds_back_its_url_only(backend: Backend) -> None:
     store = backend.store
     await store.commit_poll("wf", None, [make_event("a0")], [plan("A", "a0")])
@@ -340,6 +355,9 @@ async def test_a_head_waiting_for_retry_holds_back_its_url_only(backend: Backend
     await store.mark_failed(head_a.id, T0, "HTTP 503", T0 + timedelta(seconds=30))
 
     assert [d.url_key for d in await store.due_deliveries(T0)] == ["B"]
+    # A new process learns when to look again (a1 and b0 are due now: not retries).
+    assert (await store.outbox_stats(T0)).next_retry_at == T0 + timedelta(seconds=30)
+    assert (await store.outbox_stats(T0 + timedelta(seconds=30))).next_retry_at is None
     (retry, _) = await store.due_deliveries(T0 + timedelta(seconds=30))
     assert (retry.id, retry.attempts, retry.last_error) == (head_a.id, 1, "HTTP 503")
     assert retry.next_attempt_at == T0 + timedelta(seconds=30)
@@ -459,6 +477,7 @@ async def test_everything_survives_close_and_reopen(backend: Backend) -> None:
         pytest.skip("MemoryStore keeps nothing across a close, by design")
     await store.commit_poll("wf", make_state(seq=1), [make_event("k")], [plan("u", "k")])
     await store.save_health("t", TargetHealth(consecutive_failures=1))
+    await store.rekey_deliveries({}, UrlKeys(salt="s", fingerprints={"u": "fu"}))
     await store.close()
     again = await backend.reopen()
     try:
@@ -466,6 +485,7 @@ async def test_everything_survives_close_and_reopen(backend: Backend) -> None:
         assert await _keys(again) == ["k"]
         assert [d.url_key for d in await again.due_deliveries(T0)] == ["u"]
         assert await again.load_health("t") == TargetHealth(consecutive_failures=1)
+        assert await again.load_url_keys() == UrlKeys(salt="s", fingerprints={"u": "fu"})
     finally:
         await again.close()
 

@@ -114,7 +114,7 @@ def _sign_aksk(
         method,
         host_header(url),
         url.raw_path,
-        list(url.query.items()),
+        list(url.query.items()) if url.raw_query_string else (),  # no MultiDict per poll
         out,
         body,
         access_key=access_key,

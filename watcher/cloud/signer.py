@@ -72,7 +72,8 @@ def string_to_sign(canonical: str, sdk_date: str) -> str:
 
 
 def signature(secret_key: str, to_sign: str) -> str:
-    return hmac.new(secret_key.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
+    # hmac.digest is the one-shot C path: about half the cost of hmac.new(...).hexdigest().
+    return hmac.digest(secret_key.encode(), to_sign.encode(), "sha256").hex()
 
 
 def authorization(
@@ -146,17 +147,20 @@ def sign(
     out = dict(headers)
     if security_token:
         out["X-Security-Token"] = security_token
-    if not any(k.lower() == "x-sdk-date" for k in out):
-        out[DATE_HEADER] = sdk_date(now or datetime.now(UTC))
-    if not any(k.lower() == "host" for k in out):
+    lowered = {k.lower() for k in out}  # one pass over the names, not one per lookup
+    if "host" not in lowered:
         out["Host"] = host
-    if body:
+    if body or "x-sdk-date" in lowered:  # a body, or a caller's own date: the general path
+        if "x-sdk-date" not in lowered:
+            out[DATE_HEADER] = sdk_date(now or datetime.now(UTC))
         out["Authorization"] = authorization(method, path, query, out, body, access_key, secret_key)
         return out
     # A poller signs the same bodyless request every few seconds; only the date differs.
-    date = next(v for k, v in out.items() if k.lower() == "x-sdk-date")
-    others = tuple(sorted((k, v) for k, v in out.items() if k.lower() != "x-sdk-date"))
-    before, after, names = _canonical_template(method, path, tuple(query), others)
+    # The template's key is the headers as given (no sort: a caller's order is stable).
+    before, after, names = _canonical_template(
+        method, path, tuple(query), tuple(out.items())
+    )
+    date = out[DATE_HEADER] = sdk_date(now or datetime.now(UTC))
     sig = signature(secret_key, string_to_sign(before + date + after, date))
     out["Authorization"] = (
         f"{ALGORITHM} Access={access_key}, SignedHeaders={names}, Signature={sig}"

@@ -6,6 +6,7 @@ logical event computed twice (a replay after a crash) has the same id and is sto
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -16,6 +17,18 @@ from typing import Any
 from watcher.core.timeparse import parse_timestamp
 
 _EVENT_NAMESPACE = uuid.UUID("5b0f8a2e-3c1d-4f7a-9d64-2f0c6b1e8a11")
+_NAMESPACE_BYTES = _EVENT_NAMESPACE.bytes
+
+
+def event_id(dedup_key: str) -> str:
+    """``str(uuid.uuid5(_EVENT_NAMESPACE, dedup_key))`` without building a UUID object (the
+    same RFC 4122 steps, a third of the CPU: every committed event asks for its id)."""
+    name = _NAMESPACE_BYTES + dedup_key.encode()
+    digest = bytearray(hashlib.sha1(name, usedforsecurity=False).digest()[:16])  # as uuid5
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 class Severity(StrEnum):
@@ -142,7 +155,7 @@ class Event:
 
     @property
     def id(self) -> str:
-        return str(uuid.uuid5(_EVENT_NAMESPACE, self.dedup_key))
+        return event_id(self.dedup_key)
 
     @property
     def observed_late(self) -> bool:
@@ -157,17 +170,17 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_dict`` restores an equal event."""
         out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "target":
+        for name in _FIELD_NAMES:  # listed once: dataclasses.fields() is slow per call
+            value = getattr(self, name)
+            if name == "target":
                 value = value.to_dict()
-            elif f.name == "severity":
+            elif name == "severity":
                 value = str(value)
-            elif f.name == "details":
+            elif name == "details":
                 value = dict(value)
             elif isinstance(value, datetime):
                 value = value.isoformat()
-            out[f.name] = value
+            out[name] = value
         out["id"] = self.id
         return out
 
@@ -181,6 +194,9 @@ class Event:
             if isinstance(kwargs.get(name), str):
                 kwargs[name] = parse_timestamp(kwargs[name])
         return cls(**kwargs)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Event))
 
 
 def most_severe(events: list[Event] | tuple[Event, ...]) -> Severity:

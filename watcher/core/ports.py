@@ -79,6 +79,19 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class UrlKeys:
+    """Which notification URL each delivery key stood for when the outbox was last filled.
+
+    URLs are secrets and never stored; ``fingerprints`` maps each key to a salted HMAC of
+    its URL (``watcher.notify.url.url_fingerprints``), enough to recognise the same URL
+    under another key after a restart, and not to recover it.
+    """
+
+    salt: str
+    fingerprints: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An event as the store lists it, with its sequence number (the feed cursor)."""
 
@@ -103,6 +116,7 @@ class OutboxStats:
     pending: int = 0
     dead: int = 0
     oldest_pending_age_s: float = 0.0  # 0 when nothing is pending
+    next_retry_at: datetime | None = None  # the earliest pending retry later than ``now``
 
 
 class Priority(IntEnum):
@@ -243,7 +257,9 @@ class Store(Protocol):
         """Every delivery carrying any of these events, in creation order."""
         ...
 
-    async def rekey_deliveries(self, moves: Mapping[str, str]) -> dict[str, int]:
+    async def rekey_deliveries(
+        self, moves: Mapping[str, str], url_keys: UrlKeys | None = None
+    ) -> dict[str, int]:
         """Move the PENDING deliveries of each old URL key to its new key, all at once.
 
         A reload that names, renames or reorders URLs changes their keys; their queued
@@ -253,8 +269,14 @@ class Store(Protocol):
         under one key (two old keys onto one new key, or a new key that already had
         pending deliveries) that queue is ordered by id, i.e. by creation, across them.
         Sent and dead deliveries keep the key they were sent (or given up) under.
+        ``url_keys`` (when given) is recorded in the same transaction, so the keys the
+        queues stand under and the record of what they mean never disagree after a crash.
         Returns how many deliveries moved per old key (keys that moved none are omitted).
         """
+        ...
+
+    async def load_url_keys(self) -> UrlKeys | None:
+        """What the URL keys stood for at the last ``rekey_deliveries(..., url_keys)``."""
         ...
 
     async def list_deliveries(self, limit: int = 50, state: str | None = None) -> list[Delivery]:

@@ -26,7 +26,9 @@ Rules it keeps:
   dead-lettered: kept in the store as ``dead``, counted, and logged without its URL.
 - Wake-ups: the loop sleeps until the earliest retry it scheduled, a ``wake()`` (the runtime
   calls it after each commit), a finished send, or ``poll_interval_s`` as a safety net for
-  deliveries it could not know about (retries scheduled before a restart, other writers).
+  deliveries it could not know about (other writers). Retries scheduled before a restart are
+  known: the first round asks the store for the earliest one (``OutboxStats.next_retry_at``),
+  so a retry due seconds after a restart is not left waiting for the safety net.
 - Reload: ``reconfigure`` swaps the sender, templates and retry limits in place. Sends in
   flight finish with the sender they started with and record their outcome as usual, so
   a reload (or a burst of them) never cancels or repeats a send. A reload that changes URL
@@ -112,6 +114,7 @@ class Dispatcher:
         # set after a store error), so the loop knows when to look again without polling.
         self._hold: dict[str, datetime] = {}
         self._round_now: datetime | None = None  # clock time of the last look at the outbox
+        self._stored_retry_at: datetime | None = None  # a retry scheduled before this start
         # Sends finished per URL (a counter). A read of the outbox may predate the outcome a
         # send recorded while the read was under way (PostgreSQL: another connection's
         # snapshot), so a URL whose send finished during the read is skipped that round:
@@ -208,6 +211,7 @@ class Dispatcher:
         """
         relay = asyncio.create_task(self._relay(stop), name="dispatcher-stop-relay")
         try:
+            await self._note_stored_retries()
             while not stop.is_set():
                 self._wake.clear()
                 delay: float | None = None
@@ -263,6 +267,15 @@ class Dispatcher:
             await self._cancel_inflight()
 
     # -- the loop -----------------------------------------------------------------------
+
+    async def _note_stored_retries(self) -> None:
+        """Wake up for the earliest retry scheduled before this start (see the module)."""
+        try:
+            stats = await self._store.outbox_stats(self._clock.now())
+        except Exception as exc:  # the loop's first read meets the same store: it backs off
+            log.error("delivery.store_failed", error=type(exc).__name__, phase="start")
+            return
+        self._stored_retry_at = stats.next_retry_at
 
     async def _relay(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -324,6 +337,12 @@ class Dispatcher:
         """
         now = self._clock.now()
         delay = self._poll_interval_s
+        stored = self._stored_retry_at
+        if stored is not None:
+            if self._round_now is not None and stored <= self._round_now:
+                self._stored_retry_at = None  # that read saw it due: holds take over
+            else:
+                delay = min(delay, (stored - now).total_seconds())
         for url, hold in list(self._hold.items()):
             if self._busy(url):
                 continue

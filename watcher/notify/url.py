@@ -7,9 +7,11 @@ link code can name the one URL type without importing apprise. The config layer'
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -60,19 +62,50 @@ class NotifyUrl:
         return redact.redact_text(text, {self.url, *self.secrets})
 
 
-def key_moves(old: Sequence[NotifyUrl], new: Sequence[NotifyUrl]) -> dict[str, str]:
-    """Old key -> new key for every URL that is still configured but under another key.
+def follow_keys(
+    old: Mapping[str, str], new: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Which pending queues must move when URL keys change, and the record to keep.
 
-    A URL is the same URL when its full (secret) URL string is exactly equal; naming,
-    renaming or reordering URLs changes only keys (an unnamed URL's key is positional,
-    ``json-1``), and deliveries are stored by key. A URL string listed more than once on
-    either side is ambiguous and never moved.
+    ``old`` and ``new`` map URL key -> fingerprint (``url_fingerprints``): what each key
+    stood for when the outbox was filled (the store's record) and what it stands for now.
+    Deliveries are stored by key, and an unnamed URL's key is positional (``json-1``), so
+    naming, renaming or reordering URLs changes keys, at a reload or across a restart.
+
+    - A URL still configured under another key: its queue moves to the new key. Swaps and
+      chains are fine (the store applies all moves at once).
+    - A URL no longer configured: its queue is parked under ``gone-<fingerprint>``, a key
+      no URL has, so a URL that takes its old key never receives its messages. Parked
+      deliveries fail as "unknown notification URL key" until ``max_age`` dead-letters
+      them; if the URL comes back, its queue moves back to it.
+    - A fingerprint listed under two keys on either side is ambiguous and never moved.
+
+    Returns ``(moves, record)``: old key -> new key, and the key -> fingerprint map to
+    store with them (the current keys plus the parked ones).
     """
-    old_counts = Counter(u.url for u in old)
-    new_counts = Counter(u.url for u in new)
-    new_keys = {u.url: u.key for u in new if new_counts[u.url] == 1}
-    return {
-        u.key: new_keys[u.url]
-        for u in old
-        if old_counts[u.url] == 1 and u.url in new_keys and new_keys[u.url] != u.key
-    }
+    old_counts = Counter(old.values())
+    new_counts = Counter(new.values())
+    new_keys = {ident: key for key, ident in new.items() if new_counts[ident] == 1}
+    moves: dict[str, str] = {}
+    record = dict(new)
+    for key, ident in old.items():
+        if ident in new_counts:
+            if old_counts[ident] == 1 and ident in new_keys and new_keys[ident] != key:
+                moves[key] = new_keys[ident]
+            continue
+        parked = f"gone-{ident[:16]}"
+        record[parked] = ident
+        if key != parked:
+            moves[key] = parked
+    return moves, record
+
+
+def url_fingerprints(urls: Sequence[NotifyUrl], salt: str) -> dict[str, str]:
+    """Key -> HMAC-SHA256 of the URL under a random per-store salt.
+
+    Stored so a restart can tell which key each URL had when the outbox was filled (a
+    reordered list moves positional keys) without storing the URL, which is a secret: the
+    salt defeats precomputed tables, and a webhook token is not guessable from its hash.
+    """
+    secret = salt.encode()
+    return {u.key: hmac.new(secret, u.url.encode(), hashlib.sha256).hexdigest() for u in urls}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -36,13 +37,13 @@ from watcher.core.errors import ConfigError
 from watcher.core.events import Event, TargetRef
 from watcher.core.models import TERMINAL_PHASES
 from watcher.core.outcome import PollOutcome
-from watcher.core.ports import Clock, CloudSource, Priority, Store, SystemClock
+from watcher.core.ports import Clock, CloudSource, Priority, Store, SystemClock, UrlKeys
 from watcher.core.state import WatchState
 from watcher.delivery.dispatcher import Dispatcher
 from watcher.http.feed import EventFeed
 from watcher.http.server import HttpServer, build_app, start_http
 from watcher.notify.sender import AppriseSender
-from watcher.notify.url import key_moves
+from watcher.notify.url import follow_keys, url_fingerprints
 from watcher.runtime import housekeeping, lifecycle, sdnotify
 from watcher.runtime.budget import HostBudget, PollBudget
 from watcher.runtime.feedpump import FeedPump
@@ -226,6 +227,7 @@ class App:
         )
         self.metrics.watch_stretch(self._stretch)
         plan = notify_plan(settings, self.extra_urls)
+        await self._follow_url_keys(store, plan)
         ops = OpsState(store, self.clock, on_count=self.metrics.set_silences_active)
         ops.config_silences = list(plan.silences)
         await ops.refresh()
@@ -406,10 +408,10 @@ class App:
         ref = target_ref(target)
         rate = self.settings.polling.requests_per_second
 
-        async def add(cluster: TargetRef, display: str | None) -> None:
+        async def add(cluster: TargetRef, display: str | None, cluster_name: str) -> None:
             # A first listing of many clusters: spread their first polls like _add_targets.
             spread = min(self.parts.ctx.poll.active_s, len(project.clusters) / rate)
-            await self._add_cluster(cluster, display, states, spread)
+            await self._add_cluster(cluster, display, states, spread, cluster_name=cluster_name)
 
         project = ProjectDiscovery(
             client=self.parts.clients.for_target(ref),
@@ -419,9 +421,24 @@ class App:
             add=add,
             remove=self._remove_target,
             display_name=target.display_name,
+            covered_by=self._configured_cluster_target,
         )
         self.projects[ref.name] = project
         self.scheduler.add(project.key, self._job(project), first_delay=first_delay)
+
+    def _configured_cluster_target(self, cluster: TargetRef) -> str | None:
+        """The configured cluster target watching this cluster, if any (it wins over a
+        project target's derived one: see watcher.runtime.projects)."""
+        return next(
+            (
+                t.name
+                for t in self.settings.targets
+                if t.kind == "cluster"
+                and (t.region, t.project_id, t.cluster_id, t.api)
+                == (cluster.region, cluster.project_id, cluster.cluster_id, cluster.api)
+            ),
+            None,
+        )
 
     async def _add_cluster(
         self,
@@ -429,12 +446,15 @@ class App:
         display: str | None,
         states: Mapping[str, WatchState],
         first_delay: float,
+        *,
+        cluster_name: str | None = None,
     ) -> None:
         """Poll one cluster: ONE job (``ClusterWatch``) whose one listing per run answers
         for all of its workflows. A configured cluster target, or a cluster a project
         target discovered (then ``ref.name`` is "project/cluster"). ``states`` are the
         stored states (``Store.load_all_states``): the cluster's workflows that had not
         ended are watched again. Adding a name again replaces it (a changed target).
+        ``cluster_name``: the name a project's listing gave (no show call for it then).
         """
         if ref.name in self.watching.discoveries:
             self._remove_target(ref.name)
@@ -444,6 +464,7 @@ class App:
             health=await self._health_for(ref),
             display_name=display,
             console_template=self.settings.notify.console_url or None,
+            cluster_name=cluster_name,
         )
         # Hooks check that the cluster is still the one watched: a job still running when
         # its target was removed (a reload) must not index workflows again.
@@ -796,7 +817,14 @@ class App:
                 log.error("reload.rejected", problem=problem)
             sdnotify.ready(status="reload rejected; running the previous configuration")
             return
-        if not await self._rekey_deliveries(parts, plan):
+        try:
+            await self._follow_url_keys(parts.store, plan, parts.dispatcher)
+        except Exception as exc:
+            log.error(
+                "reload.rejected",
+                problem="pending deliveries could not be moved to the URLs' new keys",
+                error=type(exc).__name__,
+            )
             sender.close()
             sdnotify.ready(status="reload rejected; running the previous configuration")
             return
@@ -826,33 +854,36 @@ class App:
         log.info("reload.applied", targets=len(new.targets), added=len(added), urls=len(plan.urls))
         sdnotify.ready(status=self._status_line())
 
-    async def _rekey_deliveries(self, parts: _Parts, plan: NotifyPlan) -> bool:
-        """Move pending deliveries of URLs whose key changed (named, renamed, reordered)
-        to their new key, before the new sender takes over; False if the store failed.
-
-        Deliveries are stored by URL key; left under the old key they would fail with
-        "unknown notification URL key" until max_age dead-letters them.
+    async def _follow_url_keys(
+        self, store: Store, plan: NotifyPlan, dispatcher: Dispatcher | None = None
+    ) -> None:
+        """Move pending deliveries of URLs whose key changed (named, renamed, reordered,
+        removed: ``watcher.notify.url.follow_keys``) before a sender with the new keys
+        takes over: at start, against the keys the store recorded before the restart, and
+        at a reload (``dispatcher``: the running one, paused on those keys meanwhile).
+        Left under their old key, deliveries would go to whichever URL has that key now.
+        A store failure raises: the start fails, a reload is rejected.
         """
-        moves = key_moves(parts.notify.urls, plan.urls)
-        if not moves:
-            return True
-        dispatcher = parts.dispatcher
-        try:
-            with dispatcher.paused({*moves, *moves.values()}):
-                moved = await parts.store.rekey_deliveries(moves)
-        except Exception as exc:
-            log.error(
-                "reload.rejected",
-                problem="pending deliveries could not be moved to the renamed URLs' keys",
-                error=type(exc).__name__,
-            )
-            return False
-        dispatcher.rekey(moves)
+        recorded = await store.load_url_keys()
+        salt = recorded.salt if recorded is not None else secrets.token_hex(16)
+        current = url_fingerprints(plan.urls, salt)
+        moves, record = follow_keys(recorded.fingerprints if recorded else current, current)
+        keys = {*moves, *moves.values()}
+        with dispatcher.paused(keys) if dispatcher is not None else contextlib.nullcontext():
+            moved = await store.rekey_deliveries(moves, UrlKeys(salt, record))
+        if dispatcher is not None:
+            dispatcher.rekey(moves)
         for old_key, count in sorted(moved.items()):
-            log.info(
-                "reload.deliveries_rekeyed", old_key=old_key, new_key=moves[old_key], moved=count
-            )
-        return True
+            new_key = moves[old_key]
+            if new_key.startswith("gone-"):  # the URL was removed: nowhere to send them
+                log.warning(
+                    "notify.url_removed_with_pending",
+                    url_key=old_key,
+                    pending=count,
+                    outcome="dead-lettered after delivery.max_age unless the URL returns",
+                )
+            else:
+                log.info("notify.deliveries_rekeyed", old_key=old_key, new_key=new_key, moved=count)
 
     def _swap_dispatcher(self, sender: AppriseSender, plan: NotifyPlan) -> None:
         """Give the running outbox worker the new sender, templates and retry limits.

@@ -8,6 +8,11 @@ workflows, its "first listing is quiet" rule, its health) belongs to that derive
 target, whose discovery state is stored under its own name, so it holds across restarts
 without anything stored here.
 
+A selected cluster that a configured cluster target already watches (same region, project
+and cluster ID, ``covered_by``) gets no derived target: the configured one wins, with its
+name, labels and routes, and the cluster is polled and reported once. It is logged once
+(``project.cluster_covered``) and becomes derived again if that target is removed.
+
 Failures take the ONE failure path of every job (``poller.run_job``: the project target's
 health, backoff, metrics, ``last_error``). A failed listing changes nothing: clusters are
 only dropped by a listing that answered without them. With replicas (issue 11.2) every
@@ -25,7 +30,7 @@ import structlog
 
 from watcher.core.events import TargetRef
 from watcher.core.ports import CloudSource, Priority
-from watcher.core.projects import ClusterSelection, select
+from watcher.core.projects import ClusterSelection, Discovered, select
 from watcher.runtime.poller import (
     FailureRun,
     TargetHealth,
@@ -38,9 +43,12 @@ from watcher.runtime.registry import WatchKey
 
 log = structlog.get_logger(__name__)
 
-# add(derived cluster target, display name): start watching it (may raise: retried next run)
-AddCluster = Callable[[TargetRef, str | None], Awaitable[None]]
+# add(derived cluster target, display name, cluster name from the listing): start watching
+# it (may raise: retried next run). The listed name spares the cluster's show call for it.
+AddCluster = Callable[[TargetRef, str | None, str], Awaitable[None]]
 RemoveCluster = Callable[[str], None]  # remove(derived target name)
+# covered_by(cluster): the name of a configured target that already watches it, or None
+CoveredBy = Callable[[TargetRef], str | None]
 
 
 @dataclass
@@ -54,7 +62,9 @@ class ProjectDiscovery:
     add: AddCluster
     remove: RemoveCluster
     display_name: str | None = None
+    covered_by: CoveredBy = lambda _cluster: None
     clusters: dict[str, TargetRef] = field(default_factory=dict)  # watched, by derived name
+    covered: dict[str, str] = field(default_factory=dict)  # derived name -> configured target
     listed: int = 0  # clusters in the latest listing, before the filters
     failures: FailureRun = field(default_factory=FailureRun, repr=False)
 
@@ -100,6 +110,7 @@ class ProjectDiscovery:
         listed = await self.client.list_clusters(api=api_of(self.target), priority=Priority.IDLE)
         self.listed = len(listed)
         wanted = select(self.target, self.selection, listed)
+        self._skip_covered(wanted)
         for name in [n for n in self.clusters if n not in wanted]:
             log.info("project.cluster_dropped", cluster=name)
             del self.clusters[name]
@@ -112,9 +123,23 @@ class ProjectDiscovery:
                 del self.clusters[name]
                 self.remove(name)
             log.info("project.cluster_found", cluster=name, cluster_id=found.ref.cluster_id)
-            await self.add(found.ref, self._display(found.cluster.display_name))
+            name_listed = found.cluster.display_name or ""
+            await self.add(found.ref, self._display(name_listed or None), name_listed)
             # Recorded once added: an add that raised is tried again on the next listing.
             self.clusters[name] = found.ref
+
+    def _skip_covered(self, wanted: dict[str, Discovered]) -> None:
+        """Take the clusters a configured cluster target watches out of ``wanted``."""
+        covered: dict[str, str] = {}
+        for name, found in list(wanted.items()):
+            owner = self.covered_by(found.ref)
+            if owner is None:
+                continue
+            covered[name] = owner
+            del wanted[name]
+            if self.covered.get(name) != owner:
+                log.info("project.cluster_covered", cluster=name, target=owner)
+        self.covered = covered
 
     def _display(self, cluster: str | None) -> str | None:
         if self.display_name is None:
@@ -133,5 +158,6 @@ class ProjectDiscovery:
             "key": self.key,
             "last_error": self.last_error,
             "clusters": sorted(self.clusters),
+            "covered": dict(sorted(self.covered.items())),
             "listed": self.listed,
         }

@@ -2,12 +2,16 @@
 slowness, garbage bodies, and any body a test supplies (``body``: nested arrays, a
 workflow with thousands of points, out-of-range times) or any raw ``Retry-After`` header
 (``retry_after_header``: ``1e300``, ``nan``, an HTTP date, garbage). Each fault matches
-paths by substring and may be limited to a number of requests. (Token expiry is not stored
-here: it acts once, on the Authenticator.)
+paths by substring and may be limited to a number of requests. Clearing the faults also
+ends the slow answers under way, so a test can hold a request for as long as it needs and
+release it, instead of guessing a delay that is long enough on a loaded machine. (Token
+expiry is not stored here: it acts once, on the Authenticator.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -72,6 +76,7 @@ class Faults:
 
     def __init__(self) -> None:
         self.active: list[Fault] = []
+        self._cleared = asyncio.Event()  # set, then replaced, by clear()
 
     def add(self, fault: Fault) -> None:
         self.active.append(fault)
@@ -79,7 +84,14 @@ class Faults:
     def clear(self) -> int:
         count = len(self.active)
         self.active.clear()
+        self._cleared.set()
+        self._cleared = asyncio.Event()
         return count
+
+    async def stall(self, fault: Fault) -> None:
+        """Hold a request for the slow fault's delay, or until the faults are cleared."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._cleared.wait(), fault.delay)
 
     def take(self, path: str) -> Fault | None:
         """The fault for this request, consuming one of its uses."""

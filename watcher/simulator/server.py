@@ -8,7 +8,6 @@ cloud's formats. ``Simulator`` is the handle tests and the ``demo`` command hold
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import secrets
@@ -160,7 +159,7 @@ class Simulator:
 
     async def _inject(self, fault: Fault, rid: str) -> web.StreamResponse | None:
         if fault.kind == "slow":
-            await asyncio.sleep(fault.delay)
+            await self.faults.stall(fault)
             return None
         if fault.kind == "garbage":
             return web.Response(body=GARBAGE, status=fault.status, content_type="application/json")

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from watcher.core.health import TargetHealth
+from watcher.core.ports import UrlKeys
 from watcher.core.state import WatchState
 
 # A state whose workflow has more points than this is serialised in a worker thread, so
@@ -23,9 +24,14 @@ from watcher.core.state import WatchState
 LARGE_STATE_POINTS = 200
 
 
+# One encoder for every document: json.dumps with options builds a new encoder per call,
+# a tenth of the cost of a state's JSON on the changed-poll path.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON that refuses NaN and non-JSON types (every store serialises alike)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def state_text(state: WatchState) -> str:
@@ -60,6 +66,17 @@ def health_doc(value: TargetHealth) -> dict[str, Any]:
 
 def decode_health(data: Mapping[str, Any]) -> TargetHealth:
     return TargetHealth.from_json(data)
+
+
+URL_KEYS_KEY = "notify/url_keys"  # the UrlKeys document in the key-value table
+
+
+def url_keys_doc(value: UrlKeys) -> dict[str, Any]:
+    return {"salt": value.salt, "fingerprints": dict(sorted(value.fingerprints.items()))}
+
+
+def decode_url_keys(data: Mapping[str, Any]) -> UrlKeys:
+    return UrlKeys(salt=str(data["salt"]), fingerprints=dict(data.get("fingerprints") or {}))
 
 
 def known_doc(ids: Iterable[str]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from watcher.core.ports import (
     PlannedDelivery,
     StoredEvent,
     SystemClock,
+    UrlKeys,
 )
 from watcher.core.silences import Silence
 from watcher.core.state import WatchState
@@ -69,6 +70,7 @@ class MemoryStore:
         self._silences: dict[int, Silence] = {}
         self._next_silence = 0
         self._acks: dict[str, Acknowledgement] = {}
+        self._url_keys: UrlKeys | None = None
 
     def _open(self) -> None:
         if self._closed:
@@ -201,9 +203,13 @@ class MemoryStore:
                 maybe_delivered=d.maybe_delivered + int(maybe_delivered),
             )
 
-    async def rekey_deliveries(self, moves: Mapping[str, str]) -> dict[str, int]:
+    async def rekey_deliveries(
+        self, moves: Mapping[str, str], url_keys: UrlKeys | None = None
+    ) -> dict[str, int]:
         """Move pending deliveries to their URL's new key (see ``Store.rekey_deliveries``)."""
         self._open()
+        if url_keys is not None:
+            self._url_keys = url_keys
         counts: dict[str, int] = {}
         for delivery_id, d in list(self._deliveries.items()):
             new = moves.get(d.url_key)
@@ -211,6 +217,10 @@ class MemoryStore:
                 counts[d.url_key] = counts.get(d.url_key, 0) + 1
                 self._deliveries[delivery_id] = replace(d, url_key=new)
         return counts
+
+    async def load_url_keys(self) -> UrlKeys | None:
+        self._open()
+        return self._url_keys
 
     async def deliveries_for(self, event_keys: Sequence[str]) -> list[Delivery]:
         self._open()
@@ -231,8 +241,11 @@ class MemoryStore:
         pending = [d for d in self._deliveries.values() if d.state == "pending"]
         dead = sum(1 for d in self._deliveries.values() if d.state == "dead")
         oldest = min((d.created_at for d in pending), default=None)
+        retry = min((d.next_attempt_at for d in pending if d.next_attempt_at > now), default=None)
         age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
-        return OutboxStats(pending=len(pending), dead=dead, oldest_pending_age_s=age)
+        return OutboxStats(
+            pending=len(pending), dead=dead, oldest_pending_age_s=age, next_retry_at=retry
+        )
 
     # -- the event feed -----------------------------------------------------------------
 

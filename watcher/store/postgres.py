@@ -52,6 +52,7 @@ from watcher.core.ports import (
     PlannedDelivery,
     StoredEvent,
     SystemClock,
+    UrlKeys,
 )
 from watcher.core.silences import Silence
 from watcher.core.state import WatchState
@@ -427,17 +428,23 @@ class PostgresStore:
                 (_text(error), _ts(now), int(maybe_delivered), delivery_id, self.replica_id),
             )
 
-    async def rekey_deliveries(self, moves: Mapping[str, str]) -> dict[str, int]:
+    async def rekey_deliveries(
+        self, moves: Mapping[str, str], url_keys: UrlKeys | None = None
+    ) -> dict[str, int]:
         """Move pending deliveries to their URL's new key (see ``Store.rekey_deliveries``).
 
         One UPDATE with a CASE applies every move at once, so swaps and chains work.
         """
         moves = {old: new for old, new in moves.items() if old != new}
         if not moves:
+            if url_keys is not None:
+                await self.save_kv(codec.URL_KEYS_KEY, codec.url_keys_doc(url_keys))
             return {}
         olds = sorted(moves)
         case = " ".join("WHEN %s THEN %s" for _ in olds)
         async with self._pool.connection() as conn, conn.transaction():
+            if url_keys is not None:
+                await self._put_kv(conn, codec.URL_KEYS_KEY, codec.url_keys_doc(url_keys))
             cur = await conn.execute(
                 "SELECT url_key, COUNT(*) FROM deliveries "
                 "WHERE state = 'pending' AND url_key = ANY(%s) GROUP BY url_key",
@@ -482,13 +489,17 @@ class PostgresStore:
             cur = await conn.execute(
                 "SELECT COUNT(*) FILTER (WHERE state = 'pending'), "
                 "COUNT(*) FILTER (WHERE state = 'dead'), "
-                "MIN(created_at) FILTER (WHERE state = 'pending') "
-                "FROM deliveries WHERE state IN ('pending', 'dead')"
+                "MIN(created_at) FILTER (WHERE state = 'pending'), "
+                "MIN(next_attempt_at) FILTER (WHERE state = 'pending' AND next_attempt_at > %s) "
+                "FROM deliveries WHERE state IN ('pending', 'dead')",
+                (_ts(now),),
             )
             row = await cur.fetchone()
-        pending, dead, oldest = row if row is not None else (0, 0, None)
+        pending, dead, oldest, retry = row if row is not None else (0, 0, None, None)
         age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
-        return OutboxStats(pending=int(pending), dead=int(dead), oldest_pending_age_s=age)
+        return OutboxStats(
+            pending=int(pending), dead=int(dead), oldest_pending_age_s=age, next_retry_at=retry
+        )
 
     # -- the event feed -----------------------------------------------------------------
 
@@ -683,14 +694,20 @@ class PostgresStore:
 
     async def save_kv(self, key: str, value: Mapping[str, Any]) -> None:
         """Replace the document under ``key`` (JSON-serialisable, secret-free)."""
-        text = _dumps(dict(value))
         async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO kv (key, value, updated_at) VALUES (%s, %s::json, %s) "
-                "ON CONFLICT (key) DO UPDATE "
-                "SET value = excluded.value, updated_at = excluded.updated_at",
-                (key, text, _ts(self._clock.now())),
-            )
+            await self._put_kv(conn, key, value)
+
+    async def _put_kv(self, conn: Conn, key: str, value: Mapping[str, Any]) -> None:
+        await conn.execute(
+            "INSERT INTO kv (key, value, updated_at) VALUES (%s, %s::json, %s) "
+            "ON CONFLICT (key) DO UPDATE "
+            "SET value = excluded.value, updated_at = excluded.updated_at",
+            (key, _dumps(dict(value)), _ts(self._clock.now())),
+        )
+
+    async def load_url_keys(self) -> UrlKeys | None:
+        data = await self.load_kv(codec.URL_KEYS_KEY)
+        return None if data is None else codec.decode_url_keys(data)
 
     # -- leases and replicas (LeaseStore): every expiry by the database clock -------------
 

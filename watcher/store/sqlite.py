@@ -48,6 +48,7 @@ from watcher.core.ports import (
     PlannedDelivery,
     StoredEvent,
     SystemClock,
+    UrlKeys,
 )
 from watcher.core.silences import Silence
 from watcher.core.state import WatchState
@@ -414,18 +415,24 @@ class SqliteStore:
                 (error, _ts(now), int(maybe_delivered), delivery_id),
             )
 
-    async def rekey_deliveries(self, moves: Mapping[str, str]) -> dict[str, int]:
+    async def rekey_deliveries(
+        self, moves: Mapping[str, str], url_keys: UrlKeys | None = None
+    ) -> dict[str, int]:
         """Move pending deliveries to their URL's new key (see ``Store.rekey_deliveries``).
 
         One UPDATE with a CASE applies every move at once, so swaps and chains work.
         """
         moves = {old: new for old, new in moves.items() if old != new}
         if not moves:
+            if url_keys is not None:
+                await self.save_kv(codec.URL_KEYS_KEY, codec.url_keys_doc(url_keys))
             return {}
         olds = sorted(moves)
         marks = ",".join("?" * len(olds))
         case = " ".join("WHEN ? THEN ?" for _ in olds)
         with self._write() as conn:
+            if url_keys is not None:
+                self._put_kv(conn, codec.URL_KEYS_KEY, codec.url_keys_doc(url_keys))
             counts = {
                 str(r[0]): int(r[1])
                 for r in conn.execute(
@@ -482,14 +489,21 @@ class SqliteStore:
     async def outbox_stats(self, now: datetime) -> OutboxStats:
         """Pending and dead counts, and the oldest pending delivery's age (0 when none)."""
         with self._read() as conn:
-            pending, oldest = conn.execute(
-                "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE state = 'pending'"
+            pending, oldest, retry = conn.execute(
+                "SELECT COUNT(*), MIN(created_at), MIN(CASE WHEN next_attempt_at > ? "
+                "THEN next_attempt_at END) FROM deliveries WHERE state = 'pending'",
+                (_ts(now),),
             ).fetchone()
             (dead,) = conn.execute(
                 "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'"
             ).fetchone()
         age = 0.0 if oldest is None else max(0.0, (now - _dt(oldest)).total_seconds())
-        return OutboxStats(pending=int(pending), dead=int(dead), oldest_pending_age_s=age)
+        return OutboxStats(
+            pending=int(pending),
+            dead=int(dead),
+            oldest_pending_age_s=age,
+            next_retry_at=None if retry is None else _dt(retry),
+        )
 
     # -- the event feed -----------------------------------------------------------------
 
@@ -692,14 +706,20 @@ class SqliteStore:
 
     async def save_kv(self, key: str, value: Mapping[str, Any]) -> None:
         """Replace the document under ``key`` (JSON-serialisable, secret-free)."""
-        text = _dumps(dict(value))
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE "
-                "SET value = excluded.value, updated_at = excluded.updated_at",
-                (key, text, _ts(self._clock.now())),
-            )
+            self._put_kv(conn, key, value)
+
+    def _put_kv(self, conn: sqlite3.Connection, key: str, value: Mapping[str, Any]) -> None:
+        conn.execute(
+            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE "
+            "SET value = excluded.value, updated_at = excluded.updated_at",
+            (key, _dumps(dict(value)), _ts(self._clock.now())),
+        )
+
+    async def load_url_keys(self) -> UrlKeys | None:
+        data = await self.load_kv(codec.URL_KEYS_KEY)
+        return None if data is None else codec.decode_url_keys(data)
 
     # -- housekeeping -------------------------------------------------------------------
 
