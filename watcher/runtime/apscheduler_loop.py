@@ -19,17 +19,17 @@ import asyncio
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 
-class CoalescingAsyncIOScheduler(AsyncIOScheduler):
+class CoalescingAsyncIOScheduler(AsyncIOScheduler):  # type: ignore[misc]  # untyped
     """An AsyncIOScheduler with at most one wake-up queued at a time."""
 
     _wakeup_queued = False
 
     def wakeup(self) -> None:
-        loop = self._eventloop
+        loop: asyncio.AbstractEventLoop | None = self._eventloop
         if loop is None or self._wakeup_queued:
             return  # not started, or shut down; or a queued wake-up will do it
         self._wakeup_queued = True
-        if _running_loop() is loop:
+        if loop is _running_loop():
             loop.call_soon(self._wake)
         else:  # another thread: wake the loop through its pipe, as APScheduler does
             loop.call_soon_threadsafe(self._wake)
