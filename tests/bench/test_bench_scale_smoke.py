@@ -30,5 +30,5 @@ def test_bench_scale_smoke_prints_the_scale_line() -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert LINE.match(lines[-1]), done.stdout
-    assert "change -> webhook: 2 events" in done.stdout, done.stdout
+    assert "change -> webhook from active: 2 events" in done.stdout, done.stdout
     assert "never arrived" not in done.stdout, done.stdout

@@ -205,8 +205,13 @@ class DaemonProcess:
         """SIGKILL synchronously (usable from inside the receiver's handler)."""
         if self.proc is None or self.proc.returncode is not None:
             return False
+        try:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            # Already exited and reaped by the child watcher, whose returncode update is
+            # still queued on the loop: not a kill of ours (reap() records its exit code).
+            return False
         self.kills.append(time.monotonic())
-        os.kill(self.proc.pid, signal.SIGKILL)
         return True
 
     async def kill(self) -> None:

@@ -9,6 +9,7 @@ under that same one job.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from tests.e2e.harness import base_settings
 from watcher.config import settings_from_mapping
+from watcher.core.models import Workflow
 from watcher.runtime.app import App
 from watcher.runtime.registry import WatchKey
 from watcher.simulator import Simulator, start_simulator
@@ -146,3 +148,60 @@ async def test_a_restart_watches_the_running_workflows_again_under_the_one_job(
             assert len(kinds) > len(before)
         finally:
             await again.stop(grace_s=2)
+
+
+async def test_finished_workflows_leave_no_parsed_object_after_the_first_listing(
+    tmp_path: Path,
+) -> None:
+    """A cluster's history costs a set entry, not a parsed workflow: the first listing
+    parses all 30, but neither the client's listing memo nor the cluster watch keeps the
+    finished ones (they held ~10 KB each: 354 MB RSS at 1,000 clusters x 30 workflows)."""
+    async with start_simulator(scenarios=["clean_upgrade"], autoplay=False) as sim:
+        tenant = populate(sim, clusters=2, per_cluster=30, active_fraction=0.5)
+        finished = set(sim.world.workflows) - set(tenant.active)
+        daemon = App(settings_from_mapping(settings(sim, tenant, tmp_path / "state")))
+        await daemon.start()
+        try:
+            await poll_round(daemon)
+            assert sum(len(c.known) for c in daemon.discoveries.values()) == 60
+            gc.collect()
+            alive = {o.uid for o in gc.get_objects() if isinstance(o, Workflow)}
+            assert not alive & finished
+            assert set(tenant.active) <= alive  # the upgrading one is diffed from its object
+        finally:
+            await daemon.stop(grace_s=2)
+
+
+async def test_an_upgrading_cluster_keeps_active_s_while_idle_ones_stretch(
+    tmp_path: Path,
+) -> None:
+    """Under budget pressure (issue 12.2) idle clusters absorb the stretch: a cluster with an
+    upgrading workflow is still listed every active_s (the change -> webhook goal)."""
+    async with start_simulator(scenarios=["clean_upgrade"], autoplay=False) as sim:
+        tenant = populate(sim, clusters=80, per_cluster=2, active_fraction=0.05)
+        raw = settings(sim, tenant, tmp_path / "state")
+        # 4 active clusters at 15 s and 76 idle at discovery_s 120 s ask 0.9 req/s of 0.6;
+        # the burst lets two rounds start at once (the pacing is tested elsewhere).
+        raw["polling"] = {
+            "active_s": 15,
+            "idle_s": 60,
+            "discovery_s": 120,
+            "requests_per_second": 0.6,
+            "burst": 400,
+        }
+        daemon = App(settings_from_mapping(raw))
+        await daemon.start()
+        try:
+            for _ in range(2):  # the second round runs on every job's settled demand
+                await poll_round(daemon, timeout=30)
+            upgrading = {daemon.watches[k].target.name for k in daemon.watches}
+            assert len(upgrading) == 4
+            intervals = {
+                name: daemon.scheduler.interval(cluster.key)
+                for name, cluster in daemon.discoveries.items()
+            }
+            assert {intervals[name] for name in upgrading} == {15.0}
+            idle = {v for name, v in intervals.items() if name not in upgrading}
+            assert idle and all(v is not None and v > 120 for v in idle)
+        finally:
+            await daemon.stop(grace_s=2)

@@ -169,3 +169,21 @@ async def test_jobs_that_send_nothing_now_neither_count_nor_wait_for_a_slot() ->
     budget = sched.budget
     assert budget is not None and budget.demanded("eu") == 0.0
     await sched.shutdown(1)
+
+
+async def test_a_job_counts_its_expected_first_interval_until_it_first_ran() -> None:
+    """A cluster with nothing live asks discovery_s, not idle_s: counting it at idle_s until
+    its first run over-stretched the first round (issue 12.2)."""
+    sched = budgeted(rate=10, burst=10)
+    sched.first_interval_s = 60.0
+    sched.add("workflow", _never_due, first_delay=90)  # not started: neither runs
+    sched.add("cluster", _never_due, first_delay=90, first_interval=120.0)
+    budget = sched.budget
+    assert budget is not None
+    assert budget.demanded("eu") == pytest.approx(1 / 60 + 1 / 120)
+    assert sched.interval("cluster") == 120.0
+    assert sched.behind_schedule() == 1  # due in 90 s: beyond 60 s, within 120 s
+
+
+async def _never_due() -> float | None:
+    return 600.0

@@ -472,7 +472,12 @@ class App:
         cluster.on_applied = lambda watch, delay: self._applied(cluster, watch, delay)
         self.watching.discoveries[ref.name] = cluster  # first: restore calls the hooks
         await cluster.restore(self.store, states)
-        self.scheduler.add(cluster.key, self._job(cluster), first_delay=first_delay)
+        poll = self.parts.ctx.poll
+        # A cluster with nothing live is listed every discovery_s: its demand until it ran.
+        interval = min(poll.idle_s, poll.discovery_s) if cluster.live else poll.discovery_s
+        self.scheduler.add(
+            cluster.key, self._job(cluster), first_delay=first_delay, first_interval=interval
+        )
 
     def _adopted(self, cluster: ClusterWatch, watch: WorkflowWatch) -> None:
         if self.watching.discoveries.get(cluster.target.name) is cluster:

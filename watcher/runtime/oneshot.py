@@ -171,13 +171,14 @@ async def _check_one(
     """
     target_health = TargetHealth(ref, health.TargetHealth())
     if not workflow_id:  # a cluster: one listing answers for its workflows
-        cluster = ClusterWatch(client=client, target=ref, health=target_health)
+        cluster = ClusterWatch(client=client, target=ref, health=target_health, keep_newest=True)
         await cluster.poll(ctx)
         if cluster.last_error is not None:
             return [], None, cluster.last_error
         running = [w.state.workflow for w in cluster.live.values() if w.state is not None]
         if not running:  # none running: the newest, as listed, is what an on-call asks about
-            return list(cluster.listed[:1]), await _cluster_name(client, ref), None
+            newest = [cluster.newest] if cluster.newest is not None else []
+            return newest, await _cluster_name(client, ref), None
         return running, cluster.cluster_name or None, None
     watch = WorkflowWatch(client=client, target=ref, workflow_id=workflow_id, health=target_health)
     await watch.poll(ctx)

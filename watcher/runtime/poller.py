@@ -597,7 +597,10 @@ class ClusterWatch:
     on_applied: Callable[[WorkflowWatch, float | None], None] = _ignore
     known: set[str] = field(default_factory=set)
     listed_before: bool = False
-    listed: tuple[Workflow, ...] = ()  # the latest listing, newest first, less the finished
+    # ``check`` shows the newest listed workflow when none runs; the daemon keeps none (a
+    # parsed finished workflow per cluster is what "finished costs a set entry" rules out).
+    keep_newest: bool = False
+    newest: Workflow | None = None
     live: dict[str, WorkflowWatch] = field(default_factory=dict)  # by workflow id
     cluster_name: str | None = None
     next_poll_at: datetime | None = None
@@ -638,7 +641,8 @@ class ClusterWatch:
             priority=self.priority(),
             skip=self.known.difference(self.live),  # finished: not even parsed
         )
-        self.listed = workflows
+        if self.keep_newest:
+            self.newest = workflows[0] if workflows else None
         known_before, first = len(self.known), not self.listed_before
         delays: list[float] = [ctx.poll.discovery_s]
         errors: list[BaseException] = []
