@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import click
+import prometheus_client
 
 from watcher import config_cli, healthcheck, ops_cli, routes_cli, state_cli, textsafe
 from watcher.config import Settings, load_settings
@@ -56,6 +57,9 @@ def run(config_path: Path | None) -> None:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
     settings = config_cli.load_or_exit(config_path, require_targets=True)
     setup_logging(settings)
+    # No *_created series: one per counter and histogram series, they doubled those at
+    # scale (issue 12.3), and Prometheus sees a counter's start from its resets anyway.
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     daemon = App(settings, reload_settings=lambda: load_settings(config_path, require_targets=True))
     try:
         asyncio.run(daemon.run_forever())

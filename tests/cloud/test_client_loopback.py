@@ -331,3 +331,23 @@ async def test_persistent_5xx_through_gzip_error_body() -> None:
         with pytest.raises(ServerError) as info:
             await _client(session, url).show_workflow(CID, WF, api="cce")
     assert info.value.code == "APIGW.0202" and "down" in str(info.value)
+
+
+async def test_waiting_for_a_pooled_connection_is_not_a_connect_timeout() -> None:
+    """A poll queued behind a busy pool (limit_per_host) waits its turn: aiohttp's
+    ``connect`` timeout would count that wait and fail a healthy request as a transport
+    error; the session times only the socket connect (``sock_connect``, 5 s)."""
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        if not release.is_set():
+            await asyncio.sleep(5.5)  # the first request holds the only connection
+            release.set()
+        return web.json_response(WORKFLOW)
+
+    async with serve(_app(handler)) as url, make_session(limit_per_host=1) as session:
+        client = _client(session, url, retry=RetryPolicy(attempts=1))
+        first = asyncio.create_task(client.show_workflow(CID, WF, api="cce"))
+        await asyncio.sleep(0.1)
+        second = await client.show_workflow(CID, WF, api="cce")  # waits 5.4 s for the pool
+        assert second.uid == WF and (await first).uid == WF

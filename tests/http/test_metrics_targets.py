@@ -65,7 +65,7 @@ def test_the_auth_series_starts_at_zero_so_the_first_refusal_is_an_increase() ->
     assert reg.get_sample_value(polls, {"target": "prod", "result": "auth"}) == 1
 
 
-def test_forget_target_drops_its_alerting_series_only() -> None:
+def test_forget_target_drops_that_targets_series_only() -> None:
     reg = CollectorRegistry()
     m = Metrics(reg)
     m.poll_finished("gone", "ok", 0.1)
@@ -74,7 +74,10 @@ def test_forget_target_drops_its_alerting_series_only() -> None:
     m.forget_target("never-polled")  # nothing to drop is fine
     assert reg.get_sample_value(UP, {"target": "gone"}) is None
     assert reg.get_sample_value(LAST, {"target": "gone"}) is None
+    polls = "cce_watcher_polls_total"
+    assert reg.get_sample_value(polls, {"target": "gone", "result": "ok"}) is None
     assert reg.get_sample_value(UP, {"target": "kept"}) == 1
+    assert reg.get_sample_value(polls, {"target": "kept", "result": "ok"}) == 1
 
 
 def test_heartbeat_gauge_is_declared_but_has_no_sample_until_a_ping_succeeds() -> None:

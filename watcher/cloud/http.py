@@ -17,7 +17,11 @@ import aiohttp
 from watcher import __version__
 from watcher.core.errors import ConfigError
 
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=20, connect=5, sock_read=10)
+# sock_connect, not connect: aiohttp's ``connect`` also counts the wait for a free pooled
+# connection, so a burst of polls queued behind limit_per_host failed as "connect timeout"
+# (a transport error, backoff, a warning each: thousands at 30,000 workflows) although
+# every connection was healthy. ``total`` still bounds the whole request, wait included.
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=20, sock_connect=5, sock_read=10)
 USER_AGENT = f"cce-upgrade-watcher/{__version__}"
 
 

@@ -216,7 +216,7 @@ class App:
             ca_file=settings.cloud.ca_file,
             timeout=aiohttp.ClientTimeout(
                 total=settings.cloud.timeout_s,
-                connect=min(5.0, settings.cloud.timeout_s),
+                sock_connect=min(5.0, settings.cloud.timeout_s),
                 sock_read=settings.cloud.timeout_s,
             ),
         )

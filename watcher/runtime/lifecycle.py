@@ -26,6 +26,8 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+FULL_GC_EVERY = 100  # generation-1 collections per full one (CPython's default: 10)
+
 
 class RootTaskCrashedError(RuntimeError):
     """A root task ended while the app was not stopping."""
@@ -163,6 +165,11 @@ async def serve(app: Runnable) -> None:
             # it out of the cyclic GC, whose full collections otherwise re-scan it and stall
             # the loop for hundreds of ms at 10,000 workflows (PERF_NOTES.md).
             gc.freeze()
+            # Full collections at most every 100 generation-1 collections (default 10): each
+            # poll's new state outlives two young collections, and at 30,000 workflows
+            # that made one 1-3 s full collection every 2-3 s (~half the CPU) that found
+            # almost nothing to free (issue 12.6; docs-drafts/metrics-size.md).
+            gc.set_threshold(*gc.get_threshold()[:2], FULL_GC_EVERY)
             await supervise(
                 app.root_tasks,
                 stopping=app.stopping,

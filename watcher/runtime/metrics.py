@@ -17,11 +17,17 @@ workflow shows at most ``MAX_TASK_SERIES`` tasks (the first, in the API's order)
 thousands of points must not add thousands of series, nor block the loop updating them.
 The ``polls`` counter's ``result`` is a ``core.outcome.PollOutcome`` value.
 
-Bounded at scale (issue 12.3): per-workflow and per-task series exist only for workflows
-that have not ended (a finished one is forgotten at once), and for at most
-``max_workflows`` of them; a workflow beyond the cap is counted once in
-``workflow_series_dropped_total`` instead. Every metric here is thread-safe, so the HTTP
-server renders a scrape in a worker thread while the loop keeps updating them.
+Bounded at scale (issue 12.3), one model (``SeriesCap``) for workflows and targets:
+per-workflow and per-task series exist only for workflows that have not ended (a finished
+one is forgotten at once), and for at most ``max_workflows`` of them; a workflow beyond the
+cap is counted once in ``workflow_series_dropped_total`` instead. Per-target series
+(``polls_total{target}``, ``target_up``, last success) exist for at most ``max_targets``
+targets; the polls of a target beyond that count under ``target="_other"`` (no configured
+name starts with ``_``), whose ``target_up`` is 0 while any of them fails and whose last
+success is the oldest of theirs, so the alerts in deploy/prometheus/ still fire for every
+target, naming ``_other``; ``target_series_dropped_total`` counts them. Every metric here
+is thread-safe, so the HTTP server renders a scrape in a worker thread while the loop keeps
+updating them.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from prometheus_client.registry import Collector
 from watcher import __version__
 from watcher.core.models import TERMINAL_PHASES
 from watcher.core.outcome import PollOutcome
+from watcher.runtime.seriescap import SeriesCap
 
 PREFIX = "cce_watcher_"
 
@@ -66,6 +73,8 @@ _API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 2
 _UNKNOWN = "unknown"
 MAX_TASK_SERIES = 64
 MAX_WORKFLOW_SERIES = 500  # workflows with per-workflow series; the rest are counted
+MAX_TARGET_SERIES = 500  # targets with per-target series; the rest share OTHER_TARGETS
+OTHER_TARGETS = "_other"  # the target label of the targets beyond the cap
 
 
 class Metrics:
@@ -77,9 +86,9 @@ class Metrics:
         *,
         wall_clock: Callable[[], float] = time.time,
         max_workflows: int = MAX_WORKFLOW_SERIES,
+        max_targets: int = MAX_TARGET_SERIES,
     ) -> None:
         self.registry = registry
-        self.max_workflows = max_workflows
         # Unix time for *_timestamp_seconds: Prometheus compares them with its own time().
         self._wall_clock = wall_clock
         p = PREFIX
@@ -209,12 +218,25 @@ class Metrics:
             "Silences in force now (config file and added at run time).",
             registry=registry,
         )
-        self._dropped = Counter(
-            f"{p}workflow_series_dropped",
-            "Live workflows left without per-workflow series because of the cap "
-            "(each counted once).",
-            registry=registry,
+        self._workflow_cap: SeriesCap[tuple[str, str]] = SeriesCap(
+            max_workflows,
+            Counter(
+                f"{p}workflow_series_dropped",
+                "Live workflows left without per-workflow series because of the cap "
+                "(each counted once).",
+                registry=registry,
+            ),
         )
+        self._target_cap: SeriesCap[str] = SeriesCap(
+            max_targets,
+            Counter(
+                f"{p}target_series_dropped",
+                "Targets left without per-target series because of the cap (each counted "
+                'once); their polls count under target="_other".',
+                registry=registry,
+            ),
+        )
+        self._others = _OtherTargets(self._target_up, self._target_last_success)
         self._stretch = _ReadGauge(
             f"{p}poll_stretch_factor",
             "How much poll intervals are stretched to stay within the request budget "
@@ -227,7 +249,6 @@ class Metrics:
         self._states: dict[tuple[str, str], str] = {}
         self._tasks: dict[tuple[str, str], dict[str, str]] = {}
         self._prechecks: set[tuple[str, str]] = set()
-        self._omitted: set[tuple[str, str]] = set()  # live workflows beyond the cap
 
     # -- polling and the cloud API -------------------------------------------------------
 
@@ -236,12 +257,18 @@ class Metrics:
         # The auth series exists at 0 from the first poll on, so that increase() in the
         # CceWatcherAuthFailed alert sees the very first refused poll (0 -> 1).
         outcome = PollOutcome(result)  # a stray string fails here, not as a new label value
-        self._polls.labels(target=target, result=PollOutcome.AUTH.value)
-        self._polls.labels(target=target, result=outcome.value).inc()
+        own = self._target_cap.admit(target)
+        label = target if own else OTHER_TARGETS
+        self._polls.labels(target=label, result=PollOutcome.AUTH.value)
+        self._polls.labels(target=label, result=outcome.value).inc()
         self._poll_seconds.observe(max(0.0, seconds))
         if outcome is PollOutcome.LEASE_LOST:  # HA: says nothing about the target
             return
         reached = outcome.reached
+        if not own:
+            self._others.polled(target, self._wall_clock() if reached else None)
+            return
+        self._others.forget(target)  # it may have got a slot of its own since
         self._target_up.labels(target=target).set(1 if reached else 0)
         if reached:
             self._target_last_success.labels(target=target).set(self._wall_clock())
@@ -251,10 +278,15 @@ class Metrics:
         self._lateness.observe(seconds)
 
     def forget_target(self, target: str) -> None:
-        """Drop a target's up/last-success series: it is no longer polled (removed, or its
-        one workflow finished), so "no successful poll" must not fire for it."""
+        """Drop a target's series: it is no longer polled (removed, or its one workflow
+        finished), so "no successful poll" must not fire for it, and its slot is free."""
+        if not self._target_cap.release(target):
+            self._others.forget(target)
+            return
         _remove(self._target_up, target)
         _remove(self._target_last_success, target)
+        for outcome in PollOutcome:
+            _remove(self._polls, target, outcome.value)
 
     def api_response(
         self,
@@ -315,12 +347,8 @@ class Metrics:
         if phase in TERMINAL_PHASES:
             self.forget_workflow(target, workflow_id)
             return
-        if wf not in self._phases and len(self._phases) >= self.max_workflows:
-            if wf not in self._omitted:
-                self._omitted.add(wf)
-                self._dropped.inc()
+        if not self._workflow_cap.admit(wf):
             return
-        self._omitted.discard(wf)
         new_phase = phase or _UNKNOWN
         old_phase = self._phases.get(wf)
         if old_phase is not None and old_phase != new_phase:
@@ -357,7 +385,7 @@ class Metrics:
     def forget_workflow(self, target: str, workflow_id: str) -> None:
         """Drop every series of a workflow that is no longer watched."""
         wf = (target, workflow_id)
-        self._omitted.discard(wf)
+        self._workflow_cap.release(wf)
         phase = self._phases.pop(wf, None)
         if phase is not None:
             _remove(self._phase, target, workflow_id, phase)
@@ -390,6 +418,52 @@ class Metrics:
         self._heartbeats.labels(result="ok" if ok else "failed").inc()
         if ok:
             self._heartbeat_last_success.set(self._wall_clock())
+
+
+class _OtherTargets:
+    """The ``target="_other"`` series of ``target_up`` and last success: what the alerts
+    need to know about the targets beyond the cap, in one series each.
+
+    ``target_up`` is 0 while any of them failed its last poll; the last success is the
+    oldest of theirs (read at scrape time), so "no successful poll for 15 minutes" fires
+    when any one of them has had none. Both are absent while no such target exists.
+    """
+
+    def __init__(self, up: Gauge, last_success: Gauge) -> None:
+        self._up = up
+        self._last_success = last_success
+        self._down: set[str] = set()
+        self._polled: set[str] = set()
+        self._succeeded: dict[str, float] = {}
+
+    def polled(self, target: str, success_at: float | None) -> None:
+        """One poll of ``target``: ``success_at`` is its wall time if it succeeded."""
+        self._polled.add(target)
+        if success_at is not None:
+            self._down.discard(target)
+            if not self._succeeded:
+                # min() over a dict of floats runs in C without releasing the GIL, so the
+                # scrape thread never sees the loop resize it halfway.
+                self._last_success.labels(target=OTHER_TARGETS).set_function(
+                    lambda: min(self._succeeded.values(), default=0.0)
+                )
+            self._succeeded[target] = success_at
+        else:
+            self._down.add(target)
+        self._up.labels(target=OTHER_TARGETS).set(0 if self._down else 1)
+
+    def forget(self, target: str) -> None:
+        if target not in self._polled:
+            return
+        self._polled.discard(target)
+        self._down.discard(target)
+        self._succeeded.pop(target, None)
+        if not self._succeeded:
+            _remove(self._last_success, OTHER_TARGETS)
+        if self._polled:
+            self._up.labels(target=OTHER_TARGETS).set(0 if self._down else 1)
+        else:
+            _remove(self._up, OTHER_TARGETS)
 
 
 class _UnsetGauge(Collector):
@@ -441,7 +515,7 @@ class _ReadGauge(Collector):
         yield family
 
 
-def _remove(metric: Gauge, *labels: str) -> None:
+def _remove(metric: Gauge | Counter, *labels: str) -> None:
     # A series never created (or already removed) is fine: there is nothing to drop.
     with contextlib.suppress(KeyError):
         metric.remove(*labels)

@@ -92,7 +92,7 @@ async def _check(
     )
     async with make_session(
         ca_file=settings.cloud.ca_file,
-        timeout=aiohttp.ClientTimeout(total=request_s, connect=min(5.0, request_s)),
+        timeout=aiohttp.ClientTimeout(total=request_s, sock_connect=min(5.0, request_s)),
     ) as session:
         clients = CloudClients(
             settings, session, on_response=progress.response if progress else None

@@ -99,7 +99,7 @@ async def check_target(
 async def check_targets(settings: Settings) -> list[TargetResult]:
     """Every target, one after another (a handful of calls; no rate limit is needed)."""
     timeout = aiohttp.ClientTimeout(
-        total=settings.cloud.timeout_s, connect=min(5.0, settings.cloud.timeout_s)
+        total=settings.cloud.timeout_s, sock_connect=min(5.0, settings.cloud.timeout_s)
     )
     async with make_session(ca_file=settings.cloud.ca_file, timeout=timeout) as session:
         return [await check_target(settings, session, t) for t in settings.targets]

@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.core import cadence
+from watcher.runtime.apscheduler_loop import CoalescingAsyncIOScheduler
 from watcher.runtime.budget import PollBudget
 
 log = structlog.get_logger(__name__)
@@ -34,7 +34,7 @@ class PollScheduler:
     """Runs adaptive async jobs on the daemon's loop and stops them cleanly."""
 
     def __init__(self, *, lateness_window: int = 4096, max_delay_s: float = 3600.0) -> None:
-        self._scheduler = AsyncIOScheduler(
+        self._scheduler = CoalescingAsyncIOScheduler(
             timezone=UTC,
             # Overlap is prevented here (``_running``), not by APScheduler's max_instances:
             # its instance count drops in a done-callback queued AFTER the wake-up that a
