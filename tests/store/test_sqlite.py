@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import stat
@@ -221,6 +222,48 @@ async def test_a_version_1_file_gains_the_maybe_delivered_column(
         assert d.maybe_delivered == 0
     finally:
         await s.close()
+
+
+async def test_reading_the_queue_heads_costs_the_same_however_long_the_queues(
+    store: SqliteStore,
+) -> None:
+    """The dispatcher reads the heads after every send, so a read must cost O(URLs), not
+    O(pending rows): with ``GROUP BY url_key`` a 10,000-message backlog made draining it
+    quadratic (issue 12 item 7). Counted in SQLite VM steps, which do not depend on timing."""
+
+    async def backlog(start: int, stop: int) -> None:
+        await asyncio.gather(
+            *(
+                store.commit_poll(
+                    "wf", None, [make_event(f"k{i}")], [plan("A", f"k{i}"), plan("B", f"k{i}")]
+                )
+                for i in range(start, stop)
+            )
+        )
+
+    async def steps_of_one_read() -> tuple[int, list[str]]:
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0  # go on
+
+        conn = store._connection()
+        conn.set_progress_handler(count, 1)
+        try:
+            heads = await store.due_deliveries(T0)
+        finally:
+            conn.set_progress_handler(None, 1)
+        return steps, [d.events[0].dedup_key for d in heads]
+
+    await backlog(0, 5)
+    short, heads = await steps_of_one_read()
+    assert heads == ["k0", "k0"]
+    await backlog(5, 1000)
+    long, heads = await steps_of_one_read()
+    assert heads == ["k0", "k0"]
+    assert long <= short + 10, (short, long)  # GROUP BY url_key: ~40,000 against ~250
 
 
 async def test_due_deliveries_honours_the_limit_oldest_first(store: SqliteStore) -> None:

@@ -5,10 +5,12 @@ outbox retries each URL on its own) and one service's throttle (``request_rate_p
 5.5 s for mailto) never delays another. Each object is warmed up at construction
 (``add()`` + ``len()``), so plugin discovery does not run on the event loop later.
 
-Each ``send()`` runs apprise's blocking ``notify()`` in a thread of its own and waits for
-that thread to end: not apprise's shared pool and not its service timeout, because apprise
-stops *waiting* at a timeout while its thread keeps posting (LIBRARIES.md 1.1), and a
-retry would then race (or overtake) a message still on the wire. The URL's
+Each ``send()`` runs apprise's blocking ``notify()`` in its URL's own worker thread
+(``SerialWorker``: one call at a time, in order) and waits for the call to end: not
+apprise's shared pool and not its service timeout, because apprise stops *waiting* at a
+timeout while its thread keeps posting (LIBRARIES.md 1.1), and a retry would then race (or
+overtake) a message still on the wire. One long-lived thread per URL rather than one per
+send: starting a thread blocks the event loop until it runs, once per message in a burst. The URL's
 ``send_timeout_s`` is set as the plugin's socket read timeout instead, so the thread
 itself ends when the service does not answer in time. Such an attempt was sent and not
 answered: its outcome is unknown, and the result says so (``uncertain``, "maybe
@@ -26,10 +28,7 @@ returns has passed through ``redact_text``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from watcher.logs import register_secret
 from watcher.notify import console
 from watcher.notify.redact import RedactingFilter
 from watcher.notify.url import NotifyUrl
+from watcher.notify.worker import SerialWorker
 
 APP_ID = "cce-upgrade-watcher"
 APP_DESC = "CCE upgrade watcher"
@@ -81,6 +81,7 @@ class _Entry:
     answer_timeout_s: float
     # The longest one send() can take when every socket timeout is honoured.
     worst_case_s: float
+    worker: SerialWorker  # runs this URL's notify() calls, one at a time
 
 
 def make_asset(*, storage_path: str | Path | None = None) -> apprise.AppriseAsset:
@@ -156,6 +157,8 @@ class AppriseSender:
         """
         for name in FILTERED_LOGGERS:
             logging.getLogger(name).removeFilter(self._filter)
+        for entry in self._entries.values():
+            entry.worker.close()
 
     def stuck_after_s(self, url_key: str) -> float:
         """How long one ``send`` to this URL can take when the service honours no
@@ -179,16 +182,15 @@ class AppriseSender:
             body = title or "(no content)"
         notify = entry.apobj.notify
         try:
-            # Cancelling this await abandons the thread, it does not stop it: a caller
+            # Cancelling this await abandons the call, it does not stop it: a caller
             # that must not overlap sends to one URL waits for send() to return.
-            result = await _in_thread(
+            result = await entry.worker.run(
                 lambda: notify(
                     body=body,
                     title=title,
                     notify_type=NotifyType(str(severity)),
                     body_format=NotifyFormat.TEXT,
-                ),
-                name=f"notify-{url_key}",
+                )
             )
         except asyncio.CancelledError:
             raise
@@ -275,6 +277,7 @@ def _entry(url: NotifyUrl, apobj: apprise.Apprise) -> _Entry:
         apobj=apobj,
         answer_timeout_s=answer,
         worst_case_s=attempts * per_attempt + waits + _STUCK_MARGIN_S,
+        worker=SerialWorker(f"notify-{url.key}"),
     )
 
 
@@ -307,35 +310,6 @@ def _unanswered(result: Any, answer_timeout_s: float) -> bool:
         if notify_result.status != AppriseResultStatus.SUCCESS and elapsed >= threshold:
             return True
     return False
-
-
-async def _in_thread(call: Callable[[], Any], *, name: str) -> Any:
-    """Run ``call`` in a new daemon thread (keeping the logging context); await its end."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-    context = contextvars.copy_context()
-
-    def settle(value: Any, error: BaseException | None) -> None:
-        if future.done():  # the awaiting task was cancelled: nobody wants the result
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
-
-    def run() -> None:
-        value: Any = None
-        error: BaseException | None = None
-        try:
-            value = context.run(call)
-        except BaseException as exc:  # handed to the awaiting task, not lost
-            error = exc
-        # A closed loop means the process is shutting down: nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, value, error)
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return await future
 
 
 def _reason(result: Any, url: NotifyUrl) -> str:

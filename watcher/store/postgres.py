@@ -76,6 +76,32 @@ COMMITS_CHANNEL = "watcher_commits"
 DEFAULT_CLAIM_S = 30.0
 LISTEN_RETRY_S = (0.5, 10.0)  # reconnect backoff of the listener: first, cap
 RELEASE_TIMEOUT_S = 2.0  # giving claims back at close must not hold a shutdown up
+# The head (lowest pending id) of each URL's queue: walking deliveries_pending (url_key, id)
+# from one URL's first row to the next URL's first row, one index seek per URL (a "loose
+# index scan": PostgreSQL has no skip scan). With ``GROUP BY url_key`` every pending row is
+# read, and the dispatcher claims heads after every send, so a 10,000-message backlog cost
+# O(backlog²) (issue 12 item 7). ``= ANY(ARRAY(...))`` pins the lookups by id to the primary
+# key: a join let the planner choose a scan of the whole table.
+_PENDING_HEADS = (
+    "heads AS ("
+    " (SELECT url_key, id FROM deliveries WHERE state = 'pending' ORDER BY url_key, id LIMIT 1)"
+    " UNION ALL"
+    " SELECT n.url_key, n.id FROM heads h CROSS JOIN LATERAL"
+    "  (SELECT url_key, id FROM deliveries WHERE state = 'pending' AND url_key > h.url_key"
+    "   ORDER BY url_key, id LIMIT 1) n)"
+)
+# ``due_deliveries``' claim (see there); parameters now, me, limit, claim (seconds).
+CLAIM_HEADS_SQL = (
+    f"WITH RECURSIVE {_PENDING_HEADS}, "  # noqa: S608 - constant SQL
+    "cand AS (SELECT d.id FROM deliveries d WHERE d.id = ANY(ARRAY(SELECT id FROM heads)) "
+    "           AND d.state = 'pending' AND d.next_attempt_at <= %(now)s "
+    "           AND (d.claimed_by IS NULL OR d.claimed_by = %(me)s "
+    "                OR d.claim_until < now()) "
+    "         ORDER BY d.id LIMIT %(limit)s FOR UPDATE OF d SKIP LOCKED) "
+    "UPDATE deliveries d SET claimed_by = %(me)s, "
+    "  claim_until = now() + make_interval(secs => %(claim)s) "
+    "WHERE d.id = ANY(ARRAY(SELECT id FROM cand)) RETURNING d.id"
+)
 
 log = structlog.get_logger(__name__)
 
@@ -354,16 +380,7 @@ class PostgresStore:
         """
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "WITH heads AS (SELECT url_key, MIN(id) AS head FROM deliveries "
-                "               WHERE state = 'pending' GROUP BY url_key), "
-                "cand AS (SELECT d.id FROM deliveries d JOIN heads h ON d.id = h.head "
-                "         WHERE d.state = 'pending' AND d.next_attempt_at <= %(now)s "
-                "           AND (d.claimed_by IS NULL OR d.claimed_by = %(me)s "
-                "                OR d.claim_until < now()) "
-                "         ORDER BY d.id LIMIT %(limit)s FOR UPDATE OF d SKIP LOCKED) "
-                "UPDATE deliveries d SET claimed_by = %(me)s, "
-                "  claim_until = now() + make_interval(secs => %(claim)s) "
-                "FROM cand WHERE d.id = cand.id RETURNING d.id",
+                CLAIM_HEADS_SQL,
                 {"now": _ts(now), "me": self.replica_id, "limit": limit, "claim": self._claim_s},
             )
             ids = sorted(r[0] for r in await cur.fetchall())

@@ -75,6 +75,21 @@ _dumps = codec.dumps
 # short transactions with loop turns between, never for one long one.
 GROUP_COMMIT = 64
 
+# The distinct URL keys with pending deliveries, one index seek each (a "loose index scan"
+# on deliveries_pending): a queue-head read costs O(URLs), not O(pending rows). With
+# ``GROUP BY url_key`` SQLite reads every pending row, and the dispatcher reads the heads
+# after every send, so a 10,000-message backlog cost O(backlog²) (issue 12 item 7).
+# INDEXED BY: the planner would pick deliveries_state (state = ?) and read every pending row.
+_PENDING_URLS = (
+    "urls(url_key) AS ("
+    " SELECT MIN(url_key) FROM deliveries INDEXED BY deliveries_pending"
+    " WHERE state = 'pending'"
+    " UNION ALL"
+    " SELECT (SELECT MIN(url_key) FROM deliveries INDEXED BY deliveries_pending"
+    "         WHERE state = 'pending' AND url_key > urls.url_key)"
+    " FROM urls WHERE urls.url_key IS NOT NULL)"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class _PendingCommit:
@@ -365,9 +380,11 @@ class SqliteStore:
         """
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {self._DELIVERY_COLUMNS} FROM deliveries d "  # noqa: S608 - constant columns
-                "JOIN (SELECT url_key, MIN(id) AS head FROM deliveries "
-                "      WHERE state = 'pending' GROUP BY url_key) h ON d.id = h.head "
+                f"WITH RECURSIVE {_PENDING_URLS} "  # noqa: S608 - constant SQL
+                f"SELECT {self._DELIVERY_COLUMNS} FROM urls "
+                "JOIN deliveries d ON d.id = (SELECT MIN(id) FROM deliveries "
+                "     INDEXED BY deliveries_pending "
+                "     WHERE state = 'pending' AND url_key = urls.url_key) "
                 "WHERE d.next_attempt_at <= ? ORDER BY d.id LIMIT ?",
                 (_ts(now), limit),
             ).fetchall()
