@@ -159,13 +159,21 @@ async def test_finished_workflows_leave_no_parsed_object_after_the_first_listing
     async with start_simulator(scenarios=["clean_upgrade"], autoplay=False) as sim:
         tenant = populate(sim, clusters=2, per_cluster=30, active_fraction=0.5)
         finished = set(sim.world.workflows) - set(tenant.active)
+        # Workflows other tests of this worker left alive may share these (deterministic)
+        # uids: only objects made from here on count.
+        gc.collect()
+        earlier = {id(o) for o in gc.get_objects() if isinstance(o, Workflow)}
         daemon = App(settings_from_mapping(settings(sim, tenant, tmp_path / "state")))
         await daemon.start()
         try:
             await poll_round(daemon)
             assert sum(len(c.known) for c in daemon.discoveries.values()) == 60
             gc.collect()
-            alive = {o.uid for o in gc.get_objects() if isinstance(o, Workflow)}
+            alive = {
+                o.uid
+                for o in gc.get_objects()
+                if isinstance(o, Workflow) and id(o) not in earlier
+            }
             assert not alive & finished
             assert set(tenant.active) <= alive  # the upgrading one is diffed from its object
         finally:

@@ -33,6 +33,15 @@ async def _pending(daemon: App) -> list[str]:
     return [d.url_key for d in await daemon.store.list_deliveries(limit=50, state="pending")]
 
 
+async def _until_pending(daemon: App, want: list[str], timeout: float = 20) -> None:
+    """Wait until the pending queue keys are ``want`` (a receipt comes a moment before the
+    daemon records the delivery as sent)."""
+    deadline = time.monotonic() + timeout
+    while (got := await _pending(daemon)) != want:
+        assert time.monotonic() < deadline, f"pending {got}, want {want}"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_restart_with_reordered_urls_sends_each_queue_to_its_own_url(
     tmp_path: Path,
 ) -> None:
@@ -47,7 +56,7 @@ async def test_a_restart_with_reordered_urls_sends_each_queue_to_its_own_url(
             await daemon.start()
             try:
                 await _until(lambda: bool(a.receipts), "A got the first message")
-                assert await _pending(daemon) == ["json-2"]
+                await _until_pending(daemon, ["json-2"])
             finally:
                 await daemon.stop(grace_s=2)
             sent_to_a = _keys(a)
@@ -59,7 +68,7 @@ async def test_a_restart_with_reordered_urls_sends_each_queue_to_its_own_url(
             await daemon.start()
             try:
                 await _until(lambda: bool(b.receipts), "B got its queued message")
-                assert await _pending(daemon) == []
+                await _until_pending(daemon, [])
             finally:
                 await daemon.stop(grace_s=2)
             assert _keys(b) == sent_to_a  # B got its own copy, late but whole
@@ -73,7 +82,7 @@ async def test_a_restart_with_reordered_urls_sends_each_queue_to_its_own_url(
             await daemon.start()
             try:
                 await _until(lambda: len(a.receipts) == 2, "A got the step")
-                assert await _pending(daemon) == ["json-1"]
+                await _until_pending(daemon, ["json-1"])
             finally:
                 await daemon.stop(grace_s=2)
             daemon = App(settings_from_mapping(base_settings(sim, state, [c.url, a.url])))
