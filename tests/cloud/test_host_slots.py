@@ -61,8 +61,7 @@ async def test_requests_inside_aiohttp_never_exceed_the_pool_per_host(sim: Any) 
         )
         t = next(t for t in sim.targets() if t["api"] == "cce")
         calls = [
-            client.show_workflow(t["cluster_id"], t["workflow_id"], api="cce")
-            for _ in range(CALLS)
+            client.show_workflow(t["cluster_id"], t["workflow_id"], api="cce") for _ in range(CALLS)
         ]
         workflows = await asyncio.gather(*calls)
     assert {w.uid for w in workflows} == {t["workflow_id"]}
