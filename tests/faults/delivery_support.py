@@ -25,11 +25,13 @@ from tests.e2e.crash_support import Receipt, Receiver
 
 class FlakyReceiver(Receiver):
     """A crash_support Receiver on a fixed port that can go down (connection refused),
-    come back, and answer late (``delay_s`` after it recorded the request)."""
+    come back, and answer late (``delay_s`` after it recorded the request; ``delay_next``
+    for just the next requests, so a retry cannot race a test resetting ``delay_s``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.delay_s = 0.0
+        self.delay_next: list[float] = []  # one-off delays for the next requests, first
         self.active = 0  # requests being answered right now
         self.on_receive = self._slow
         self._site: web.TCPSite | None = None
@@ -53,8 +55,9 @@ class FlakyReceiver(Receiver):
     async def _slow(self, _receipt: Receipt) -> None:
         self.active += 1
         try:
-            if self.delay_s > 0:
-                await asyncio.sleep(self.delay_s)
+            delay = self.delay_next.pop(0) if self.delay_next else self.delay_s
+            if delay > 0:
+                await asyncio.sleep(delay)
         finally:
             self.active -= 1
 

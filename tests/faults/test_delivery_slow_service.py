@@ -86,8 +86,10 @@ async def test_down_then_slow_then_back_everything_arrives_once_in_order(tmp_pat
             )
             assert len(receiver.receipts) == 3
 
-            # Too slow: the next message's first attempt is unanswered, "maybe delivered".
-            receiver.delay_s = TOO_SLOW_S
+            # Too slow: the next message's first attempt is unanswered, "maybe delivered";
+            # its retry (full jitter: possibly at once) is answered at once.
+            receiver.delay_s = 0.0
+            receiver.delay_next.append(TOO_SLOW_S)
             change = (await sim.step())["changes"][0]
             await wait_for(lambda: state_shows(db, change), 10, f"step {change}", log)
             await wait_for(
@@ -98,7 +100,6 @@ async def test_down_then_slow_then_back_everything_arrives_once_in_order(tmp_pat
             )
 
             # Back: the retry and the rest of the scenario go through.
-            receiver.delay_s = 0.0
             while (await sim.step())["changes"]:
                 pass
             await wait_for(
