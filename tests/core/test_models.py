@@ -163,3 +163,15 @@ def test_risk_source_is_summarised_for_people() -> None:
 def test_cluster_display_name_skips_a_blank_alias(alias: object, shown: str) -> None:
     raw = {"metadata": {"uid": "u", "name": "prod-1", "alias": alias}, "spec": {}, "status": {}}
     assert Cluster.from_api(raw).display_name == shown
+
+
+def test_equal_edges_of_different_workflows_are_one_object() -> None:
+    """100,000 watched workflows kept ~300,000 equal Lines (issue 12.6): they are shared."""
+    from watcher.core.models import Line
+
+    raw = {"startPoint": {"taskType": "PreCheck"}, "endPoint": {"taskType": "Cluster"}}
+    first, second = Line.from_api(dict(raw)), Line.from_api({**raw, "critical": None})
+    assert first is second and first.start == "PreCheck" and first.end == "Cluster"
+    assert Line.from_api({**raw, "critical": True}) is not first
+    odd = Line.from_api({"startPoint": {"taskType": 7}})  # not a str: parsed, not cached
+    assert odd.start == "7"
