@@ -91,6 +91,18 @@ def _list(value: Any) -> list[Any]:
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
+    def model_post_init(self, context: Any, /) -> None:
+        # pydantic gives every instance its own set of the fields given (a 10-name set is
+        # 728 bytes, more than the rest of a Workflow's own fields): instances of these
+        # frozen models share one set per combination. pydantic never mutates it in place
+        # (frozen: no setattr; model_copy copies it before updating).
+        given = self.__pydantic_fields_set__
+        shared = _FIELDS_SETS.setdefault(frozenset(given), given)
+        object.__setattr__(self, "__pydantic_fields_set__", shared)
+
+
+_FIELDS_SETS: dict[frozenset[str], set[str]] = {}  # a few combinations per model
+
 
 class Point(_Model):
     """One task of the workflow graph (``status.pointStatuses[]``)."""
