@@ -7,6 +7,7 @@ logging, and hands over to the runtime. No logic of its own.
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from watcher import config_cli, healthcheck, ops_cli, routes_cli, state_cli, tex
 from watcher.config import Settings, load_settings
 from watcher.core.errors import ConfigError, WatcherError
 from watcher.logs import configure_logging, register_secret, url_secrets
-from watcher.runtime import oneshot
+from watcher.runtime import lifecycle, oneshot
 from watcher.runtime.app import App
 from watcher.runtime.check_progress import CheckProgress
 from watcher.runtime.demo import run_demo
@@ -55,12 +56,21 @@ def cli() -> None:
 @config_cli.config_option
 def run(config_path: Path | None) -> None:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
-    settings = config_cli.load_or_exit(config_path, require_targets=True)
-    setup_logging(settings)
-    # No *_created series: one per counter and histogram series, they doubled those at
-    # scale (issue 12.3), and Prometheus sees a counter's start from its resets anyway.
-    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
-    daemon = App(settings, reload_settings=lambda: load_settings(config_path, require_targets=True))
+    # No cyclic GC until the app has started (lifecycle.pause_gc): loading 100,000 targets
+    # is part of start-up. serve() resumes it; a load that fails resumes it here.
+    lifecycle.pause_gc()
+    try:
+        settings = config_cli.load_or_exit(config_path, require_targets=True)
+        setup_logging(settings)
+        # No *_created series: one per counter and histogram series, they doubled those at
+        # scale (issue 12.3), and Prometheus sees a counter's start from its resets anyway.
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+        daemon = App(
+            settings, reload_settings=lambda: load_settings(config_path, require_targets=True)
+        )
+    except BaseException:
+        gc.enable()
+        raise
     try:
         asyncio.run(daemon.run_forever())
     except WatcherError as exc:

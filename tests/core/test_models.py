@@ -163,3 +163,27 @@ def test_risk_source_is_summarised_for_people() -> None:
 def test_cluster_display_name_skips_a_blank_alias(alias: object, shown: str) -> None:
     raw = {"metadata": {"uid": "u", "name": "prod-1", "alias": alias}, "spec": {}, "status": {}}
     assert Cluster.from_api(raw).display_name == shown
+
+
+def test_equal_edges_of_different_workflows_are_one_object() -> None:
+    """100,000 watched workflows kept ~300,000 equal Lines (issue 12.6): they are shared."""
+    from watcher.core.models import Line
+
+    raw = {"startPoint": {"taskType": "PreCheck"}, "endPoint": {"taskType": "Cluster"}}
+    first, second = Line.from_api(dict(raw)), Line.from_api({**raw, "critical": None})
+    assert first is second and first.start == "PreCheck" and first.end == "Cluster"
+    assert Line.from_api({**raw, "critical": True}) is not first
+    odd = Line.from_api({"startPoint": {"taskType": 7}})  # not a str: parsed, not cached
+    assert odd.start == "7"
+
+
+def test_parsed_workflows_share_one_set_of_given_fields() -> None:
+    """pydantic's per-instance fields set cost 728 bytes per watched workflow (issue 12.6)."""
+    from watcher.core.models import Workflow
+
+    raw = {"metadata": {"uid": "w1", "name": "n"}, "spec": {}, "status": {"phase": "Running"}}
+    a, b = Workflow.from_api(raw), Workflow.from_api({**raw, "metadata": {"uid": "w2"}})
+    assert a.model_fields_set is b.model_fields_set
+    renamed = a.model_copy(update={"name": "other"})
+    assert renamed.name == "other" and a.model_fields_set is b.model_fields_set
+    assert a.model_dump(exclude_unset=True)["name"] == "n"

@@ -117,7 +117,8 @@ async def test_stop_ends_polls_waiting_for_the_budget_at_once_and_quietly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     limiter = HostBudget(rate=0.01, burst=1)  # the first poll takes the only token
-    sched = PollScheduler()  # no pacing: every poll reaches the limiter and waits there
+    # no pacing, no in-flight cap: every poll reaches the limiter and waits there
+    sched = PollScheduler(max_in_flight=10_000)
     sched.start()
     waiting = 0
 

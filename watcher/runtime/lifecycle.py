@@ -154,22 +154,44 @@ class Runnable(Protocol):
     def poll_all_now(self) -> None: ...
 
 
+def pause_gc() -> None:
+    """No cyclic garbage collection while start-up builds what lives as long as the process.
+
+    Loading 100,000 targets and creating their jobs allocates millions of objects and almost
+    no cyclic garbage, yet the allocations set off ever longer full collections: 39 % of the
+    start-up time at 100,000 workflow targets, pauses of seconds (docs-drafts/scale-100k.md).
+    ``resume_gc`` ends the pause.
+    """
+    gc.disable()
+
+
+def resume_gc() -> None:
+    """Freeze what start-up built, relax full collections and re-enable the collector.
+
+    Frozen objects are never scanned again: without that, full collections re-scan the
+    config, watches and states and stall the loop for hundreds of ms at 10,000 workflows
+    (PERF_NOTES.md). The little cyclic garbage start-up made is frozen with them (not
+    collected first: a full collection costs ~1 s at 100,000 targets). Full collections come
+    at most every FULL_GC_EVERY generation-1 collections (default 10): each poll's new state
+    outlives two young collections, and at 30,000 workflows that made one 1-3 s full
+    collection every 2-3 s that found almost nothing to free (issue 12.6).
+    """
+    gc.freeze()
+    gc.set_threshold(*gc.get_threshold()[:2], FULL_GC_EVERY)
+    gc.enable()
+
+
 async def serve(app: Runnable) -> None:
     """Start ``app``, supervise it until a stop signal or a crash, then stop it."""
     with signal_handlers(
         stop=app.stopping.set, reload=app.request_reload, poll_now=app.poll_all_now
     ):
         try:
-            await app.start()
-            # What start built (config, watches, states) lives as long as the process: keep
-            # it out of the cyclic GC, whose full collections otherwise re-scan it and stall
-            # the loop for hundreds of ms at 10,000 workflows (PERF_NOTES.md).
-            gc.freeze()
-            # Full collections at most every 100 generation-1 collections (default 10): each
-            # poll's new state outlives two young collections, and at 30,000 workflows
-            # that made one 1-3 s full collection every 2-3 s (~half the CPU) that found
-            # almost nothing to free (issue 12.6; docs-drafts/metrics-size.md).
-            gc.set_threshold(*gc.get_threshold()[:2], FULL_GC_EVERY)
+            pause_gc()  # cli.run paused it already, before loading the configuration
+            try:
+                await app.start()
+            finally:
+                resume_gc()
             await supervise(
                 app.root_tasks,
                 stopping=app.stopping,

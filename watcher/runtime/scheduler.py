@@ -28,12 +28,20 @@ MIN_TRIGGER_S = 1.0
 SAME_DELAY_S = 0.001  # delays this close are "unchanged": no reschedule
 CRASH_BASE_S = 5.0  # first retry of a crashed job; doubles per crash in a row, up to the cap
 PACE_SLACK_S = 0.05  # a start slot this close is taken at once (no move for a blink)
+# Runs executing at once; the next due ones wait as a job id each (see ``_hold``).
+MAX_IN_FLIGHT = 512
 
 
 class PollScheduler:
     """Runs adaptive async jobs on the daemon's loop and stops them cleanly."""
 
-    def __init__(self, *, lateness_window: int = 4096, max_delay_s: float = 3600.0) -> None:
+    def __init__(
+        self,
+        *,
+        lateness_window: int = 4096,
+        max_delay_s: float = 3600.0,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
         self._scheduler = CoalescingAsyncIOScheduler(
             timezone=UTC,
             # Overlap is prevented here (``_running``), not by APScheduler's max_instances:
@@ -66,6 +74,8 @@ class PollScheduler:
         self.first_interval_s = _FALLBACK_S  # a job's interval until its first run says
         self._never_ran: set[str] = set()
         self._paid: set[str] = set()  # jobs whose next run holds a reserved start slot
+        self.max_in_flight = max_in_flight
+        self._held: dict[str, None] = {}  # due runs waiting for one in flight to end (FIFO)
         self._stopping = False
 
     def use_budget(self, budget: PollBudget | None) -> None:
@@ -175,6 +185,7 @@ class PollScheduler:
         self._due.pop(job_id, None)
         self._never_ran.discard(job_id)
         self._paid.discard(job_id)
+        self._held.pop(job_id, None)
         if self.budget is not None:
             self.budget.drop_job(job_id)
         if self._scheduler.get_job(job_id) is not None:
@@ -197,8 +208,9 @@ class PollScheduler:
                 self._overlapped.add(job_id)  # the trigger's tick came during a long run
             return
         self._soon.discard(job_id)
-        if self._wait_for_slot(job_id):
+        if self._wait_for_slot(job_id) or self._hold(job_id):
             return
+        self._held.pop(job_id, None)
         started = time.monotonic()
         self._last_run = started
         self._running[job_id] = started
@@ -226,6 +238,7 @@ class PollScheduler:
             self._running.pop(job_id, None)
             self._never_ran.discard(job_id)
             self.runs += 1
+            self._start_held()
         if job_id not in self._funcs:
             return  # removed while running
         if delay is None:
@@ -253,6 +266,32 @@ class PollScheduler:
             self.budget.drop_job(job_id)
             return 1.0
         return self.budget.set_job(job_id, lane, self.bound(interval), active)
+
+    def _hold(self, job_id: str) -> bool:
+        """True when ``max_in_flight`` runs execute already: this one waits its turn.
+
+        When the cloud answers slower than the budget admits runs (100,000 workflow targets
+        on one core), every started run waits somewhere in its call chain, ~8 KB each
+        (a task, a dozen coroutine frames, a URL): 2 GB at 100,000. A held run costs a dict
+        entry; it starts, in due order, when a run in flight ends (``_start_held``), and its
+        lateness counts from its due time. It keeps its paced start slot (``_paid``).
+        """
+        if len(self._running) < self.max_in_flight:
+            return False
+        self._held[job_id] = None
+        self._paid.add(job_id)
+        return True
+
+    def _start_held(self) -> None:
+        """Start the longest-held run (unless stopping); skips jobs removed meanwhile."""
+        while self._held and not self._stopping:
+            job_id = next(iter(self._held))
+            del self._held[job_id]
+            if job_id in self._funcs and job_id not in self._running:
+                # Straight onto the loop, not through APScheduler: moving the job there
+                # costs a jobstore update per held run; its trigger keeps ticking.
+                asyncio.get_running_loop().create_task(self._run(job_id))
+                return
 
     def _wait_for_slot(self, job_id: str) -> bool:
         """Pace starts to the budget: True when this run moved to its reserved slot."""
