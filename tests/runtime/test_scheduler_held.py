@@ -37,6 +37,9 @@ async def test_due_runs_beyond_the_cap_wait_as_ids_and_all_run_once_each() -> No
         await asyncio.sleep(0.01)
     assert sorted(order) == names[:CAP]  # the first due ones run; the rest are held
     assert list(sched._held) == names[CAP:]
+    # Held runs are late, not a wedged scheduler: /healthz must not fail on them.
+    await asyncio.sleep(0.05)
+    assert sched.overdue_s() == 0.0
     held_tasks = [t for t in asyncio.all_tasks() if "run_coroutine_job" in repr(t)]
     assert len(held_tasks) <= CAP  # held runs keep no task waiting
     release.set()

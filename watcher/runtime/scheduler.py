@@ -360,11 +360,15 @@ class PollScheduler:
         """How long the most overdue job has waited past its due time (0 when none is).
 
         The liveness stamp of the scheduler: a running scheduler starts due jobs within
-        milliseconds, so minutes here mean its loop or its wake-up is wedged.
+        milliseconds, so minutes here mean its loop or its wake-up is wedged. A run held
+        for a free slot (``_hold``) is not counted: an overloaded daemon (more due runs
+        than one core serves) is late, not wedged, and /healthz failing would have systemd
+        restart it in a loop. Runs in flight that never end are the watchdog's other check
+        (``longest_run``).
         """
-        if not self._due:
-            return 0.0
-        return max(0.0, time.monotonic() - min(self._due.values()))
+        held = self._held
+        oldest = min((due for job, due in self._due.items() if job not in held), default=None)
+        return 0.0 if oldest is None else max(0.0, time.monotonic() - oldest)
 
     def longest_run(self) -> tuple[str, float] | None:
         """The job whose current run started first, and for how many seconds it has run."""
