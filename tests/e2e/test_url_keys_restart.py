@@ -57,6 +57,9 @@ async def test_a_restart_with_reordered_urls_sends_each_queue_to_its_own_url(
             try:
                 await _until(lambda: bool(a.receipts), "A got the first message")
                 await _until_pending(daemon, ["json-2"])
+                record = await daemon.store.load_url_keys()
+                assert record is not None and set(record.fingerprints) == {"json-1", "json-2"}
+                assert "127.0.0.1" not in repr(record)  # fingerprints, never the URLs
             finally:
                 await daemon.stop(grace_s=2)
             sent_to_a = _keys(a)
