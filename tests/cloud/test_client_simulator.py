@@ -324,6 +324,45 @@ async def test_a_listing_parses_into_the_show_calls_workflows_and_keeps_unchange
     assert all(w != before[w.uid] for w in third if w.uid in moved)
 
 
+async def test_shown_workflows_keep_their_object_round_after_round(
+    sim: Any, session: aiohttp.ClientSession
+) -> None:
+    """Polls go round-robin over every watched workflow: each unchanged answer gives back
+    the very object of the previous round (the poller then skips diff and commit), the
+    changed ones a new object, and the memo keeps a digest per workflow, not its body.
+    Its bound must exceed the number of workflows polled: below it, round-robin evicts
+    every entry before its next poll (30,000 workflow targets against a bound of 20,000
+    had no hit at all)."""
+    from watcher.cloud.client import MEMO_ENTRIES
+    from watcher.simulator.bulk import populate
+
+    tenant = populate(sim, clusters=8, per_cluster=5, active_fraction=1.0, active_per_cluster=1)
+    client = make_client(sim, session, make_auth("aksk", sim, session))
+    wanted = [
+        (c, w.uid) for c in tenant.clusters for w in await client.list_workflows(c, api="cce")
+    ]
+    assert len(wanted) == 40
+
+    async def round_robin() -> dict[str, Any]:
+        return {w: await client.show_workflow(c, w, api="cce") for c, w in wanted}
+
+    first = await round_robin()
+    second = await round_robin()
+    assert all(second[w] is first[w] for w in first)
+    result = await sim.step(tenant.active[0])
+    moved = {c["workflow"] for c in result["changes"]}
+    assert moved and moved <= set(tenant.active)
+    third = await round_robin()
+    assert {w for w in first if third[w] is not first[w]} == moved
+    kept = [v for memo in client._shows.values() for v in vars_of(memo)]
+    assert not [v for v in kept if isinstance(v, bytes) and len(v) > 16]
+    assert MEMO_ENTRIES > 100_000  # the largest scale benchmarked (README, issue 12)
+
+
+def vars_of(obj: Any) -> list[Any]:
+    return [getattr(obj, name) for name in obj.__slots__]
+
+
 async def test_a_listing_leaves_out_the_workflows_the_caller_is_done_with(
     sim: Any, session: aiohttp.ClientSession
 ) -> None:

@@ -60,6 +60,13 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024
 # Decoding a body this large (thousands of points) takes tens of milliseconds of pure
 # Python: it runs in a worker thread so the event loop keeps serving other polls.
 OFFLOAD_BODY = 256 * 1024
+# Answers remembered (show: per workflow, list: per cluster), least recently polled out
+# first. Polls go round-robin, so a bound below the number of polled paths evicts every
+# entry just before its next poll: no hit at all (at 30,000 workflow targets and the old
+# bound of 20,000, every unchanged poll was parsed, diffed and committed again). An entry
+# is a 16-byte digest and objects the watch holds anyway, so the bound sits above the
+# largest scale measured (100,000).
+MEMO_ENTRIES = 250_000
 
 T = TypeVar("T")
 
@@ -157,8 +164,8 @@ class CceClient:
         self._on_response = on_response
         self._sleep = sleep
         self._rand = rand
-        self._memo_size = 20_000  # workflows; a few KB each
-        self._last_workflows: OrderedDict[str, tuple[bytes, Workflow]] = OrderedDict()
+        self._memo_size = MEMO_ENTRIES
+        self._shows: OrderedDict[tuple[Api, str, str], _ShowMemo] = OrderedDict()
         self._last_lists: OrderedDict[str, _ListMemo] = OrderedDict()  # by listing path
         self._slots: dict[str, asyncio.Semaphore] = {}  # by host; see _host_slot
 
@@ -181,24 +188,34 @@ class CceClient:
     async def show_workflow(
         self, cluster_id: str, workflow_id: str, *, api: Api, priority: Priority = Priority.IDLE
     ) -> Workflow:
-        """ShowUpgradeWorkFlow. A CCE 404 raises WorkflowGoneError."""
-        path = (
-            self._cluster_path(api, cluster_id)
-            + "/operation/upgradeworkflows/"
-            + check_id(workflow_id, "workflow id")
-        )
-        body = await self._get_body(api, "show_workflow", path, workflow=True, priority=priority)
-        # A watched workflow is mostly unchanged between polls: hand back the very same
-        # object for the same bytes, so the caller can skip the diff by identity.
-        cached = self._last_workflows.get(path)
-        if cached is not None and cached[0] == body:
-            self._last_workflows.move_to_end(path)
-            return cached[1]
-        workflow = await _decode(body, f"{api}.show_workflow", "show_workflow", Workflow.from_api)
-        self._last_workflows[path] = (body, workflow)
-        if len(self._last_workflows) > self._memo_size:
-            self._last_workflows.popitem(last=False)
-        return workflow
+        """ShowUpgradeWorkFlow. A CCE 404 raises WorkflowGoneError.
+
+        A watched workflow is mostly unchanged between polls: the same body (by digest)
+        gives back the very same object, so the caller can skip the diff by identity. The
+        memo also keeps the request's URL, built and checked once per workflow.
+        """
+        key = (api, cluster_id, workflow_id)
+        memo = self._shows.get(key)
+        if memo is None:
+            path = (
+                self._cluster_path(api, cluster_id)
+                + "/operation/upgradeworkflows/"
+                + check_id(workflow_id, "workflow id")
+            )
+            memo = _ShowMemo(*self._url(path))
+        else:
+            self._shows.move_to_end(key)
+        route = f"{api}.show_workflow"
+        body = await self._fetch(route, memo.url, memo.host, workflow=True, priority=priority)
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        if memo.workflow is not None and memo.digest == digest:
+            return memo.workflow
+        memo.workflow = await _decode(body, route, "show_workflow", Workflow.from_api)
+        memo.digest = digest
+        self._shows[key] = memo
+        if len(self._shows) > self._memo_size:
+            self._shows.popitem(last=False)
+        return memo.workflow
 
     async def list_workflows(
         self,
@@ -315,10 +332,17 @@ class CceClient:
         workflow: bool = False,
         priority: Priority = Priority.IDLE,
     ) -> bytes:
-        route = f"{api}.{name}"
+        url, host = self._url(path)
+        return await self._fetch(f"{api}.{name}", url, host, workflow=workflow, priority=priority)
+
+    def _url(self, path: str) -> tuple[URL, str]:
         # Every segment was checked by check_id, so the path needs no further encoding.
         url = URL(self._endpoint + path, encoded=True)
-        host = host_header(url)
+        return url, host_header(url)
+
+    async def _fetch(
+        self, route: str, url: URL, host: str, *, workflow: bool, priority: Priority
+    ) -> bytes:
         refreshed = False
         failures = 0
         while True:
@@ -415,6 +439,17 @@ class CceClient:
             self._on_response(host, route, status, code, seconds)
         except Exception:  # a broken metrics hook must never fail a poll
             log.exception("cloud.metrics_hook_failed", route=route)
+
+
+@dataclass(slots=True)
+class _ShowMemo:
+    """One shown workflow: its request URL and Host, and its last answer (a digest of the
+    body and the object parsed from it; no body is kept)."""
+
+    url: URL
+    host: str
+    digest: bytes = b""
+    workflow: Workflow | None = None
 
 
 @dataclass(frozen=True, slots=True)

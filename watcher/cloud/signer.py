@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
@@ -24,9 +25,19 @@ def _encode(text: str) -> str:
     return quote(text, safe="~")
 
 
-@functools.lru_cache(maxsize=65536)
+# A path of unreserved characters and slashes decodes and re-encodes to itself.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
 def canonical_uri(path: str) -> str:
     """Decode the path, re-encode each segment (RFC 3986 unreserved), end with ``/``."""
+    if _PLAIN_PATH.fullmatch(path):  # every API path the client builds (ids are checked)
+        return path if path.endswith("/") else path + "/"
+    return _encoded_uri(path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _encoded_uri(path: str) -> str:
     encoded = "/".join(_encode(segment) for segment in unquote(path).split("/"))
     return encoded if encoded.endswith("/") else encoded + "/"
 
@@ -101,18 +112,18 @@ def authorization(
 _DATE_MARK = "\x00"  # cannot occur in a header value, so it splits the template exactly
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=64)
 def _canonical_template(
     method: str,
-    path: str,
     query: tuple[tuple[str, str], ...],
     headers: tuple[tuple[str, str], ...],
 ) -> tuple[str, str, str]:
-    """The canonical request of a bodyless request around its X-Sdk-Date value, and the
-    signed header list: built once per distinct request, then only the date is spliced in."""
+    """The canonical request of a bodyless request after its path, around its X-Sdk-Date
+    value, and the signed header list: built once per header set (not per path: tens of
+    thousands of watched paths would evict each other), then path and date are spliced in."""
     with_mark = {**dict(headers), DATE_HEADER: _DATE_MARK}
-    canonical = canonical_request(method, path, query, with_mark, b"")
-    before, _, after = canonical.partition(_DATE_MARK)
+    after_path = canonical_request(method, "/", query, with_mark, b"").split("\n", 2)[2]
+    before, _, after = after_path.partition(_DATE_MARK)
     return before, after, ";".join(signed_header_names(with_mark))
 
 
@@ -157,11 +168,10 @@ def sign(
         return out
     # A poller signs the same bodyless request every few seconds; only the date differs.
     # The template's key is the headers as given (no sort: a caller's order is stable).
-    before, after, names = _canonical_template(
-        method, path, tuple(query), tuple(out.items())
-    )
+    before, after, names = _canonical_template(method, tuple(query), tuple(out.items()))
     date = out[DATE_HEADER] = sdk_date(now or datetime.now(UTC))
-    sig = signature(secret_key, string_to_sign(before + date + after, date))
+    canonical = f"{method.upper()}\n{canonical_uri(path)}\n{before}{date}{after}"
+    sig = signature(secret_key, string_to_sign(canonical, date))
     out["Authorization"] = (
         f"{ALGORITHM} Access={access_key}, SignedHeaders={names}, Signature={sig}"
     )

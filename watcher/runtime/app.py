@@ -215,9 +215,7 @@ class App:
         session = make_session(
             ca_file=settings.cloud.ca_file,
             timeout=aiohttp.ClientTimeout(
-                total=settings.cloud.timeout_s,
-                sock_connect=min(5.0, settings.cloud.timeout_s),
-                sock_read=settings.cloud.timeout_s,
+                total=settings.cloud.timeout_s, sock_connect=min(5.0, settings.cloud.timeout_s)
             ),
         )
         stack.push_async_callback(phase, "session", 1.0, session.close)
