@@ -76,6 +76,7 @@ def run(config_path: Path | None) -> None:
     except WatcherError as exc:
         click.echo(f"error: {textsafe.inert(exc)}", err=True)
         sys.exit(2)
+    lifecycle.exit_after_stop(0)  # stopped cleanly: skip the teardown (see its docstring)
 
 
 @cli.command()

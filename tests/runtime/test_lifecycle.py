@@ -182,3 +182,31 @@ async def test_start_runs_without_the_cyclic_gc_and_what_it_built_is_frozen() ->
     assert seen["after"] is True
     assert seen["frozen"] >= 1000
     assert gc.get_threshold()[2] == lifecycle.FULL_GC_EVERY
+
+
+def test_exit_after_stop_flushes_output_and_skips_the_teardown(tmp_path: Path) -> None:
+    """The daemon's last step: buffered stdout and log-file lines reach their files, the
+    exit code is the one given, and no atexit hook runs (the teardown is what it skips)."""
+    import subprocess
+    import sys
+
+    log_file = tmp_path / "daemon.log"
+    marker = tmp_path / "atexit-ran"
+    script = f"""
+import atexit, logging, pathlib, sys
+from watcher.runtime import lifecycle
+atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text("ran"))
+handler = logging.FileHandler({str(log_file)!r})
+logging.getLogger().addHandler(handler)
+logging.getLogger().warning("last line")
+sys.stdout = open(sys.stdout.fileno(), "w", buffering=65536, closefd=False)
+sys.stdout.write("daemon.stopped")
+lifecycle.exit_after_stop(3)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "daemon.stopped"
+    assert log_file.read_text() == "last line\n"
+    assert not marker.exists()

@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import structlog
 
@@ -152,6 +155,23 @@ class Runnable(Protocol):
     async def reload_from_source(self) -> None: ...
     def request_reload(self) -> None: ...
     def poll_all_now(self) -> None: ...
+
+
+def exit_after_stop(code: int = 0) -> NoReturn:
+    """End the process after a completed stop, without the interpreter's teardown.
+
+    By now every phase has run: polls ended, deliveries settled, the store closed. What the
+    teardown would add is freeing every object one by one and a last full collection: 1.6 s
+    of the 2.0 s from SIGTERM to exit at 30,000 workflow targets, more at 100,000 (the
+    budget is 5 s at any scale, and systemd or Kubernetes kill a slow stop). Output is
+    flushed first; atexit hooks and finalizers are skipped on purpose (none of ours needs
+    them: what must persist was committed in the phases).
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def pause_gc() -> None:
