@@ -329,7 +329,8 @@ async def test_shown_workflows_keep_their_object_round_after_round(
 ) -> None:
     """Polls go round-robin over every watched workflow: each unchanged answer gives back
     the very object of the previous round (the poller then skips diff and commit), the
-    changed ones a new object, and the memo keeps a digest per workflow, not its body.
+    changed ones a new object, and the memo keeps a digest per workflow, not its body,
+    and nothing of a finished workflow.
     Its bound must exceed the number of workflows polled: below it, round-robin evicts
     every entry before its next poll (30,000 workflow targets against a bound of 20,000
     had no hit at all)."""
@@ -347,13 +348,16 @@ async def test_shown_workflows_keep_their_object_round_after_round(
         return {w: await client.show_workflow(c, w, api="cce") for c, w in wanted}
 
     first = await round_robin()
+    live = set(tenant.active)
+    assert len(live) == 8
     second = await round_robin()
-    assert all(second[w] is first[w] for w in first)
+    assert {w for w in first if second[w] is first[w]} == live  # finished ones: not kept
+    assert {key[2] for key in client._shows} == live
     result = await sim.step(tenant.active[0])
     moved = {c["workflow"] for c in result["changes"]}
     assert moved and moved <= set(tenant.active)
     third = await round_robin()
-    assert {w for w in first if third[w] is not first[w]} == moved
+    assert {w for w in live if third[w] is not first[w]} == moved
     kept = [v for memo in client._shows.values() for v in vars_of(memo)]
     assert not [v for v in kept if isinstance(v, bytes) and len(v) > 16]
     assert MEMO_ENTRIES > 100_000  # the largest scale benchmarked (README, issue 12)

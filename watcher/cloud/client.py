@@ -192,7 +192,8 @@ class CceClient:
 
         A watched workflow is mostly unchanged between polls: the same body (by digest)
         gives back the very same object, so the caller can skip the diff by identity. The
-        memo also keeps the request's URL, built and checked once per workflow.
+        memo also keeps the request's URL, built and checked once per workflow. A finished
+        workflow is looked at once more at most: nothing of it is kept.
         """
         key = (api, cluster_id, workflow_id)
         memo = self._shows.get(key)
@@ -210,12 +211,16 @@ class CceClient:
         digest = hashlib.blake2b(body, digest_size=16).digest()
         if memo.workflow is not None and memo.digest == digest:
             return memo.workflow
-        memo.workflow = await _decode(body, route, "show_workflow", Workflow.from_api)
-        memo.digest = digest
+        workflow = await _decode(body, route, "show_workflow", Workflow.from_api)
+        if workflow.phase in TERMINAL_PHASES:
+            # Looked at once more at most, then never again: keep nothing of it.
+            self._shows.pop(key, None)
+            return workflow
+        memo.workflow, memo.digest = workflow, digest
         self._shows[key] = memo
         if len(self._shows) > self._memo_size:
             self._shows.popitem(last=False)
-        return memo.workflow
+        return workflow
 
     async def list_workflows(
         self,
