@@ -170,9 +170,7 @@ async def test_finished_workflows_leave_no_parsed_object_after_the_first_listing
             assert sum(len(c.known) for c in daemon.discoveries.values()) == 60
             gc.collect()
             alive = {
-                o.uid
-                for o in gc.get_objects()
-                if isinstance(o, Workflow) and id(o) not in earlier
+                o.uid for o in gc.get_objects() if isinstance(o, Workflow) and id(o) not in earlier
             }
             assert not alive & finished
             assert set(tenant.active) <= alive  # the upgrading one is diffed from its object
