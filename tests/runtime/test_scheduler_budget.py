@@ -118,7 +118,7 @@ async def test_stop_ends_polls_waiting_for_the_budget_at_once_and_quietly(
 ) -> None:
     limiter = HostBudget(rate=0.01, burst=1)  # the first poll takes the only token
     # no pacing, no in-flight cap: every poll reaches the limiter and waits there
-    sched = PollScheduler(max_in_flight=10_000)
+    sched = PollScheduler(max_in_flight=10_000, max_in_flight_per_lane=10_000)
     sched.start()
     waiting = 0
 

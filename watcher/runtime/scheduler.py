@@ -13,6 +13,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from watcher.core import cadence
 from watcher.runtime.apscheduler_loop import CoalescingAsyncIOScheduler
 from watcher.runtime.budget import PollBudget
+from watcher.runtime.inflight import InFlight
 
 log = structlog.get_logger(__name__)
 
@@ -28,8 +29,10 @@ MIN_TRIGGER_S = 1.0
 SAME_DELAY_S = 0.001  # delays this close are "unchanged": no reschedule
 CRASH_BASE_S = 5.0  # first retry of a crashed job; doubles per crash in a row, up to the cap
 PACE_SLACK_S = 0.05  # a start slot this close is taken at once (no move for a blink)
-# Runs executing at once; the next due ones wait as a job id each (see ``_hold``).
+# Runs executing at once; the next due ones wait as a job id each (see ``_hold``). One lane
+# (API host) may have a quarter of them: a region whose API hangs cannot hold them all.
 MAX_IN_FLIGHT = 512
+MAX_IN_FLIGHT_PER_LANE = MAX_IN_FLIGHT // 4
 
 
 class PollScheduler:
@@ -41,6 +44,7 @@ class PollScheduler:
         lateness_window: int = 4096,
         max_delay_s: float = 3600.0,
         max_in_flight: int = MAX_IN_FLIGHT,
+        max_in_flight_per_lane: int = MAX_IN_FLIGHT_PER_LANE,
     ) -> None:
         self._scheduler = CoalescingAsyncIOScheduler(
             timezone=UTC,
@@ -74,8 +78,7 @@ class PollScheduler:
         self.first_interval_s = _FALLBACK_S  # a job's interval until its first run says
         self._never_ran: set[str] = set()
         self._paid: set[str] = set()  # jobs whose next run holds a reserved start slot
-        self.max_in_flight = max_in_flight
-        self._held: dict[str, None] = {}  # due runs waiting for one in flight to end (FIFO)
+        self._slots = InFlight(max_in_flight, min(max_in_flight, max_in_flight_per_lane))
         self._stopping = False
 
     def use_budget(self, budget: PollBudget | None) -> None:
@@ -185,7 +188,7 @@ class PollScheduler:
         self._due.pop(job_id, None)
         self._never_ran.discard(job_id)
         self._paid.discard(job_id)
-        self._held.pop(job_id, None)
+        self._slots.unhold(job_id)
         if self.budget is not None:
             self.budget.drop_job(job_id)
         if self._scheduler.get_job(job_id) is not None:
@@ -210,7 +213,6 @@ class PollScheduler:
         self._soon.discard(job_id)
         if self._wait_for_slot(job_id) or self._hold(job_id):
             return
-        self._held.pop(job_id, None)
         started = time.monotonic()
         self._last_run = started
         self._running[job_id] = started
@@ -236,6 +238,7 @@ class PollScheduler:
             if task is not None:
                 self._inflight.discard(task)
             self._running.pop(job_id, None)
+            self._slots.release(job_id)
             self._never_ran.discard(job_id)
             self.runs += 1
             self._start_held()
@@ -268,25 +271,31 @@ class PollScheduler:
         return self.budget.set_job(job_id, lane, self.bound(interval), active)
 
     def _hold(self, job_id: str) -> bool:
-        """True when ``max_in_flight`` runs execute already: this one waits its turn.
+        """True when this run must wait for a slot (``InFlight``: a total cap and one per
+        lane): it is held, in due order, and started when a run in flight ends.
 
         When the cloud answers slower than the budget admits runs (100,000 workflow targets
         on one core), every started run waits somewhere in its call chain, ~8 KB each
         (a task, a dozen coroutine frames, a URL): 2 GB at 100,000. A held run costs a dict
-        entry; it starts, in due order, when a run in flight ends (``_start_held``), and its
-        lateness counts from its due time. It keeps its paced start slot (``_paid``).
+        entry; it starts when a run in flight ends (``_start_held``), and its lateness
+        counts from its due time. It keeps its paced start slot (``_paid``).
         """
-        if len(self._running) < self.max_in_flight:
+        if self._slots.admit(job_id, self._lane(job_id)):
             return False
-        self._held[job_id] = None
         self._paid.add(job_id)
         return True
 
+    def _lane(self, job_id: str) -> str | None:
+        try:
+            return self.job_info(job_id)[0]
+        except Exception:  # a job must never lose its run to a bookkeeping error
+            log.exception("scheduler.job_info_failed", job=job_id)
+            return ""
+
     def _start_held(self) -> None:
-        """Start the longest-held run (unless stopping); skips jobs removed meanwhile."""
-        while self._held and not self._stopping:
-            job_id = next(iter(self._held))
-            del self._held[job_id]
+        """Start the longest-held run that may start (unless stopping); skips jobs removed
+        meanwhile."""
+        while not self._stopping and (job_id := self._slots.next_held()) is not None:
             if job_id in self._funcs and job_id not in self._running:
                 # Straight onto the loop, not through APScheduler: moving the job there
                 # costs a jobstore update per held run; its trigger keeps ticking.
@@ -366,8 +375,8 @@ class PollScheduler:
         restart it in a loop. Runs in flight that never end are the watchdog's other check
         (``longest_run``).
         """
-        held = self._held
-        oldest = min((due for job, due in self._due.items() if job not in held), default=None)
+        held = self._slots.is_held
+        oldest = min((due for job, due in self._due.items() if not held(job)), default=None)
         return 0.0 if oldest is None else max(0.0, time.monotonic() - oldest)
 
     def longest_run(self) -> tuple[str, float] | None:
