@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from apprise.plugins.email.base import NotifyEmail
 
 from tests.e2e.harness import SimFollowingClock, WebhookReceiver, base_settings
@@ -22,6 +23,7 @@ from watcher.config import settings_from_mapping
 from watcher.runtime.app import App
 from watcher.runtime.leases import LeaseKeeper
 from watcher.simulator import Simulator, start_simulator
+from watcher.store.postgres import PostgresStore
 
 SCENARIOS = ["clean_upgrade", "cancel", "retry_success", "upgrade_paused"]
 LEASE_S = 3.0  # the shortest the config allows: takeover within ~4 s
@@ -305,3 +307,59 @@ async def test_only_the_holder_exports_a_workflows_gauges(tmp_path: Path, pg_dsn
             app.poll_all_now()
         await _until(exported_by_holders, 10, "the new holder's gauges")
         assert sorted(_workflow_series(a) | _workflow_series(b)) == targets
+
+
+async def test_a_target_first_due_while_its_state_loads_is_polled_once_it_has_loaded(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target's lease is taken, then its state loads (``App._acquired``); a run that
+    comes meanwhile is parked for the lease time, and the end of the loading must bring
+    it back. It did not when that run came after the target's own state had loaded but
+    while another target's was still loading: the first listing then came ``lease_s``
+    late, after the upgrade it should have reported had ended (remembered as history,
+    never notified: the event loss that tests/ha saw now and then).
+
+    One replica, four clusters whose first runs are spread over two seconds, and the
+    fourth one's health takes two seconds to load during the takeover: every cluster must
+    be listed within seconds, not after the 30 s lease."""
+    slow_target, loads = "cluster-3", {"n": 0}
+    load_health = PostgresStore.load_health
+
+    async def slow_load_health(self: PostgresStore, target: str) -> Any:
+        if target == slow_target:
+            loads["n"] += 1
+            if loads["n"] == 2:  # the first load adds the target, the second prepares it
+                await asyncio.sleep(2.0)
+        return await load_health(self, target)
+
+    monkeypatch.setattr(PostgresStore, "load_health", slow_load_health)
+    hook = WebhookReceiver()
+    await hook.start()
+    app: App | None = None
+    try:
+        async with start_simulator(scenarios=SCENARIOS, autoplay=False) as sim:
+            raw = base_settings(
+                sim,
+                tmp_path / "solo",
+                [hook.url],
+                state={"backend": "postgres", "dsn": pg_dsn, "pool_size": 3},
+                ha={"lease_s": 30, "replica_id": "solo"},
+            )
+            raw["polling"] |= {"active_s": 2, "requests_per_second": 2, "burst": 20}
+            raw["targets"] = [
+                {k: t[k] for k in ("region", "project_id", "cluster_id", "api")}
+                | {"name": f"cluster-{i}", "kind": "cluster"}
+                for i, t in enumerate(raw["targets"])
+            ]
+            app = App(settings_from_mapping(raw), clock=SimFollowingClock())
+            await app.start()
+            clusters = sorted(app.discoveries)
+            assert slow_target in clusters
+            await _until(lambda: loads["n"] >= 2, 10, "the takeover's slow load")
+            await _until(
+                lambda: all(_ok_polls(app, c) > 0 for c in clusters), 10, "every cluster listed"
+            )
+    finally:
+        if app is not None:
+            await app.stop(grace_s=1.0)
+        await hook.stop()

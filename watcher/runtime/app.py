@@ -568,13 +568,18 @@ class App:
         store (never diff against what this replica saw before another one polled it),
         resume its unfinished workflows, and poll it soon (``_first_polls``).
 
-        The leases are held meanwhile but not yet polled (``LeaseKeeper.holds``)."""
+        The leases are held meanwhile but not yet polled (``LeaseKeeper.holds``): a run
+        due meanwhile is parked for the lease time. So the jobs' next runs are read at the
+        end, with no await between that and the keeper's ``holds`` turning true: a run
+        parked while a later target was still loading is moved too (read per target, it
+        was not, and that cluster's first listing came ``lease_s`` late).
+        """
         store = self.store
         states = await store.load_all_states()
         by_target: dict[str, list[WorkflowWatch]] = {}
         for key, watch in self.watching.watches.items():  # once, not once per name
             by_target.setdefault(key.target, []).append(watch)
-        due: list[tuple[str, datetime | None]] = []
+        jobs: list[ClusterWatch | WorkflowWatch] = []
         for name in names:
             target_health = self.watching.healths.get(name)
             if target_health is None:
@@ -585,10 +590,10 @@ class App:
             cluster = self.watching.discoveries.get(name)
             if cluster is not None:  # its known ids, and holders for unfinished workflows
                 await cluster.restore(store, states)
-                due.append((cluster.key, cluster.next_poll_at))
+                jobs.append(cluster)
             else:  # a cluster's workflows have no job of their own
-                due += [(w.key, w.next_poll_at) for w in by_target.get(name, ())]
-        self._first_polls(due)
+                jobs += by_target.get(name, ())
+        self._first_polls([(job.key, job.next_poll_at) for job in jobs])
         # A dead replica's delivery claims lapse with its leases: look at the outbox now.
         self._peer_committed()
 
