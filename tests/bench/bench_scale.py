@@ -50,6 +50,7 @@ from tests.e2e.ops_support import DaemonFactory, free_port  # noqa: E402
 
 # Log lines counted on the detail line: the budget warning issue 12 asks for, and the
 # overload message of today's scheduler (APScheduler skipping a run still in progress).
+DRAIN_WAIT_S = 600.0  # the first round's messages: 30,000 at 30k, one webhook in series
 LOG_WORDS = {"budget": "budget", "overrun": "maximum number of running instances"}
 
 
@@ -117,6 +118,7 @@ class Result:
     scrape_s: float = math.nan
     gap_p99: float | None = None  # simulator-side poll lateness over the window, seconds
     first_round_s: float | None = None  # after ready: until every target was polled once
+    drained_s: float | None = None  # after that: until the first round's messages were sent
     ready_s: float | None = None
     stop_s: float = math.nan
     log_lines: dict[str, int] = field(default_factory=dict)
@@ -255,7 +257,8 @@ async def measure(config: Config, window: float, warmup: float) -> Result:
                     result.ready_s = await bb.wait_ready(http, daemon, warmup)
                     if result.ready_s is None:
                         result.notes.append(f"/readyz not ready after {warmup:.0f} s warm-up")
-                    result.first_round_s = await bb.wait_first_round(http, daemon, targets, warmup)
+                    result.first_round_s = await bb.wait_first_round(http, sim_url, targets, warmup)
+                    result.drained_s = await bb.wait_outbox_empty(http, daemon, DRAIN_WAIT_S)
                     before = await bb.scrape(http, daemon, timeout=window)
                     gaps0 = (await bb.poll_gaps(http, sim_url))["count"]
                     cpu0, req0, t0 = (
@@ -310,9 +313,11 @@ def latency_line(what: str, values: list[float], note: str) -> str:
 def detail(r: Result) -> str:
     ready = "never" if r.ready_s is None else f"{r.ready_s:.1f} s"
     first = "not within the warm-up" if r.first_round_s is None else f"{r.first_round_s:.0f} s"
+    drained = "not in time" if r.drained_s is None else f"{r.drained_s:.0f} s"
     out = (
         f"  [{r.config.label}] targets={r.config.kind} polling={r.config.polling or 'defaults'}"
-        f"\n    ready {ready}, every target polled once {first} later,"
+        f"\n    ready {ready}, every target polled once {first} later, its messages sent"
+        f" {drained} after that (the window starts then),"
         f" stop {r.stop_s:.1f} s, peak rss {r.peak_rss:.0f} MB,"
         f" /metrics scrape {r.scrape_s:.2f} s, log lines {r.log_lines}"
     )

@@ -37,6 +37,7 @@ from tests.e2e.ops_support import DaemonProcess  # noqa: E402
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LATENESS = "cce_watcher_schedule_lateness_seconds"
 POLLS = b"cce_watcher_polls_total{"
+OUTBOX = b"cce_watcher_outbox_pending "
 CHAT_LINE = re.compile(r"^\d\d:\d\d UTC  .+$")
 WORKFLOW = re.compile(r"workflow ([0-9a-f-]{36})")
 
@@ -47,9 +48,11 @@ WORKFLOW = re.compile(r"workflow ([0-9a-f-]{36})")
 def serve(clusters: int, per_cluster: int, active_fraction: float, kind: str, every: float) -> None:
     """Child: a bulk tenant on a loopback port until stdin closes.
 
-    With ``every`` > 0 it also records, for each workflow GET (show or list), how much
-    later than ``every`` seconds after the previous GET of the same path it came: the poll
-    lateness a user sees, whatever the daemon's internals (GET /_bench/lateness).
+    It counts the distinct workflow paths (show or list) fetched so far: one per target once
+    every target was polled (``wait_first_round``). With ``every`` > 0 it also records, for
+    each such GET, how much later than ``every`` seconds after the previous GET of the same
+    path it came: the poll lateness a user sees, whatever the daemon's internals (both in
+    GET /_bench/lateness).
     """
     from aiohttp import web
 
@@ -61,11 +64,11 @@ def serve(clusters: int, per_cluster: int, active_fraction: float, kind: str, ev
 
     @web.middleware
     async def gap(request: web.Request, handler: Any) -> web.StreamResponse:
-        if every > 0 and request.method == "GET" and "/upgradeworkflows" in request.path:
+        if request.method == "GET" and "/upgradeworkflows" in request.path:
             now = time.monotonic()
             prev = last.get(request.path)
             last[request.path] = now
-            if prev is not None:
+            if prev is not None and every > 0:
                 gaps.append(max(0.0, now - prev - every))
         return cast(web.StreamResponse, await handler(request))
 
@@ -73,7 +76,9 @@ def serve(clusters: int, per_cluster: int, active_fraction: float, kind: str, ev
         since = int(request.query.get("since", "0"))
         window = sorted(gaps[since:])
         p99 = window[min(len(window) - 1, int(0.99 * len(window)))] if window else None
-        return web.json_response({"count": len(gaps), "window": len(window), "p99": p99})
+        return web.json_response(
+            {"count": len(gaps), "window": len(window), "p99": p99, "paths": len(last)}
+        )
 
     class GapSimulator(Simulator):
         def app(self) -> web.Application:
@@ -106,7 +111,8 @@ def serve(clusters: int, per_cluster: int, active_fraction: float, kind: str, ev
 
 
 async def poll_gaps(http: aiohttp.ClientSession, sim_url: str, since: int = 0) -> dict[str, Any]:
-    """The child's poll-gap lateness record: total count, and count and p99 since ``since``."""
+    """The child's poll-gap lateness record: total count, and count and p99 since ``since``;
+    ``paths``: the distinct workflow paths fetched so far."""
     async with http.get(f"{sim_url}/_bench/lateness", params={"since": str(since)}) as resp:
         return dict(await resp.json())
 
@@ -172,7 +178,7 @@ class Scrape:
     seconds: float
     lateness: dict[float, float]  # bucket upper bound -> cumulative count
     polls: float = 0.0  # cce_watcher_polls_total summed over targets and results
-    polled_targets: int = 0  # distinct targets with at least one poll
+    outbox: float | None = None  # cce_watcher_outbox_pending (None: not exported)
 
     @property
     def kb(self) -> float:
@@ -191,8 +197,7 @@ async def scrape(http: aiohttp.ClientSession, daemon: DaemonProcess, timeout: fl
         return Scrape(0, time.monotonic() - started, {})
     took = time.monotonic() - started
     buckets: dict[float, float] = {}
-    polls = 0.0
-    targets: set[bytes] = set()
+    polls, outbox = 0.0, None
     prefix = f'{LATENESS}_bucket{{le="'
     for raw in body.split(b"\n"):
         if raw.startswith(prefix.encode()):
@@ -201,26 +206,43 @@ async def scrape(http: aiohttp.ClientSession, daemon: DaemonProcess, timeout: fl
             buckets[math.inf if le == "+Inf" else float(le)] = float(value)
         elif raw.startswith(POLLS):
             polls += float(raw.rsplit(b" ", 1)[1])
-            if match := _TARGET_LABEL.search(raw):
-                targets.add(match.group(1))
-    return Scrape(len(body), took, buckets, polls, len(targets))
-
-
-_TARGET_LABEL = re.compile(rb'target="([^"]*)"')
+        elif raw.startswith(OUTBOX):
+            outbox = float(raw[len(OUTBOX) :])
+    return Scrape(len(body), took, buckets, polls, outbox)
 
 
 async def wait_first_round(
-    http: aiohttp.ClientSession, daemon: DaemonProcess, targets: int, timeout: float
+    http: aiohttp.ClientSession, sim_url: str, targets: int, timeout: float
 ) -> float | None:
-    """Seconds until every target was polled once (per /metrics), None if not in time.
+    """Seconds until every target was polled once, None if not in time.
+
+    Counted at the simulator (a distinct workflow path per target), not from /metrics:
+    the daemon's per-target series are capped at 500, so those never showed 30,000.
 
     /readyz turns ready as soon as every poll is *scheduled* within its interval; with a
     tight budget the first sight of a thousand clusters still takes a while, and a change
     made before a workflow was first seen is reported inside its first summary, not as an
-    event of its own. Timing change -> webhook therefore starts after this round."""
+    event of its own. Timing change -> webhook, and the measured window, start after this
+    round: at 30,000 targets it costs two requests each (the cluster's name once)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if (await scrape(http, daemon, timeout=10)).polled_targets >= targets:
+        if (await poll_gaps(http, sim_url))["paths"] >= targets:
+            return time.monotonic() - started
+        await asyncio.sleep(1.0)
+    return None
+
+
+async def wait_outbox_empty(
+    http: aiohttp.ClientSession, daemon: DaemonProcess, timeout: float
+) -> float | None:
+    """Seconds until the daemon's outbox is empty, None if not in time.
+
+    The first round reports every workflow it finds (30,000 "detected" messages at 30k);
+    their delivery is a one-off that would otherwise fill the measured window of the
+    steady poll load."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if (await scrape(http, daemon, timeout=10)).outbox == 0:
             return time.monotonic() - started
         await asyncio.sleep(1.0)
     return None

@@ -86,3 +86,25 @@ async def test_run_soon_during_a_run_runs_again_when_it_ends() -> None:
         await asyncio.sleep(0.01)
     await sched.shutdown(1)
     assert starts[1] - starts[0] < 1.0
+
+
+async def test_a_run_that_started_late_counts_its_next_delay_from_its_start() -> None:
+    """A backlog (the first round of 30,000 targets on one core) must not keep every later
+    round as late: a run that started late is followed a full delay after it started, not
+    one interval after the time it was due (which had already passed, or nearly)."""
+    sched = PollScheduler()
+    sched.first_interval_s = 2.0
+    sched.start()
+    starts: list[float] = []
+
+    async def job() -> float:
+        starts.append(time.monotonic())
+        return 2.0  # the trigger's interval: on time, this costs no reschedule
+
+    sched.add("j", job)
+    time.sleep(1.8)  # the loop is busy: the first run starts 1.8 s late
+    while len(starts) < 2:
+        await asyncio.sleep(0.05)
+    await sched.shutdown(1)
+    assert starts[1] - starts[0] >= 1.9, starts  # on its trigger it came 0.2 s later
+    assert sched.reschedules == 1

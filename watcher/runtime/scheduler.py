@@ -27,6 +27,9 @@ _FALLBACK_S = 60.0
 # next run instead of making the trigger fire that often.
 MIN_TRIGGER_S = 1.0
 SAME_DELAY_S = 0.001  # delays this close are "unchanged": no reschedule
+# A run that started later than this re-anchors its schedule: its next run comes one delay
+# after it started, not after the time it was due (see ``_then``).
+REANCHOR_LATE_S = 1.0
 CRASH_BASE_S = 5.0  # first retry of a crashed job; doubles per crash in a row, up to the cap
 PACE_SLACK_S = 0.05  # a start slot this close is taken at once (no move for a blink)
 # Runs executing at once; the next due ones wait as a job id each (see ``_hold``). One lane
@@ -154,12 +157,21 @@ class PollScheduler:
             self.reschedules += 1
             job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
 
-    def _then(self, job_id: str, delay: float, due: float, overlapped: bool) -> None:
+    def _then(
+        self, job_id: str, delay: float, due: float, started: float, overlapped: bool
+    ) -> None:
         """Schedule the run after this one, ``delay`` seconds on: nothing to do when the
         trigger's interval is that delay already (see the module docstring), unless its
-        tick already passed during this run (``overlapped``: a run longer than it)."""
+        tick already passed during this run (``overlapped``: a run longer than it) or this
+        run started more than ``REANCHOR_LATE_S`` late.
+
+        A late run re-anchors: left on its trigger, its next run would be due one interval
+        after the time this one was due, i.e. sooner than ``delay`` after it, and a backlog
+        (the first round of 30,000 targets, two requests each, on one core) would keep every
+        later round as late as the first: each job polled again at once, never catching up.
+        """
         same = abs(delay - self._interval.get(job_id, -1.0)) <= SAME_DELAY_S
-        if same and not overlapped:
+        if same and not overlapped and started - due <= REANCHOR_LATE_S:
             # The trigger fires one interval after this run's due time: its next due.
             self._due[job_id] = due + delay
             return
@@ -254,7 +266,9 @@ class PollScheduler:
             self._rerun.discard(job_id)
             self._arm(job_id, 0.0)
             return
-        self._then(job_id, self.bound(delay), due if due is not None else started, overlapped)
+        self._then(
+            job_id, self.bound(delay), due if due is not None else started, started, overlapped
+        )
 
     def _demand(self, job_id: str, interval: float) -> float:
         """Record the job's requested interval; the factor its delay is stretched by."""
