@@ -383,7 +383,9 @@ class PollScheduler:
         """How long the most overdue job has waited past its due time (0 when none is).
 
         The liveness stamp of the scheduler: a running scheduler starts due jobs within
-        milliseconds, so minutes here mean its loop or its wake-up is wedged. A run held
+        milliseconds, so minutes here while no run starts (``seconds_since_last_run``) mean
+        its loop or its wake-up is wedged; while runs do start, more are due than the
+        process starts on time (the watchdog logs ``scheduler.overloaded``). A run held
         for a free slot (``_hold``) is not counted: an overloaded daemon (more due runs
         than one core serves) is late, not wedged, and /healthz failing would have systemd
         restart it in a loop. Runs in flight that never end are the watchdog's other check

@@ -30,7 +30,8 @@ log = structlog.get_logger(__name__)
 
 SELF_CHECK_S = 5.0  # how often the store is probed and systemd's watchdog is pinged
 STORE_RECOVER_AFTER = timedelta(seconds=30)  # good checks needed before store_recovered
-SCHEDULER_OVERDUE_S = 120.0  # a due poll not started after this means the scheduler is wedged
+# A due poll not started after this, and no poll started either: the scheduler is wedged.
+SCHEDULER_OVERDUE_S = 120.0
 
 
 class Checkable(Protocol):
@@ -67,6 +68,7 @@ class Watchdog:
         self.store_health = selfhealth.StoreHealth()
         self.store_ok = False
         self.tick = time.monotonic()
+        self.overloaded = False  # due polls wait past overdue_limit_s, others start
 
     async def run(self, store: Checkable) -> None:
         interval = sdnotify.watchdog_interval_s()
@@ -76,6 +78,7 @@ class Watchdog:
             await self.check_store(store)
             ok, reason = self.healthy()
             self.metrics.set_scheduler_up(ok)
+            self._overload()
             if ok:
                 sdnotify.watchdog()
             else:
@@ -113,6 +116,24 @@ class Watchdog:
             else:
                 self.metrics.set_outbox(stats.pending, stats.oldest_pending_age_s, stats.dead)
 
+    def _overload(self) -> None:
+        """Log when due polls wait past ``overdue_limit_s`` while others still start (more
+        polls due than this process starts on time: 100,000 targets at 30 s on one core),
+        and when it caught up, once each. Not a liveness failure: a restart would not help,
+        and under systemd's watchdog or a liveness probe it would repeat forever."""
+        overdue = self.scheduler.overdue_s()
+        late = overdue > self.overdue_limit_s
+        if late and not self.overloaded:
+            log.warning(
+                "scheduler.overloaded",
+                overdue_s=round(overdue),
+                hint="more polls are due than this process starts on time: lengthen the"
+                " intervals, or split the targets over more replicas",
+            )
+        elif self.overloaded and not late:
+            log.info("scheduler.caught_up")
+        self.overloaded = late
+
     def healthy(self) -> tuple[bool, str]:
         """Liveness: the scheduler runs, starts due polls, no poll hangs, the checks tick."""
         if not self.scheduler.running:
@@ -121,8 +142,13 @@ class Watchdog:
         if stale > max(30.0, 3 * self.self_check_s):
             return False, f"self-check loop has not run for {stale:.0f} s"
         overdue = self.scheduler.overdue_s()
-        if overdue > self.overdue_limit_s:
-            return False, f"scheduler wedged: a due poll has waited {overdue:.0f} s to start"
+        idle = self.scheduler.seconds_since_last_run()
+        if overdue > self.overdue_limit_s and idle > self.overdue_limit_s:
+            # Polls late while others still start is overload, not a wedge (see ``_overload``).
+            return False, (
+                f"scheduler wedged: a due poll has waited {overdue:.0f} s to start,"
+                f" and none has started for {idle:.0f} s"
+            )
         longest = self.scheduler.longest_run()
         if longest is not None and longest[1] > self.run_limit_s:
             return False, f"poll {longest[0]} wedged: running for {longest[1]:.0f} s"
