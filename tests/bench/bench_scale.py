@@ -51,7 +51,11 @@ from tests.e2e.ops_support import DaemonFactory, free_port  # noqa: E402
 # Log lines counted on the detail line: the budget warning issue 12 asks for, and the
 # overload message of today's scheduler (APScheduler skipping a run still in progress).
 DRAIN_WAIT_S = 600.0  # the first round's messages: 30,000 at 30k, one webhook in series
-LOG_WORDS = {"budget": "budget", "overrun": "maximum number of running instances"}
+LOG_WORDS = {
+    "budget": "budget",
+    "overrun": "maximum number of running instances",
+    "overloaded": "scheduler.overloaded",
+}
 
 
 @dataclass(frozen=True)

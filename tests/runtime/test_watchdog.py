@@ -10,6 +10,7 @@ are covered by tests/faults/test_self_watch.py and the benchmark).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import cast
 
@@ -38,7 +39,7 @@ class Readings:
         return None
 
 
-def _watchdog(readings: Readings) -> Watchdog:
+def _watchdog(readings: Readings, monotonic: list[float] | None = None) -> Watchdog:
     dog = Watchdog(
         scheduler=cast(PollScheduler, readings),
         clock=SystemClock(),
@@ -46,20 +47,30 @@ def _watchdog(readings: Readings) -> Watchdog:
         on_alert=lambda _event: None,
         status=lambda: "ok",
         run_limit_s=300.0,
+        monotonic=(lambda: monotonic[0]) if monotonic is not None else time.monotonic,
     )
     dog.overdue_limit_s = 120.0
     return dog
 
 
 def test_due_polls_late_while_others_start_is_overload_logged_once_not_a_wedge() -> None:
-    readings = Readings(overdue=148.0, idle=0.01)
-    dog = _watchdog(readings)
+    readings, now = Readings(overdue=148.0, idle=0.01), [1000.0]
+    dog = _watchdog(readings, now)
     with capture_logs() as logs:
         assert dog.healthy() == (True, "ok")
-        dog._overload()
-        dog._overload()  # still overloaded: no second line
+        # The oldest due poll's wait swings with each batch started (as measured at 100k),
+        # one check every 5 s: one episode, however it swings.
+        for overdue in (148.0, 30.0, 144.0, 0.5, 90.0, 121.0):
+            readings.overdue = overdue
+            dog._overload()
+            now[0] += 5.0
         readings.overdue = 0.2
+        for _ in range(24):  # caught up after 120 s without a late poll, not before
+            assert dog.overloaded
+            dog._overload()
+            now[0] += 5.0
         dog._overload()
+        assert not dog.overloaded
     events = [line["event"] for line in logs]
     assert events == ["scheduler.overloaded", "scheduler.caught_up"], logs
     assert logs[0]["overdue_s"] == 148 and "replicas" in logs[0]["hint"]

@@ -53,8 +53,10 @@ class Watchdog:
         on_alert: Callable[[Event], None],
         status: Callable[[], str],
         run_limit_s: float,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.scheduler = scheduler
+        self._monotonic = monotonic
         self.clock = clock
         self.metrics = metrics
         self.on_alert = on_alert
@@ -69,6 +71,7 @@ class Watchdog:
         self.store_ok = False
         self.tick = time.monotonic()
         self.overloaded = False  # due polls wait past overdue_limit_s, others start
+        self._calm_since: float | None = None  # overloaded, but no late poll since then
 
     async def run(self, store: Checkable) -> None:
         interval = sdnotify.watchdog_interval_s()
@@ -120,19 +123,28 @@ class Watchdog:
         """Log when due polls wait past ``overdue_limit_s`` while others still start (more
         polls due than this process starts on time: 100,000 targets at 30 s on one core),
         and when it caught up, once each. Not a liveness failure: a restart would not help,
-        and under systemd's watchdog or a liveness probe it would repeat forever."""
-        overdue = self.scheduler.overdue_s()
-        late = overdue > self.overdue_limit_s
-        if late and not self.overloaded:
-            log.warning(
-                "scheduler.overloaded",
-                overdue_s=round(overdue),
-                hint="more polls are due than this process starts on time: lengthen the"
-                " intervals, or split the targets over more replicas",
-            )
-        elif self.overloaded and not late:
-            log.info("scheduler.caught_up")
-        self.overloaded = late
+        and under systemd's watchdog or a liveness probe it would repeat forever.
+
+        Caught up means no late poll for a whole ``overdue_limit_s``: the oldest due poll's
+        wait swings with every batch that starts (120 s, then 30, then 144 at 100k), and a
+        line per swing would be noise."""
+        overdue, now = self.scheduler.overdue_s(), self._monotonic()
+        if overdue > self.overdue_limit_s:
+            self._calm_since = None
+            if not self.overloaded:
+                self.overloaded = True
+                log.warning(
+                    "scheduler.overloaded",
+                    overdue_s=round(overdue),
+                    hint="more polls are due than this process starts on time: lengthen the"
+                    " intervals, or split the targets over more replicas",
+                )
+        elif self.overloaded:
+            if self._calm_since is None:
+                self._calm_since = now
+            elif now - self._calm_since >= self.overdue_limit_s:
+                self.overloaded, self._calm_since = False, None
+                log.info("scheduler.caught_up")
 
     def healthy(self) -> tuple[bool, str]:
         """Liveness: the scheduler runs, starts due polls, no poll hangs, the checks tick."""
