@@ -8,6 +8,7 @@ import logging
 import time
 
 import pytest
+from structlog.testing import capture_logs
 
 from watcher.runtime.budget import STRETCH_TO, HostBudget, PollBudget
 from watcher.runtime.scheduler import PollScheduler
@@ -188,3 +189,28 @@ async def test_a_job_counts_its_expected_first_interval_until_it_first_ran() -> 
 
 async def _never_due() -> float | None:
     return 600.0
+
+
+async def test_a_job_whose_bookkeeping_fails_still_runs_and_runs_again() -> None:
+    """``job_info`` raising (a bug in the app's lookup) is logged; the job keeps its runs."""
+    sched = budgeted(rate=100, burst=10)
+
+    def broken(job_id: str) -> tuple[str | None, bool]:
+        raise KeyError(job_id)
+
+    sched.job_info = broken
+    sched.start()
+    starts: list[float] = []
+
+    async def run() -> float | None:
+        starts.append(time.monotonic())
+        return 0.2
+
+    with capture_logs() as logs:
+        sched.add("j", run)
+        deadline = time.monotonic() + 5
+        while len(starts) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    await sched.shutdown(1)
+    assert len(starts) >= 2
+    assert any(line["event"] == "scheduler.job_info_failed" for line in logs), logs

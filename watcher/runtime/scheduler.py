@@ -274,11 +274,7 @@ class PollScheduler:
         """Record the job's requested interval; the factor its delay is stretched by."""
         if self.budget is None:
             return 1.0
-        try:
-            lane, active = self.job_info(job_id)
-        except Exception:  # a job must never lose its next run to a bookkeeping error
-            log.exception("scheduler.job_info_failed", job=job_id)
-            lane, active = "", False
+        lane, active = self._info(job_id)
         if lane is None:
             self.budget.drop_job(job_id)
             return 1.0
@@ -294,17 +290,19 @@ class PollScheduler:
         entry; it starts when a run in flight ends (``_start_held``), and its lateness
         counts from its due time. It keeps its paced start slot (``_paid``).
         """
-        if self._slots.admit(job_id, self._lane(job_id)):
+        if self._slots.admit(job_id, self._info(job_id)[0]):
             return False
         self._paid.add(job_id)
         return True
 
-    def _lane(self, job_id: str) -> str | None:
+    def _info(self, job_id: str) -> tuple[str | None, bool]:
+        """``job_info``, or ("", False) when asking fails: a job must never lose its run
+        to a bookkeeping error (it is logged)."""
         try:
-            return self.job_info(job_id)[0]
-        except Exception:  # a job must never lose its run to a bookkeeping error
+            return self.job_info(job_id)
+        except Exception:
             log.exception("scheduler.job_info_failed", job=job_id)
-            return ""
+            return "", False
 
     def _start_held(self) -> None:
         """Start the longest-held run that may start (unless stopping); skips jobs removed
@@ -321,11 +319,7 @@ class PollScheduler:
         if self.budget is None or job_id in self._paid:
             self._paid.discard(job_id)
             return False
-        try:
-            lane, active = self.job_info(job_id)
-        except Exception:
-            log.exception("scheduler.job_info_failed", job=job_id)
-            return False
+        lane, active = self._info(job_id)
         if lane is None:
             return False
         wait = self.budget.reserve(lane, active=active)
