@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,27 @@ async def test_a_failed_listing_fails_the_cluster_poll_once_not_per_workflow(
     cloud.error = None
     assert await cluster.poll(ctx) == POLL.active_s
     assert rec.outcomes[-1] is PollOutcome.OK and cluster.health.failures == 0
+
+
+async def test_an_upgrade_that_ran_while_the_first_listings_failed_is_news_not_history(
+    store: MemoryStore,
+) -> None:
+    """The first good listing stays quiet about upgrades that ended before the watching
+    began, not about one that began and ended while the listings failed (the cloud down
+    at start, the store unable to write, a lease still loading): that one is reported."""
+    cloud = ListingCloud(finished("last-year", created=1))
+    cluster = cluster_of(cloud, [])
+    cluster.watching_since = datetime(2026, 1, 5, tzinfo=UTC)
+    rec = Recorder()
+    ctx = make_ctx(store, rec)
+    cloud.error = ServerError(503, None, "down")
+    await cluster.poll(ctx)  # the first listing fails ...
+    assert not cluster.listed_before and not rec.committed
+    cloud.workflows["ran-meanwhile"] = finished("ran-meanwhile", created=6)  # ... meanwhile
+    cloud.error = None
+    await cluster.poll(ctx)
+    assert list(cluster.live) == ["ran-meanwhile"]  # its one last look comes next listing
+    assert cluster.known == {"last-year", "ran-meanwhile"}
+    reported = {(e.workflow_id, e.kind) for e in rec.committed}
+    assert ("ran-meanwhile", "workflow.detected") in reported
+    assert not any(wid == "last-year" for wid, _ in reported)

@@ -463,6 +463,7 @@ class App:
             display_name=display,
             console_template=self.settings.notify.console_url or None,
             cluster_name=cluster_name,
+            watching_since=self.clock.now(),
         )
         # Hooks check that the cluster is still the one watched: a job still running when
         # its target was removed (a reload) must not index workflows again.

@@ -581,7 +581,11 @@ class ClusterWatch:
 
     On the very first listing of a cluster, workflows that already ended (Success/Cancel)
     are remembered without a notification: nobody wants a page about last year's upgrade.
-    Any workflow that appears later is watched, even if it ended between two listings. A
+    One created after this process began watching the cluster (``watching_since``) is news
+    although it ended: its upgrade ran while the first listings failed (a cloud outage at
+    start, a store that could not write, a lease still loading), and staying quiet about it
+    would lose it. Any workflow that appears later is watched, even if it ended between two
+    listings. A
     workflow that ended gets one last diff on the next listing (final timestamps), then
     costs only its entry in ``known``.
     """
@@ -597,6 +601,9 @@ class ClusterWatch:
     on_applied: Callable[[WorkflowWatch, float | None], None] = _ignore
     known: set[str] = field(default_factory=set)
     listed_before: bool = False
+    # When this process began watching the cluster (see the docstring); None: every
+    # workflow the first listing finds ended is history (``check``, tests).
+    watching_since: datetime | None = None
     # ``check`` shows the newest listed workflow when none runs; the daemon keeps none (a
     # parsed finished workflow per cluster is what "finished costs a set entry" rules out).
     keep_newest: bool = False
@@ -654,7 +661,7 @@ class ClusterWatch:
             if watch is None:
                 if uid in self.known:
                     continue  # it ended: a set entry, nothing more
-                if first and workflow.phase in TERMINAL_PHASES:
+                if first and workflow.phase in TERMINAL_PHASES and not self._news(workflow):
                     self.known.add(uid)  # history at the first look: remembered quietly
                     continue
                 log.info("discovery.new_workflow", workflow=uid, phase=workflow.phase)
@@ -732,6 +739,11 @@ class ClusterWatch:
                 return None  # never diffed and gone: nothing to report
             return await watch.vanished(ctx)
         return await watch.apply(ctx, shown)  # the listing left it out; it is still there
+
+    def _news(self, workflow: Workflow) -> bool:
+        """Created after this process began watching the cluster (see the docstring)."""
+        since, created = self.watching_since, workflow.created_at
+        return since is not None and created is not None and created >= since
 
     def hold(self, uid: str, state: WatchState | None) -> WorkflowWatch:
         """The holder of a workflow of this cluster (made when missing; HA: a workflow
