@@ -585,9 +585,8 @@ class ClusterWatch:
     although it ended: its upgrade ran while the first listings failed (a cloud outage at
     start, a store that could not write, a lease still loading), and staying quiet about it
     would lose it. Any workflow that appears later is watched, even if it ended between two
-    listings. A
-    workflow that ended gets one last diff on the next listing (final timestamps), then
-    costs only its entry in ``known``.
+    listings. A workflow that ended gets one last diff on the next listing (final
+    timestamps), then costs only its entry in ``known``.
     """
 
     client: CloudSource
