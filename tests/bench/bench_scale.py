@@ -318,13 +318,12 @@ def latency_line(what: str, values: list[float], note: str) -> str:
 def detail(r: Result) -> str:
     ready = "never" if r.ready_s is None else f"{r.ready_s:.1f} s"
     first = "not within the warm-up" if r.first_round_s is None else f"{r.first_round_s:.0f} s"
-    drained = (
-        "not waited for"
-        if r.first_round_s is None
-        else f"not within {DRAIN_WAIT_S:.0f} s"
-        if r.drained_s is None
-        else f"{r.drained_s:.0f} s"
-    )
+    if r.first_round_s is None:
+        drained = "not waited for"
+    elif r.drained_s is None:
+        drained = f"not within {DRAIN_WAIT_S:.0f} s"
+    else:
+        drained = f"{r.drained_s:.0f} s"
     out = (
         f"  [{r.config.label}] targets={r.config.kind} polling={r.config.polling or 'defaults'}"
         f"\n    ready {ready}, every target polled once {first} later, its messages sent"

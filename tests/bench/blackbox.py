@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -224,12 +224,11 @@ async def wait_first_round(
     made before a workflow was first seen is reported inside its first summary, not as an
     event of its own. Timing change -> webhook, and the measured window, start after this
     round: at 30,000 targets it costs two requests each (the cluster's name once)."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if (await poll_gaps(http, sim_url))["paths"] >= targets:
-            return time.monotonic() - started
-        await asyncio.sleep(1.0)
-    return None
+
+    async def all_polled() -> bool:
+        return bool((await poll_gaps(http, sim_url))["paths"] >= targets)
+
+    return await seconds_until(all_polled, timeout, every=1.0)
 
 
 async def wait_outbox_empty(
@@ -240,11 +239,22 @@ async def wait_outbox_empty(
     The first round reports every workflow it finds (30,000 "detected" messages at 30k);
     their delivery is a one-off that would otherwise fill the measured window of the
     steady poll load."""
+
+    async def empty() -> bool:
+        return (await scrape(http, daemon, timeout=10)).outbox == 0
+
+    return await seconds_until(empty, timeout, every=1.0)
+
+
+async def seconds_until(
+    check: Callable[[], Awaitable[bool]], timeout: float, *, every: float
+) -> float | None:
+    """Seconds until ``check()`` is true (asked every ``every`` s), None if not in time."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if (await scrape(http, daemon, timeout=10)).outbox == 0:
+        if await check():
             return time.monotonic() - started
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(every)
     return None
 
 
@@ -284,14 +294,13 @@ async def wait_ready(
     http: aiohttp.ClientSession, daemon: DaemonProcess, timeout: float
 ) -> float | None:
     """Seconds until /readyz answers 200, or None if it did not within ``timeout``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
+
+    async def running_and_ready() -> bool:
         if not daemon.running():
             raise RuntimeError("daemon exited:\n" + daemon.log_text()[-2000:])
-        if await ready(http, daemon):
-            return time.monotonic() - started
-        await asyncio.sleep(0.5)
-    return None
+        return await ready(http, daemon)
+
+    return await seconds_until(running_and_ready, timeout, every=0.5)
 
 
 def log_mentions(daemon: DaemonProcess, word: str) -> int:

@@ -11,10 +11,13 @@ import time
 from watcher.runtime.scheduler import PollScheduler
 
 
-async def _starts(delay: float, runs: int) -> tuple[PollScheduler, list[float]]:
-    """A job asking for ``delay`` every run, on a trigger set to 1 s, until ``runs`` starts."""
+async def _starts(
+    delay: float, runs: int, *, interval: float = 1.0, busy_s: float = 0.0
+) -> tuple[PollScheduler, list[float]]:
+    """A job asking for ``delay`` every run, on a trigger set to ``interval``, until ``runs``
+    starts; ``busy_s``: the loop is blocked that long right after the job is added."""
     sched = PollScheduler()
-    sched.first_interval_s = 1.0
+    sched.first_interval_s = interval
     sched.start()
     starts: list[float] = []
 
@@ -23,6 +26,7 @@ async def _starts(delay: float, runs: int) -> tuple[PollScheduler, list[float]]:
         return delay
 
     sched.add("j", job)
+    time.sleep(busy_s)
     while len(starts) < runs:
         await asyncio.sleep(0.05)
     await sched.shutdown(1)
@@ -92,19 +96,7 @@ async def test_a_run_that_started_late_counts_its_next_delay_from_its_start() ->
     """A backlog (the first round of 30,000 targets on one core) must not keep every later
     round as late: a run that started late is followed a full delay after it started, not
     one interval after the time it was due (which had already passed, or nearly)."""
-    sched = PollScheduler()
-    sched.first_interval_s = 2.0
-    sched.start()
-    starts: list[float] = []
-
-    async def job() -> float:
-        starts.append(time.monotonic())
-        return 2.0  # the trigger's interval: on time, this costs no reschedule
-
-    sched.add("j", job)
-    time.sleep(1.8)  # the loop is busy: the first run starts 1.8 s late
-    while len(starts) < 2:
-        await asyncio.sleep(0.05)
-    await sched.shutdown(1)
+    # The trigger's interval again (on time, no reschedule); the first run starts 1.8 s late.
+    sched, starts = await _starts(2.0, 2, interval=2.0, busy_s=1.8)
     assert starts[1] - starts[0] >= 1.9, starts  # on its trigger it came 0.2 s later
     assert sched.reschedules >= 1  # the late run re-armed (a busy CI may make the next late)

@@ -62,14 +62,14 @@ def test_due_polls_late_while_others_start_is_overload_logged_once_not_a_wedge()
         # one check every 5 s: one episode, however it swings.
         for overdue in (148.0, 30.0, 144.0, 0.5, 90.0, 121.0):
             readings.overdue = overdue
-            dog._overload()
+            dog._overload(readings.overdue)
             now[0] += 5.0
         readings.overdue = 0.2
         for _ in range(24):  # caught up after 120 s without a late poll, not before
             assert dog.overloaded
-            dog._overload()
+            dog._overload(readings.overdue)
             now[0] += 5.0
-        dog._overload()
+        dog._overload(readings.overdue)
         assert not dog.overloaded
     events = [line["event"] for line in logs]
     assert events == ["scheduler.overloaded", "scheduler.caught_up"], logs

@@ -79,9 +79,10 @@ class Watchdog:
             period = min(self.self_check_s, interval / 2) if interval else self.self_check_s
             self.tick = time.monotonic()
             await self.check_store(store)
-            ok, reason = self.healthy()
+            overdue = self.scheduler.overdue_s()  # a scan of every due job: once a round
+            ok, reason = self.healthy(overdue)
             self.metrics.set_scheduler_up(ok)
-            self._overload()
+            self._overload(overdue)
             if ok:
                 sdnotify.watchdog()
             else:
@@ -119,7 +120,7 @@ class Watchdog:
             else:
                 self.metrics.set_outbox(stats.pending, stats.oldest_pending_age_s, stats.dead)
 
-    def _overload(self) -> None:
+    def _overload(self, overdue: float) -> None:
         """Log when due polls wait past ``overdue_limit_s`` while others still start (more
         polls due than this process starts on time: 100,000 targets at 30 s on one core),
         and when it caught up, once each. Not a liveness failure: a restart would not help,
@@ -128,7 +129,6 @@ class Watchdog:
         Caught up means no late poll for a whole ``overdue_limit_s``: the oldest due poll's
         wait swings with every batch that starts (120 s, then 30, then 144 at 100k), and a
         line per swing would be noise."""
-        overdue, now = self.scheduler.overdue_s(), self._monotonic()
         if overdue > self.overdue_limit_s:
             self._calm_since = None
             if not self.overloaded:
@@ -140,20 +140,23 @@ class Watchdog:
                     " intervals, or split the targets over more replicas",
                 )
         elif self.overloaded:
+            now = self._monotonic()
             if self._calm_since is None:
                 self._calm_since = now
             elif now - self._calm_since >= self.overdue_limit_s:
                 self.overloaded, self._calm_since = False, None
                 log.info("scheduler.caught_up")
 
-    def healthy(self) -> tuple[bool, str]:
-        """Liveness: the scheduler runs, starts due polls, no poll hangs, the checks tick."""
+    def healthy(self, overdue: float | None = None) -> tuple[bool, str]:
+        """Liveness: the scheduler runs, starts due polls, no poll hangs, the checks tick.
+        ``overdue``: ``PollScheduler.overdue_s`` when the caller has just read it."""
         if not self.scheduler.running:
             return False, "scheduler is not running"
         stale = time.monotonic() - self.tick
         if stale > max(30.0, 3 * self.self_check_s):
             return False, f"self-check loop has not run for {stale:.0f} s"
-        overdue = self.scheduler.overdue_s()
+        if overdue is None:
+            overdue = self.scheduler.overdue_s()
         idle = self.scheduler.seconds_since_last_run()
         if overdue > self.overdue_limit_s and idle > self.overdue_limit_s:
             # Polls late while others still start is overload, not a wedge (see ``_overload``).
